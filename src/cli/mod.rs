@@ -1,0 +1,2 @@
+//! The `edgefarm` command line (stub).
+pub fn main() -> std::process::ExitCode { std::process::ExitCode::SUCCESS }

@@ -1,0 +1,2 @@
+//! Runtime shells: turn a runtime's request into `http::Request`, call `handle()`, answer.
+pub mod native;
