@@ -1,11 +1,16 @@
 //! The render node agent (`edgefarm node`): polls a queue, runs the programs its config allows
 //! (never through a shell), heartbeats with progress and logs, and acks results.
 
+pub mod backoff;
 pub mod blender;
+pub mod client;
 pub mod command;
 pub mod config;
 pub mod error;
 pub mod paths;
+pub mod process;
+pub mod progress;
+pub mod state;
 pub mod wire;
 
 pub use error::NodeError;
