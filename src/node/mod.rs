@@ -7,10 +7,12 @@ pub mod client;
 pub mod command;
 pub mod config;
 pub mod error;
+pub mod logbuf;
 pub mod paths;
 pub mod process;
 pub mod progress;
 pub mod state;
+pub mod task;
 pub mod wire;
 
 pub use error::NodeError;

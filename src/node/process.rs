@@ -25,12 +25,14 @@ const MAX_LINE: usize = 8 * 1024;
 pub struct Child {
     child: tokio::process::Child,
     pgid: Option<i32>,
-    lines: mpsc::Receiver<String>,
 }
+
+/// The merged stdout+stderr lines of a [`Child`] (kept apart so both can be awaited at once).
+pub type Lines = mpsc::Receiver<String>;
 
 impl Child {
     /// Starts `program` with `args` (no shell) in `cwd`.
-    pub fn spawn(program: &Path, args: &[String], cwd: &Path) -> Result<Child, NodeError> {
+    pub fn spawn(program: &Path, args: &[String], cwd: &Path) -> Result<(Child, Lines), NodeError> {
         let mut cmd = tokio::process::Command::new(program);
         cmd.args(args)
             .current_dir(cwd)
@@ -56,12 +58,7 @@ impl Child {
         if let Some(err) = child.stderr.take() {
             tokio::spawn(pump(err, tx));
         }
-        Ok(Child { child, pgid, lines })
-    }
-
-    /// The next output line; `None` once both pipes are closed.
-    pub async fn next_line(&mut self) -> Option<String> {
-        self.lines.recv().await
+        Ok((Child { child, pgid }, lines))
     }
 
     /// Waits for the program to exit.
@@ -132,9 +129,10 @@ mod tests {
             "-c".to_string(),
             "echo out; echo err >&2; exit 3".to_string(),
         ];
-        let mut child = Child::spawn(Path::new("/bin/sh"), &args, Path::new("/")).unwrap();
+        let (mut child, mut rx) =
+            Child::spawn(Path::new("/bin/sh"), &args, Path::new("/")).unwrap();
         let mut lines = Vec::new();
-        while let Some(l) = child.next_line().await {
+        while let Some(l) = rx.recv().await {
             lines.push(l);
         }
         lines.sort();
@@ -148,7 +146,8 @@ mod tests {
         let pidfile = tmp.path().join("pid");
         let script = format!("sleep 30 & echo $! > {}; wait", pidfile.display());
         let args = vec!["-c".to_string(), script];
-        let mut child = Child::spawn(Path::new("/bin/sh"), &args, Path::new("/")).unwrap();
+        let (mut child, _lines) =
+            Child::spawn(Path::new("/bin/sh"), &args, Path::new("/")).unwrap();
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
         let grandchild: i32 = loop {
             if let Some(pid) = std::fs::read_to_string(&pidfile)
