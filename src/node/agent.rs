@@ -57,7 +57,7 @@ pub async fn run(loader: Loader) -> Result<Exit, NodeError> {
             Err(e) if e.is_config() || e.is_auth() => return Err(e),
             Err(e) => {
                 let delay = backoff.next_delay();
-                tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "server not reachable");
+                tracing::warn!(error = %e.report(), retry_in_ms = delay.as_millis() as u64, "server not reachable");
                 tokio::select! {
                     _ = sleep(delay) => {}
                     _ = term.recv() => return Ok(Exit::Drained),
@@ -225,6 +225,8 @@ fn reload(loader: &Loader, shared: &Shared, pool: &mut Pool, draining: bool) {
             }
             shared.set_config(Arc::new(merged));
         }
-        Err(e) => tracing::error!(error = %e, "config reload failed; keeping the running config"),
+        Err(e) => {
+            tracing::error!(error = %e.report(), "config reload failed; keeping the running config")
+        }
     }
 }

@@ -125,6 +125,17 @@ impl Client {
         decode(self.authed(req).send().await?).await
     }
 
+    /// Sends any request with the bearer and returns the body text of a 2xx answer.
+    pub async fn send_text(&self, req: reqwest::RequestBuilder) -> Result<String, NodeError> {
+        let resp = self.authed(req).send().await?;
+        if resp.status().is_success() {
+            return Ok(resp.text().await?);
+        }
+        decode::<serde_json::Value>(resp)
+            .await
+            .map(|v| v.to_string())
+    }
+
     /// Builds a request for `path` (starting with `/`).
     pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
         self.http.request(method, self.url(path))

@@ -10,7 +10,7 @@ pub enum NodeError {
     #[error("config: {0}")]
     Config(String),
     /// A config file that cannot be read.
-    #[error("config: cannot read {path}: {source}")]
+    #[error("config: cannot read {path}")]
     ConfigRead {
         /// The file.
         path: PathBuf,
@@ -32,10 +32,10 @@ pub enum NodeError {
         message: String,
     },
     /// The server could not be reached or its answer could not be read.
-    #[error("http: {0}")]
+    #[error("http request failed")]
     Http(#[from] reqwest::Error),
     /// A local I/O problem (state file, spawning a program).
-    #[error("{what}: {source}")]
+    #[error("{what}")]
     Io {
         /// What was being done.
         what: String,
@@ -52,6 +52,18 @@ impl NodeError {
             what: what.into(),
             source,
         }
+    }
+
+    /// The message with every underlying cause, for logs and task errors.
+    pub fn report(&self) -> String {
+        let mut text = self.to_string();
+        let mut source = std::error::Error::source(self);
+        while let Some(cause) = source {
+            text.push_str(": ");
+            text.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        text
     }
 
     /// True for errors that mean "the configuration is wrong" (exit code 2).

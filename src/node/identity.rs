@@ -40,7 +40,7 @@ pub async fn connect(config: &NodeConfig) -> Result<Identity, NodeError> {
             }
             // A revoked token: enrol again if we can, as a new node.
             Err(e) if e.is_auth() && config.secret.is_some() => {
-                tracing::warn!(error = %e, "saved node token refused; enrolling again");
+                tracing::warn!(error = %e.report(), "saved node token refused; enrolling again");
             }
             Err(e) => return Err(e),
         }

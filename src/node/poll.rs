@@ -102,7 +102,7 @@ pub async fn apply(
             set_server_drain(shared, node.state.as_deref() == Some("draining"));
             *interval
         }
-        Answer::Poll(_, Err(e)) | Answer::Node(Err(e)) => failure(backoff, &e.to_string()),
+        Answer::Poll(_, Err(e)) | Answer::Node(Err(e)) => failure(backoff, &e.report()),
         Answer::Lost(msg) => failure(backoff, &msg),
     }
 }
@@ -128,7 +128,7 @@ pub async fn release(shared: &Shared, task: &ClaimedTask) {
     match tokio::time::timeout(Duration::from_secs(5), call).await {
         Ok(Ok(())) => tracing::info!(task = %task.id, "released"),
         Ok(Err(e)) => {
-            tracing::warn!(task = %task.id, error = %e, "release failed; the lease will expire")
+            tracing::warn!(task = %task.id, error = %e.report(), "release failed; the lease will expire")
         }
         Err(_) => tracing::warn!(task = %task.id, "release timed out; the lease will expire"),
     }

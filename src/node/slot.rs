@@ -95,16 +95,16 @@ impl Pool {
     }
 
     /// Gives `task` to an idle slot; hands it back if none is idle.
-    pub fn assign(&mut self, task: ClaimedTask) -> Result<(), ClaimedTask> {
+    pub fn assign(&mut self, task: ClaimedTask) -> Result<(), Box<ClaimedTask>> {
         let Some((_, handle)) = self.slots.iter_mut().find(|(_, h)| h.busy.is_none()) else {
-            return Err(task);
+            return Err(Box::new(task));
         };
         match handle.tx.try_send(task.clone()) {
             Ok(()) => {
                 handle.busy = Some(task);
                 Ok(())
             }
-            Err(_) => Err(task),
+            Err(_) => Err(Box::new(task)),
         }
     }
 

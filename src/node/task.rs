@@ -68,7 +68,7 @@ pub fn launch_for(config: &NodeConfig, task: &ClaimedTask) -> Result<Launch, Nod
 pub async fn run(env: TaskEnv<'_>, task: &ClaimedTask) -> Outcome {
     let launch = match launch_for(env.config, task) {
         Ok(l) => l,
-        Err(e) => return Outcome::Failed(e.to_string()),
+        Err(e) => return Outcome::Failed(e.report()),
     };
     let mut run = Run {
         tracker: Tracker::new(launch.frames_total),
@@ -89,7 +89,7 @@ pub async fn run(env: TaskEnv<'_>, task: &ClaimedTask) -> Outcome {
         let (child, lines) = match Child::spawn(&launch.program, argv, &run.env.config.project_root)
         {
             Ok(c) => c,
-            Err(e) => return Outcome::Failed(e.to_string()),
+            Err(e) => return Outcome::Failed(e.report()),
         };
         match run.watch(child, lines, deadline).await {
             Step::Exited(0) => {
@@ -183,7 +183,7 @@ impl Run<'_> {
                 status = child.wait(), if !pipes_open => {
                     return match status {
                         Ok(s) => Step::Exited(exit_code(&s)),
-                        Err(e) => { self.log.push(&e.to_string()); Step::Exited(-1) }
+                        Err(e) => { self.log.push(&e.report()); Step::Exited(-1) }
                     };
                 }
                 _ = tick.tick() => {
@@ -241,7 +241,7 @@ impl Run<'_> {
             }
             Err(e) => {
                 // Keep rendering through an outage; the text goes out with a later heartbeat.
-                tracing::warn!(task = %self.task.id, error = %e, "heartbeat failed");
+                tracing::warn!(task = %self.task.id, error = %e.report(), "heartbeat failed");
                 self.log.unsend(chunk);
                 None
             }
