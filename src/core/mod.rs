@@ -1,4 +1,151 @@
-//! The pure core (stub; being written).
-pub struct Config;
-pub struct Ctx;
-pub fn handle() {}
+//! The pure core: `handle(request, ctx) -> response` over a [`Store`].
+//!
+//! It never reads a clock, sleeps, spawns or touches files: time is `ctx.now_ms` and randomness
+//! comes from `ctx.ids`, so it runs unchanged on wasm32 and tests move time by hand.
+#![deny(missing_docs)]
+
+pub mod api;
+pub mod auth;
+pub mod error;
+pub mod frames;
+pub mod http;
+pub mod job_list;
+pub mod model;
+pub mod records;
+pub mod rollup;
+pub mod router;
+pub mod scheduler;
+pub mod validate;
+
+pub use error::{Error, Result};
+pub use router::handle;
+
+use crate::store::Store;
+use std::cell::Cell;
+
+/// Limits on what a request may ask for; each breach is a 413 or 400 naming the limit.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Largest request body, bytes.
+    pub body_bytes: usize,
+    /// Most tasks one job may have.
+    pub tasks_per_job: u64,
+    /// Most frames one job may have.
+    pub frames_per_job: u64,
+    /// Longest name, queue, tag or id.
+    pub string_len: usize,
+    /// Most tags on a job or node.
+    pub tags: usize,
+    /// Largest `params` object, bytes of JSON.
+    pub params_bytes: usize,
+    /// Largest log chunk in one heartbeat, bytes.
+    pub log_chunk_bytes: usize,
+    /// Largest result of one task, bytes of JSON.
+    pub result_bytes: usize,
+    /// Most acks in one queue request.
+    pub acks_per_request: usize,
+    /// Most tasks claimed by one queue request.
+    pub claim_max: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            body_bytes: 1 << 20,
+            tasks_per_job: 100_000,
+            frames_per_job: 1_000_000,
+            string_len: 256,
+            tags: 16,
+            params_bytes: 64 << 10,
+            log_chunk_bytes: 64 << 10,
+            result_bytes: 64 << 10,
+            acks_per_request: 64,
+            claim_max: 16,
+        }
+    }
+}
+
+/// Server settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The farm secret (admin credential).
+    pub secret: String,
+    /// Lease length handed out with each claim.
+    pub lease_ms: u64,
+    /// Heartbeat interval nodes should keep.
+    pub heartbeat_ms: u64,
+    /// Poll interval nodes should keep.
+    pub poll_ms: u64,
+    /// Limits.
+    pub limits: Limits,
+}
+
+impl Config {
+    /// Defaults with the given secret.
+    pub fn new(secret: impl Into<String>) -> Self {
+        Config {
+            secret: secret.into(),
+            lease_ms: 60_000,
+            heartbeat_ms: 15_000,
+            poll_ms: 2_000,
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// A source of randomness for ids and tokens.
+pub trait Ids {
+    /// 128 fresh random bits.
+    fn random(&self) -> u128;
+}
+
+/// Deterministic ids for tests: a counter.
+#[derive(Debug, Default)]
+pub struct SeqIds(Cell<u128>);
+
+impl Ids for SeqIds {
+    fn random(&self) -> u128 {
+        self.0.set(self.0.get() + 1);
+        // Spread the counter over the bits so tokens and ids look distinct.
+        self.0
+            .get()
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15_F39C_C060_5CED_C835)
+    }
+}
+
+/// Everything a request may use besides its own bytes.
+pub struct Ctx<'a, S: Store> {
+    /// The store.
+    pub store: &'a S,
+    /// Settings.
+    pub config: &'a Config,
+    /// Now, in ms since the epoch.
+    pub now_ms: u64,
+    /// Randomness.
+    pub ids: &'a dyn Ids,
+}
+
+impl<S: Store> Ctx<'_, S> {
+    /// A uuid v7 from `now_ms` and fresh random bits (time-ordered ids).
+    pub fn uuid_v7(&self) -> String {
+        let r = self.ids.random();
+        let ms = self.now_ms & 0xFFFF_FFFF_FFFF;
+        let rand_a = (r >> 64) as u16 & 0x0FFF;
+        let rand_b = (r as u64) & 0x3FFF_FFFF_FFFF_FFFF;
+        let hi = (ms << 16) | 0x7000 | rand_a as u64;
+        let lo = 0x8000_0000_0000_0000 | rand_b;
+        format!(
+            "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
+            hi >> 32,
+            (hi >> 16) & 0xFFFF,
+            hi & 0xFFFF,
+            lo >> 48,
+            lo & 0xFFFF_FFFF_FFFF
+        )
+    }
+
+    /// A 128-bit random token, hex.
+    pub fn token(&self) -> String {
+        format!("{:032x}", self.ids.random())
+    }
+}

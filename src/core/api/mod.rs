@@ -1,0 +1,21 @@
+//! Handlers, one file per resource. They parse, call the scheduler or the records, and shape
+//! the answer; rules live in `validate`, `rollup` and `scheduler`.
+
+pub mod jobs;
+pub mod nodes;
+pub mod queue;
+pub mod tasks;
+
+use super::http::json;
+use super::Ctx;
+use crate::store::Store;
+use bytes::Bytes;
+use http::{Response, StatusCode};
+
+/// `GET /v1/health`: alive, and what the store guarantees.
+pub fn health<S: Store>(ctx: &Ctx<'_, S>) -> Response<Bytes> {
+    json(
+        StatusCode::OK,
+        &serde_json::json!({"ok": true, "version": env!("CARGO_PKG_VERSION"), "store": ctx.store.capabilities()}),
+    )
+}

@@ -1,0 +1,144 @@
+//! `/v1/queue/{queue}`: the poll-and-ack protocol of render nodes (after katar's queue route).
+
+use super::tasks::{apply_ack, Ack};
+use crate::core::auth::Caller;
+use crate::core::error::{Error, Result};
+use crate::core::http::{body_or_default, empty, json};
+use crate::core::model::{JobType, NodeState};
+use crate::core::scheduler::claim::{claim, claimed_id, Claimer};
+use crate::core::validate;
+use crate::core::Ctx;
+use crate::store::Store;
+use bytes::Bytes;
+use http::{Response, StatusCode};
+use serde::Deserialize;
+use serde_json::json;
+
+/// `GET /v1/queue/{queue}`: what the server wants nodes to do.
+pub fn settings<S: Store>(ctx: &Ctx<'_, S>, queue: &str) -> Result<Response<Bytes>> {
+    validate::ident("queue", queue)?;
+    let c = ctx.config;
+    Ok(json(
+        StatusCode::OK,
+        &json!({"queue": queue, "interval": c.poll_ms, "lease_ms": c.lease_ms, "heartbeat_ms": c.heartbeat_ms, "max_tasks": c.limits.claim_max}),
+    ))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Poll {
+    node: Option<String>,
+    max: Option<u32>,
+    types: Option<Vec<JobType>>,
+    tags: Option<Vec<String>>,
+    #[serde(default)]
+    tasks: Vec<Ack>,
+}
+
+/// `POST /v1/queue/{queue}`: acks first, then claims up to `max` tasks.
+pub async fn poll<S: Store>(
+    ctx: &Ctx<'_, S>,
+    caller: &Caller,
+    queue: &str,
+    bytes: &[u8],
+) -> Result<Response<Bytes>> {
+    validate::ident("queue", queue)?;
+    let p: Poll = body_or_default(bytes)?;
+    let limits = &ctx.config.limits;
+    if p.tasks.len() > limits.acks_per_request {
+        return Err(Error::TooLarge(format!(
+            "tasks: at most {} acks per request",
+            limits.acks_per_request
+        )));
+    }
+    let max = p.max.unwrap_or(1);
+    if max > limits.claim_max {
+        return Err(Error::field(
+            "max",
+            format!("max must be from 0 to {}", limits.claim_max),
+        ));
+    }
+    let tags = p
+        .tags
+        .map(|t| validate::tags("tags", t, limits))
+        .transpose()?;
+    // Who claims: the node of a node token, or (farm secret) the node named in the body.
+    let (node_id, node_state, default_types, default_tags) = match caller {
+        Caller::Node(rec) => {
+            if p.node.as_ref().is_some_and(|n| *n != rec.value.id) {
+                return Err(Error::Forbidden(
+                    "a node token can only poll for its own node".into(),
+                ));
+            }
+            (
+                rec.value.id.clone(),
+                rec.value.state,
+                rec.value.types.clone(),
+                rec.value.tags.clone(),
+            )
+        }
+        Caller::Admin => {
+            let id = p.node.clone().unwrap_or_else(|| "anonymous".into());
+            validate::ident("node", &id)?;
+            (
+                id,
+                NodeState::Awake,
+                vec![JobType::Blender, JobType::Command],
+                Vec::new(),
+            )
+        }
+    };
+    let claimer = Claimer {
+        node: node_id.clone(),
+        types: p.types.clone().unwrap_or(default_types),
+        tags: tags.clone().unwrap_or(default_tags),
+    };
+    if let Caller::Node(rec) = caller {
+        if p.types.as_ref().is_some_and(|t| *t != rec.value.types)
+            || tags.as_ref().is_some_and(|t| *t != rec.value.tags)
+        {
+            let (types, tags) = (claimer.types.clone(), claimer.tags.clone());
+            super::nodes::update_node(ctx, &node_id, |n| {
+                n.types.clone_from(&types);
+                n.tags.clone_from(&tags);
+            })
+            .await?;
+        }
+    }
+    let had_acks = !p.tasks.is_empty();
+    let mut acks = Vec::new();
+    for ack in p.tasks {
+        let id = ack.id.clone();
+        acks.push(match apply_ack(ctx, caller, ack).await {
+            Ok(_) => json!({"_id": id, "ok": true}),
+            Err(Error::Store(e)) => return Err(Error::Store(e)),
+            Err(e) => json!({"_id": id, "ok": false, "error": e.body()["error"]}),
+        });
+    }
+    let node_state = super::nodes::touch(ctx, caller).await.unwrap_or(node_state);
+    let claimed = if node_state == NodeState::Draining {
+        Vec::new()
+    } else {
+        claim(ctx, queue, &claimer, max as usize).await?
+    };
+    if claimed.is_empty() && !had_acks {
+        return Ok(empty(StatusCode::NO_CONTENT));
+    }
+    let tasks: Vec<_> = claimed
+        .iter()
+        .map(|c| {
+            let lease = c.task.lease.as_ref();
+            json!({
+                "_id": claimed_id(c), "job": c.job.spec.id, "job_name": c.job.spec.name, "type": c.job.spec.kind,
+                "queue": c.job.spec.queue, "lease": lease.map(|l| l.token.clone()), "attempt": lease.map(|l| l.attempt),
+                "lease_expires_ms": lease.map(|l| l.expires_ms), "lease_ms": ctx.config.lease_ms,
+                "heartbeat_ms": ctx.config.heartbeat_ms, "frames": c.task.frames, "params": c.job.spec.params,
+                "task_timeout_s": c.job.spec.task_timeout_s,
+            })
+        })
+        .collect();
+    Ok(json(
+        StatusCode::OK,
+        &json!({"tasks": tasks, "acks": acks, "node_state": node_state, "interval": ctx.config.poll_ms}),
+    ))
+}

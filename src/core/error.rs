@@ -1,0 +1,100 @@
+//! The one error type of the core, and its single mapping to an HTTP answer.
+
+use crate::store::StoreError;
+use bytes::Bytes;
+use http::{Response, StatusCode};
+
+/// What the API can say went wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The request is malformed or a value is not allowed; `field` names it when one is at fault.
+    #[error("{message}")]
+    BadInput {
+        /// Dotted path of the field at fault.
+        field: Option<String>,
+        /// What is wrong, for a person.
+        message: String,
+    },
+    /// No credentials.
+    #[error("missing credentials: send `Authorization: Bearer <secret>`")]
+    Unauthorized,
+    /// Credentials that do not allow this.
+    #[error("{0}")]
+    Forbidden(String),
+    /// No such thing.
+    #[error("{0} not found")]
+    NotFound(String),
+    /// No such route or method.
+    #[error("method {0} not allowed here")]
+    MethodNotAllowed(String),
+    /// The request contradicts the current state.
+    #[error("{0}")]
+    Conflict(String),
+    /// The lease named is no longer the caller's.
+    #[error("{0}")]
+    StaleLease(String),
+    /// Over a size or count limit.
+    #[error("{0}")]
+    TooLarge(String),
+    /// The store failed; the client sees a generic message.
+    #[error("internal error")]
+    Store(#[from] StoreError),
+}
+
+/// Result of the core.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// A bad value in `field`.
+    pub fn field(field: &str, message: impl Into<String>) -> Self {
+        Error::BadInput {
+            field: Some(field.to_string()),
+            message: message.into(),
+        }
+    }
+
+    /// A bad request not tied to one field.
+    pub fn bad(message: impl Into<String>) -> Self {
+        Error::BadInput {
+            field: None,
+            message: message.into(),
+        }
+    }
+
+    fn status_and_code(&self) -> (StatusCode, &'static str) {
+        match self {
+            Error::BadInput { .. } => (StatusCode::BAD_REQUEST, "bad_request"),
+            Error::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            Error::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            Error::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            Error::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            Error::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            Error::StaleLease(_) => (StatusCode::CONFLICT, "stale_lease"),
+            Error::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
+            Error::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        }
+    }
+
+    /// The `{"error": {...}}` body.
+    pub fn body(&self) -> serde_json::Value {
+        let (_, code) = self.status_and_code();
+        let mut err = serde_json::json!({"code": code, "message": self.to_string()});
+        if let Error::BadInput { field: Some(f), .. } = self {
+            err["field"] = serde_json::Value::String(f.clone());
+        }
+        serde_json::json!({ "error": err })
+    }
+
+    /// The HTTP answer. Store failures are logged here, once, with their source.
+    pub fn into_response(self) -> Response<Bytes> {
+        let (status, _) = self.status_and_code();
+        if let Error::Store(source) = &self {
+            tracing::error!(error = %source, source = ?std::error::Error::source(source), "store failure");
+        }
+        let mut body = self.body();
+        if matches!(self, Error::StaleLease(_)) {
+            body["keep_running"] = serde_json::Value::Bool(false);
+        }
+        super::http::json(status, &body)
+    }
+}

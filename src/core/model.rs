@@ -1,0 +1,311 @@
+//! The records the core keeps in the store and the states they move through.
+//!
+//! A job's tasks live in segments of up to [`SEGMENT_TASKS`] tasks; a segment is the unit of
+//! compare-and-swap, so a claim, heartbeat or ack is one conditional write of one small record.
+//! Job counters and state are a roll-up of its segments (see `rollup`), never a second record
+//! that could disagree with them. Rejected alternative: all tasks inside the job record (one CAS
+//! per job, but every claim rewrites the whole job, O(tasks)).
+
+use crate::core::frames::FrameRange;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Tasks per segment.
+pub const SEGMENT_TASKS: u32 = 64;
+
+/// What kind of program a job runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub enum JobType {
+    /// Blender renders frames.
+    Blender,
+    /// An allowed program with an argv template.
+    Command,
+    /// A nexrender (After Effects) job.
+    Nexrender,
+}
+
+impl JobType {
+    /// The name used in the API and in index keys.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobType::Blender => "blender",
+            JobType::Command => "command",
+            JobType::Nexrender => "nexrender",
+        }
+    }
+}
+
+/// What happens to a job when one of its tasks runs out of attempts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum OnFailure {
+    /// The job fails at once and its remaining tasks are canceled.
+    #[default]
+    Fail,
+    /// The other tasks still run; the job ends failed.
+    Continue,
+}
+
+/// A job as submitted, with every default filled in. Its digest decides whether a second
+/// submit with the same id is the same job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobSpec {
+    /// Job id.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// Program kind.
+    #[serde(rename = "type")]
+    pub kind: JobType,
+    /// Queue name.
+    pub queue: String,
+    /// Higher first.
+    pub priority: i64,
+    /// A node must have every tag.
+    pub tags: Vec<String>,
+    /// Type-specific parameters.
+    pub params: Value,
+    /// Frame spec, if any.
+    pub frames: Option<String>,
+    /// Frames per task.
+    pub chunk_size: u64,
+    /// Failed attempts before a task fails.
+    pub max_attempts: u32,
+    /// Seconds a task may run before the node kills it.
+    pub task_timeout_s: u64,
+    /// Failure policy.
+    pub on_failure: OnFailure,
+}
+
+/// The stored job record.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JobRecord {
+    /// The spec, with PATCHed priority and tags.
+    pub spec: JobSpec,
+    /// Digest of the spec as first submitted (idempotent re-submits compare against it).
+    pub digest: String,
+    /// Generation of the segment keys.
+    pub gen: String,
+    /// Number of tasks.
+    pub tasks: u32,
+    /// Number of frames (0 for a job without frames).
+    pub frames_total: u64,
+    /// Set by cancel.
+    pub canceled: bool,
+    /// Set when a task ran out of attempts under `OnFailure::Fail`.
+    pub failed: bool,
+    /// Set by pause, cleared by resume.
+    pub paused: bool,
+    /// Submission time.
+    pub created_ms: u64,
+    /// Last change to the record itself.
+    pub updated_ms: u64,
+    /// When cancel or fail-fast ended the job.
+    pub ended_ms: Option<u64>,
+    /// Page of the job list holding this job.
+    pub list_page: u64,
+    /// Where the nexrender façade keeps the job as nexrender clients sent it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nexrender: Option<Value>,
+}
+
+impl JobRecord {
+    /// Number of segments.
+    pub fn segments(&self) -> u32 {
+        self.tasks.div_ceil(SEGMENT_TASKS)
+    }
+}
+
+/// The state of one task.
+///
+/// Who moves a task out of each state:
+/// - `Queued`: left by a claim (→ `Leased`), cancel (→ `Canceled`).
+/// - `Leased`: left by ack done (→ `Completed`), ack failed or an expired lease seen by a claim
+///   (→ `Queued`, or `Failed` when out of attempts), release (→ `Queued`), cancel (→ `Canceled`).
+/// - `Completed`, `Failed`, `Canceled`: left only by requeue (→ `Queued`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskState {
+    /// Waiting for a node.
+    Queued,
+    /// A node holds a lease on it (which may have expired).
+    Leased,
+    /// Done; its result is the winning attempt's.
+    Completed,
+    /// Ran out of attempts.
+    Failed,
+    /// Canceled with its job.
+    Canceled,
+}
+
+impl TaskState {
+    /// Completed, failed or canceled: only a requeue moves it again.
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            TaskState::Completed | TaskState::Failed | TaskState::Canceled
+        )
+    }
+}
+
+/// A granted lease.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lease {
+    /// Secret the holder proves itself with.
+    pub token: String,
+    /// The node holding it.
+    pub node: String,
+    /// When it lapses unless extended.
+    pub expires_ms: u64,
+    /// Which attempt it is.
+    pub attempt: u32,
+}
+
+/// Progress of a running task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Progress {
+    /// Frames (or units) done.
+    pub done: u64,
+    /// Frames (or units) in all.
+    pub total: u64,
+}
+
+/// How one attempt ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Acked done; the winner.
+    Completed,
+    /// Acked failed.
+    Failed,
+    /// The node went silent past the lease.
+    Expired,
+    /// The node gave it back.
+    Released,
+    /// The job was canceled while it ran.
+    Canceled,
+}
+
+/// One granted lease, kept for history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attempt {
+    /// Attempt number, from 1.
+    pub attempt: u32,
+    /// Node that held it.
+    pub node: String,
+    /// Grant time.
+    pub started_ms: u64,
+    /// End time.
+    pub ended_ms: Option<u64>,
+    /// How it ended.
+    pub outcome: Option<Outcome>,
+    /// Log chunks written.
+    pub log_chunks: u32,
+}
+
+/// One task of a job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Task {
+    /// Position in the job.
+    pub index: u32,
+    /// Frames rendered, if the job has frames.
+    pub frames: Option<FrameRange>,
+    /// State.
+    pub state: TaskState,
+    /// Leases granted so far.
+    pub attempts: u32,
+    /// Failed or expired attempts (compared with max_attempts).
+    pub failures: u32,
+    /// Nodes whose attempt failed; they are not given the task again.
+    pub failed_nodes: Vec<String>,
+    /// The current lease, when leased.
+    pub lease: Option<Lease>,
+    /// Progress of the current attempt.
+    pub progress: Option<Progress>,
+    /// Last activity line.
+    pub activity: Option<String>,
+    /// The winning result.
+    pub result: Option<Value>,
+    /// Last error.
+    pub error: Option<String>,
+    /// Latest attempts, oldest first (bounded).
+    pub history: Vec<Attempt>,
+    /// Last change.
+    pub updated_ms: u64,
+}
+
+/// Attempts kept in a task's history.
+pub const HISTORY_KEPT: usize = 8;
+
+impl Task {
+    /// A fresh queued task.
+    pub fn new(index: u32, frames: Option<FrameRange>, now_ms: u64) -> Self {
+        Task {
+            index,
+            frames,
+            state: TaskState::Queued,
+            attempts: 0,
+            failures: 0,
+            failed_nodes: Vec::new(),
+            lease: None,
+            progress: None,
+            activity: None,
+            result: None,
+            error: None,
+            history: Vec::new(),
+            updated_ms: now_ms,
+        }
+    }
+
+    /// Frames this task covers (1 for a task without frames).
+    pub fn frame_count(&self) -> u64 {
+        self.frames.map_or(1, |f| f.len())
+    }
+
+    /// The current attempt's history record.
+    pub fn current_attempt_mut(&mut self) -> Option<&mut Attempt> {
+        let n = self.lease.as_ref()?.attempt;
+        self.history.iter_mut().rev().find(|a| a.attempt == n)
+    }
+}
+
+/// A segment: consecutive tasks of one job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Segment {
+    /// The tasks, by index.
+    pub tasks: Vec<Task>,
+}
+
+/// A node's state as the server sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeState {
+    /// Takes tasks.
+    Awake,
+    /// Takes no new task; finishes the ones it has.
+    Draining,
+}
+
+/// An enrolled node.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeRecord {
+    /// Node id.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// Tags it offers.
+    pub tags: Vec<String>,
+    /// Job types it runs.
+    pub types: Vec<JobType>,
+    /// Tasks it runs at once.
+    pub slots: u32,
+    /// Awake or draining.
+    pub state: NodeState,
+    /// Last poll or heartbeat.
+    pub last_seen_ms: u64,
+    /// Enrolment time.
+    pub created_ms: u64,
+    /// sha256 of its token, hex.
+    pub token_sha256: String,
+}

@@ -1,0 +1,186 @@
+//! A job's counters, state and progress, computed from its segments each time they are read.
+//!
+//! Deriving them (rather than keeping counters on the job record) means they can never disagree
+//! with the tasks: a task change is one CAS on one segment and nothing else has to follow.
+
+use super::error::Result;
+use super::model::{JobRecord, OnFailure, Segment, Task, TaskState};
+use super::records::{load, Rec};
+use crate::store::{keys, Store};
+use serde::Serialize;
+
+/// Tasks by state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Counts {
+    /// All tasks.
+    pub total: u64,
+    /// Waiting.
+    pub queued: u64,
+    /// Held by a node.
+    pub leased: u64,
+    /// Done.
+    pub completed: u64,
+    /// Out of attempts.
+    pub failed: u64,
+    /// Canceled.
+    pub canceled: u64,
+}
+
+/// The state of a job, derived.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobState {
+    /// Nothing started yet.
+    Queued,
+    /// Some task started.
+    Active,
+    /// No new task is handed out.
+    Paused,
+    /// Every task completed.
+    Completed,
+    /// A task ran out of attempts.
+    Failed,
+    /// Canceled.
+    Canceled,
+}
+
+impl JobState {
+    /// Completed, failed or canceled.
+    pub fn is_finished(self) -> bool {
+        matches!(
+            self,
+            JobState::Completed | JobState::Failed | JobState::Canceled
+        )
+    }
+
+    /// The name in the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Queued => "queued",
+            JobState::Active => "active",
+            JobState::Paused => "paused",
+            JobState::Completed => "completed",
+            JobState::Failed => "failed",
+            JobState::Canceled => "canceled",
+        }
+    }
+}
+
+/// A job as the API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct JobView {
+    /// The spec fields, flattened.
+    #[serde(flatten)]
+    pub spec: super::model::JobSpec,
+    /// Derived state.
+    pub state: JobState,
+    /// Paused flag (a paused job may still have running tasks).
+    pub paused: bool,
+    /// Tasks by state.
+    pub counts: Counts,
+    /// Frames in the job.
+    pub frames_total: u64,
+    /// Frames done, counting progress of running tasks.
+    pub frames_done: u64,
+    /// `frames_done / frames_total` (tasks for a job without frames).
+    pub progress: f64,
+    /// Submission time.
+    pub created_ms: u64,
+    /// Last change to the job or any task.
+    pub updated_ms: u64,
+    /// When it finished.
+    pub finished_ms: Option<u64>,
+}
+
+/// Reads every segment of a job (a job of n tasks has n/64 segments).
+pub async fn segments<S: Store>(store: &S, job: &JobRecord) -> Result<Vec<Rec<Segment>>> {
+    let mut out = Vec::with_capacity(job.segments() as usize);
+    for k in 0..job.segments() {
+        if let Some(seg) =
+            load::<Segment, _>(store, &keys::segment(&job.spec.id, &job.gen, k)).await?
+        {
+            out.push(seg);
+        }
+    }
+    Ok(out)
+}
+
+/// The state rule, in one place.
+pub fn state(job: &JobRecord, c: &Counts, started: bool) -> JobState {
+    if job.canceled {
+        JobState::Canceled
+    } else if c.total > 0 && c.completed == c.total {
+        JobState::Completed
+    } else if job.failed || (c.failed > 0 && job.spec.on_failure == OnFailure::Fail) {
+        JobState::Failed
+    } else if c.queued + c.leased == 0 {
+        // Every task finished and some did not complete.
+        JobState::Failed
+    } else if job.paused {
+        JobState::Paused
+    } else if started {
+        JobState::Active
+    } else {
+        JobState::Queued
+    }
+}
+
+/// Rolls a job and its tasks up into the view.
+pub fn view<'a>(job: &JobRecord, tasks: impl Iterator<Item = &'a Task>) -> JobView {
+    let mut c = Counts::default();
+    let (mut frames_done, mut units_done, mut started) = (0u64, 0f64, false);
+    let mut updated = job.updated_ms;
+    let mut last_end = 0u64;
+    for t in tasks {
+        c.total += 1;
+        updated = updated.max(t.updated_ms);
+        started |= t.attempts > 0;
+        match t.state {
+            TaskState::Queued => c.queued += 1,
+            TaskState::Leased => c.leased += 1,
+            TaskState::Completed => c.completed += 1,
+            TaskState::Failed => c.failed += 1,
+            TaskState::Canceled => c.canceled += 1,
+        }
+        if t.state.is_terminal() {
+            last_end = last_end.max(t.updated_ms);
+        }
+        let frames = t.frame_count();
+        let done = match (t.state, t.progress) {
+            (TaskState::Completed, _) => frames,
+            (TaskState::Leased, Some(p)) if p.total > 0 => (p.done.min(p.total) * frames) / p.total,
+            _ => 0,
+        };
+        frames_done += done;
+        units_done += done as f64 / frames.max(1) as f64;
+    }
+    let state = state(job, &c, started);
+    let progress = if job.frames_total > 0 {
+        frames_done as f64 / job.frames_total as f64
+    } else if c.total > 0 {
+        units_done / c.total as f64
+    } else {
+        0.0
+    };
+    let finished_ms = state
+        .is_finished()
+        .then(|| job.ended_ms.unwrap_or(last_end.max(job.created_ms)));
+    JobView {
+        spec: job.spec.clone(),
+        state,
+        paused: job.paused,
+        counts: c,
+        frames_total: job.frames_total,
+        frames_done: if job.frames_total > 0 { frames_done } else { 0 },
+        progress: (progress * 10_000.0).round() / 10_000.0,
+        created_ms: job.created_ms,
+        updated_ms: updated,
+        finished_ms,
+    }
+}
+
+/// Loads the segments and rolls up.
+pub async fn load_view<S: Store>(store: &S, job: &JobRecord) -> Result<JobView> {
+    let segs = segments(store, job).await?;
+    Ok(view(job, segs.iter().flat_map(|s| s.value.tasks.iter())))
+}

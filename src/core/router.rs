@@ -1,0 +1,85 @@
+//! `handle()`: the one entry point every runtime calls. It checks size and credentials, then
+//! hands the request to the handler of its route.
+
+use super::api;
+use super::auth::{authenticate, Caller};
+use super::error::{Error, Result};
+use super::http::decode;
+use super::Ctx;
+use crate::store::Store;
+use bytes::Bytes;
+use http::{Method, Request, Response};
+
+/// Answers one request. Never panics on input; every failure is a JSON error answer.
+pub async fn handle<S: Store>(req: Request<Bytes>, ctx: &Ctx<'_, S>) -> Response<Bytes> {
+    match route(&req, ctx).await {
+        Ok(resp) => resp,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn route<S: Store>(req: &Request<Bytes>, ctx: &Ctx<'_, S>) -> Result<Response<Bytes>> {
+    let path = req.uri().path();
+    let parts: Vec<String> = path.trim_matches('/').split('/').map(decode).collect();
+    let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
+    let method = req.method();
+    if req.body().len() > ctx.config.limits.body_bytes {
+        return Err(Error::TooLarge(format!(
+            "the request body is over {} bytes",
+            ctx.config.limits.body_bytes
+        )));
+    }
+    match (method, parts.as_slice()) {
+        (&Method::GET, ["v1", "health"]) => return Ok(api::health(ctx)),
+        (_, ["v1", ..]) => {}
+        _ => return Err(Error::NotFound(format!("route {path}"))),
+    }
+    let caller = authenticate(ctx, req.headers()).await?;
+    v1(req, ctx, &caller, method, &parts[1..]).await
+}
+
+async fn v1<S: Store>(
+    req: &Request<Bytes>,
+    ctx: &Ctx<'_, S>,
+    caller: &Caller,
+    method: &Method,
+    parts: &[&str],
+) -> Result<Response<Bytes>> {
+    use api::{jobs, nodes, queue, tasks};
+    let body = req.body();
+    let query = req.uri().query();
+    let admin = || caller.require_admin();
+    match (method, parts) {
+        (&Method::POST, ["jobs"]) => admin().map(|_| jobs::submit(ctx, body))?.await,
+        (&Method::GET, ["jobs"]) => admin().map(|_| jobs::list(ctx, query))?.await,
+        (&Method::GET, ["jobs", id]) => admin().map(|_| jobs::get(ctx, id, req.headers()))?.await,
+        (&Method::PATCH, ["jobs", id]) => admin().map(|_| jobs::patch(ctx, id, body))?.await,
+        (&Method::DELETE, ["jobs", id]) => admin().map(|_| jobs::delete(ctx, id))?.await,
+        (&Method::GET, ["jobs", id, "tasks"]) => {
+            admin().map(|_| jobs::tasks(ctx, id, query))?.await
+        }
+        (&Method::POST, ["jobs", id, action]) => {
+            admin().map(|_| jobs::action(ctx, id, action, body))?.await
+        }
+        (&Method::GET, ["tasks", id]) => tasks::get(ctx, caller, id).await,
+        (&Method::GET, ["tasks", id, "log"]) => tasks::log(ctx, caller, id, query).await,
+        (&Method::POST, ["tasks", id, "heartbeat"]) => {
+            tasks::heartbeat(ctx, caller, id, body).await
+        }
+        (&Method::POST, ["tasks", id, "ack"]) => tasks::ack(ctx, caller, id, body).await,
+        (&Method::POST, ["tasks", id, "release"]) => tasks::release(ctx, caller, id, body).await,
+        (&Method::GET, ["queue", q]) => queue::settings(ctx, q),
+        (&Method::POST, ["queue", q]) => queue::poll(ctx, caller, q, body).await,
+        (&Method::POST, ["nodes"]) => admin().map(|_| nodes::enrol(ctx, body))?.await,
+        (&Method::GET, ["nodes"]) => admin().map(|_| nodes::list(ctx))?.await,
+        (&Method::GET, ["nodes", id]) => nodes::get(ctx, caller, id).await,
+        (&Method::DELETE, ["nodes", id]) => admin().map(|_| nodes::delete(ctx, id))?.await,
+        (&Method::POST, ["nodes", id, action]) => {
+            admin().map(|_| nodes::action(ctx, id, action))?.await
+        }
+        (m, ["jobs" | "tasks" | "queue" | "nodes", ..]) => {
+            Err(Error::MethodNotAllowed(m.to_string()))
+        }
+        _ => Err(Error::NotFound(format!("route /v1/{}", parts.join("/")))),
+    }
+}

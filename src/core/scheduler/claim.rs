@@ -1,0 +1,279 @@
+//! Claiming tasks: which task a node may take, and taking it with one compare-and-swap.
+//!
+//! The claim walks the claim index (`index.rs`) from the highest priority and oldest entry, reads
+//! the job and the segment an entry points at, and leases up to `max` tasks of that segment in
+//! one CAS of the segment. `claimable()` is written once and is both the filter that picks tasks
+//! and the guard of the write: the CAS only lands if the segment is still at the version the
+//! predicate was evaluated on. Expired leases are settled by the claim that meets them (lazy
+//! expiry: no reaper is needed).
+
+use super::index::{self, Entry, PageRead, Scan};
+use super::task_ref::task_id;
+use crate::core::error::Result;
+use crate::core::model::{
+    Attempt, JobRecord, JobType, Lease, Outcome, Progress, Segment, Task, TaskState, HISTORY_KEPT,
+};
+use crate::core::records::{load, save, Rec, CAS_RETRIES};
+use crate::core::Ctx;
+use crate::store::{keys, Cond, Store};
+use std::collections::HashMap;
+
+/// How long an index entry may point at a job that does not exist yet (a submit in progress)
+/// before a claim decides the submit died and drops it.
+pub const ORPHAN_GRACE_MS: u64 = 60_000;
+/// Index entries one claim may look at before it gives up (bounds a claim's cost when the head
+/// of the index is full of segments whose tasks are all leased).
+pub const SCAN_BUDGET: usize = 1024;
+
+/// Who is claiming.
+#[derive(Debug, Clone)]
+pub struct Claimer {
+    /// Node id.
+    pub node: String,
+    /// Job types it runs.
+    pub types: Vec<JobType>,
+    /// Tags it offers.
+    pub tags: Vec<String>,
+}
+
+/// A task leased by a claim, with its job.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    /// The job.
+    pub job: JobRecord,
+    /// The task as leased.
+    pub task: Task,
+}
+
+/// Whether `node` may take `task` at `now_ms`. The job-level rules (type, tags, paused,
+/// canceled) are checked by the claim through the index partition and the job record.
+pub fn claimable(task: &Task, node: &str, now_ms: u64) -> bool {
+    let free = match task.state {
+        // Waiting for a node.
+        TaskState::Queued => true,
+        // Its node went silent past the lease (lazy expiry).
+        TaskState::Leased => task.lease.as_ref().is_none_or(|l| l.expires_ms <= now_ms),
+        TaskState::Completed | TaskState::Failed | TaskState::Canceled => false,
+    };
+    // Never hand a task back to a node that failed it.
+    free && !task.failed_nodes.iter().any(|n| n == node)
+}
+
+/// Whether the lease on `task` has lapsed.
+pub fn lease_expired(task: &Task, now_ms: u64) -> bool {
+    task.state == TaskState::Leased && task.lease.as_ref().is_none_or(|l| l.expires_ms <= now_ms)
+}
+
+/// Ends an expired lease: the attempt counts as a failure (a task that kills every node it runs
+/// on must not loop forever), but the node is not blocklisted — it died, the task may be fine.
+pub fn settle_expired(task: &mut Task, max_attempts: u32, now_ms: u64) {
+    let node = task
+        .lease
+        .as_ref()
+        .map(|l| l.node.clone())
+        .unwrap_or_default();
+    if let Some(a) = task.current_attempt_mut() {
+        a.ended_ms = Some(now_ms);
+        a.outcome = Some(Outcome::Expired);
+    }
+    task.failures += 1;
+    task.error = Some(format!("lease expired: node {node} stopped answering"));
+    task.lease = None;
+    task.progress = None;
+    task.state = if task.failures >= max_attempts {
+        TaskState::Failed
+    } else {
+        TaskState::Queued
+    };
+    task.updated_ms = now_ms;
+}
+
+fn grant(task: &mut Task, node: &str, token: String, expires_ms: u64, now_ms: u64) {
+    task.attempts += 1;
+    task.state = TaskState::Leased;
+    task.lease = Some(Lease {
+        token,
+        node: node.to_string(),
+        expires_ms,
+        attempt: task.attempts,
+    });
+    task.progress = Some(Progress {
+        done: 0,
+        total: task.frame_count(),
+    });
+    task.activity = None;
+    task.history.push(Attempt {
+        attempt: task.attempts,
+        node: node.to_string(),
+        started_ms: now_ms,
+        ended_ms: None,
+        outcome: None,
+        log_chunks: 0,
+    });
+    if task.history.len() > HISTORY_KEPT {
+        task.history.remove(0);
+    }
+    task.updated_ms = now_ms;
+}
+
+/// What a claim did to one segment.
+struct SegmentClaim {
+    claimed: Vec<Task>,
+    /// Something is still queued or leased: keep the index entry.
+    live: bool,
+    /// A task ran out of attempts here.
+    newly_failed: bool,
+}
+
+async fn claim_in_segment<S: Store>(
+    ctx: &Ctx<'_, S>,
+    job: &JobRecord,
+    seg: u32,
+    claimer: &Claimer,
+    want: usize,
+) -> Result<SegmentClaim> {
+    let key = keys::segment(&job.spec.id, &job.gen, seg);
+    for _ in 0..CAS_RETRIES {
+        let Some(Rec { mut value, version }) = load::<Segment, _>(ctx.store, &key).await? else {
+            return Ok(SegmentClaim {
+                claimed: vec![],
+                live: false,
+                newly_failed: false,
+            });
+        };
+        let (mut changed, mut newly_failed, mut claimed) = (false, false, Vec::new());
+        for task in value.tasks.iter_mut() {
+            if lease_expired(task, ctx.now_ms) {
+                settle_expired(task, job.spec.max_attempts, ctx.now_ms);
+                newly_failed |= task.state == TaskState::Failed;
+                changed = true;
+            }
+            if claimed.len() < want && claimable(task, &claimer.node, ctx.now_ms) {
+                grant(
+                    task,
+                    &claimer.node,
+                    ctx.token(),
+                    ctx.now_ms + ctx.config.lease_ms,
+                    ctx.now_ms,
+                );
+                claimed.push(task.clone());
+                changed = true;
+            }
+        }
+        let live = value
+            .tasks
+            .iter()
+            .any(|t| matches!(t.state, TaskState::Queued | TaskState::Leased));
+        if !changed {
+            return Ok(SegmentClaim {
+                claimed,
+                live,
+                newly_failed,
+            });
+        }
+        if save(ctx.store, &key, &value, Cond::Version(version))
+            .await?
+            .is_some()
+        {
+            return Ok(SegmentClaim {
+                claimed,
+                live,
+                newly_failed,
+            });
+        }
+    }
+    // Too much contention on this segment: leave it to the next claim.
+    Ok(SegmentClaim {
+        claimed: vec![],
+        live: true,
+        newly_failed: false,
+    })
+}
+
+/// Why an index entry is no longer worth keeping, or `None` to keep looking at it.
+fn entry_is_stale(job: &JobRecord, entry: &Entry, part: &str, priority: i64) -> bool {
+    job.gen != entry.gen
+        || job.canceled
+        || job.failed
+        || job.paused
+        || job.spec.priority != priority
+        || index::part_key(job.spec.kind, &job.spec.tags) != part
+}
+
+/// Claims up to `max` tasks of `queue` for `claimer`.
+pub async fn claim<S: Store>(
+    ctx: &Ctx<'_, S>,
+    queue: &str,
+    claimer: &Claimer,
+    max: usize,
+) -> Result<Vec<Claimed>> {
+    let mut scan = Scan::open(ctx, queue, &claimer.types, &claimer.tags).await?;
+    let mut jobs: HashMap<String, Option<JobRecord>> = HashMap::new();
+    let mut out = Vec::new();
+    let mut budget = SCAN_BUDGET;
+    let mut failed_jobs = Vec::new();
+    while out.len() < max && budget > 0 {
+        let Some(pages) = scan.next_pages(ctx).await? else {
+            break;
+        };
+        // Merge the pages of one priority by age.
+        let mut entries: Vec<(usize, &Entry)> = pages
+            .iter()
+            .enumerate()
+            .flat_map(|(i, p)| {
+                p.rec
+                    .iter()
+                    .flat_map(move |r| r.value.entries.iter().map(move |e| (i, e)))
+            })
+            .collect();
+        entries.sort_by(|a, b| (a.1.t, &a.1.job, a.1.seg).cmp(&(b.1.t, &b.1.job, b.1.seg)));
+        let mut drops: Vec<Vec<u64>> = vec![Vec::new(); pages.len()];
+        for (i, entry) in entries {
+            if out.len() >= max || budget == 0 {
+                break;
+            }
+            budget -= 1;
+            let read: &PageRead = &pages[i];
+            if !jobs.contains_key(&entry.job) {
+                let rec = load::<JobRecord, _>(ctx.store, &keys::job(&entry.job)).await?;
+                jobs.insert(entry.job.clone(), rec.map(|r| r.value));
+            }
+            let Some(job) = jobs.get(&entry.job).and_then(|j| j.as_ref()) else {
+                if entry.t + ORPHAN_GRACE_MS <= ctx.now_ms {
+                    drops[i].push(entry.n);
+                }
+                continue;
+            };
+            if entry_is_stale(job, entry, &read.part, read.priority) {
+                drops[i].push(entry.n);
+                continue;
+            }
+            let got = claim_in_segment(ctx, job, entry.seg, claimer, max - out.len()).await?;
+            if !got.live {
+                drops[i].push(entry.n);
+            }
+            if got.newly_failed {
+                failed_jobs.push(job.spec.id.clone());
+            }
+            out.extend(got.claimed.into_iter().map(|task| Claimed {
+                job: job.clone(),
+                task,
+            }));
+        }
+        for (read, drop) in pages.iter().zip(&drops) {
+            let empty = read.rec.as_ref().is_none_or(|r| r.value.entries.is_empty());
+            if !drop.is_empty() || empty {
+                index::drop_entries(ctx, queue, read, drop).await?;
+            }
+        }
+    }
+    for job in failed_jobs {
+        super::ack::fail_job(ctx, &job).await?;
+    }
+    Ok(out)
+}
+
+/// The id of a claimed task.
+pub fn claimed_id(c: &Claimed) -> String {
+    task_id(&c.job.spec.id, c.task.index)
+}

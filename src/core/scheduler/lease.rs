@@ -1,0 +1,143 @@
+//! Heartbeats (`extend_if_lease`) and releases (`release_if_lease`): both only act for the
+//! caller that holds the task's current lease.
+
+use super::task_ref::{update_task, TaskRef};
+use crate::core::error::{Error, Result};
+use crate::core::model::{JobRecord, Lease, Outcome, Progress, Task, TaskState};
+use crate::core::Ctx;
+use crate::store::{keys, Cond, Store};
+
+/// Checks that `token` (and `node`, for a node credential) holds the current lease of `task`,
+/// with a reason a person can act on when it does not.
+pub fn check_lease<'t>(
+    job: &JobRecord,
+    task: &'t Task,
+    token: &str,
+    node: Option<&str>,
+) -> Result<&'t Lease> {
+    let id = super::task_ref::task_id(&job.spec.id, task.index);
+    if job.canceled {
+        return Err(Error::StaleLease(format!(
+            "job {} was canceled; stop task {id}",
+            job.spec.id
+        )));
+    }
+    let held = task
+        .lease
+        .as_ref()
+        .filter(|l| task.state == TaskState::Leased && l.token == token);
+    match held {
+        Some(l) if node.is_none_or(|n| n == l.node) => Ok(l),
+        Some(_) => Err(Error::Forbidden(format!(
+            "the lease on task {id} belongs to another node"
+        ))),
+        None => Err(Error::StaleLease(match (&task.state, &task.lease) {
+            (TaskState::Leased, Some(l)) => format!(
+                "the lease on task {id} was taken over: attempt {} now runs on node {}",
+                l.attempt, l.node
+            ),
+            (TaskState::Queued, _) => {
+                format!("the lease on task {id} expired and the task went back to the queue")
+            }
+            (state, _) => format!(
+                "task {id} is {} and holds no lease of yours",
+                serde_json::to_value(state)
+                    .ok()
+                    .and_then(|v| v.as_str().map(String::from))
+                    .unwrap_or_default()
+            ),
+        })),
+    }
+}
+
+/// What a heartbeat carries.
+#[derive(Debug, Default)]
+pub struct Beat {
+    /// Lease token.
+    pub token: String,
+    /// Progress, if reported.
+    pub progress: Option<Progress>,
+    /// Activity line, if reported.
+    pub activity: Option<String>,
+    /// Log chunk, if any.
+    pub log: Option<String>,
+}
+
+/// Extends the lease if `beat.token` still holds it; appends the log chunk under the attempt's
+/// own keys. A lease past its expiry that nobody has claimed yet is still the caller's.
+pub async fn extend_if_lease<S: Store>(
+    ctx: &Ctx<'_, S>,
+    task: &TaskRef,
+    beat: Beat,
+    node: Option<&str>,
+) -> Result<(JobRecord, Task)> {
+    if let Some(log) = beat.log.as_deref().filter(|l| !l.is_empty()) {
+        // The chunk is written before the segment counts it, so a counted chunk always exists.
+        let (job, current) = super::task_ref::read_task(ctx, task).await?;
+        let lease = check_lease(&job, &current, &beat.token, node)?;
+        let chunk = current
+            .history
+            .iter()
+            .rev()
+            .find(|a| a.attempt == lease.attempt)
+            .map_or(0, |a| a.log_chunks);
+        ctx.store
+            .put(
+                &keys::log_chunk(&task.id(), lease.attempt, chunk),
+                log.as_bytes(),
+                Cond::Any,
+            )
+            .await?;
+        return update_task(ctx, task, |job, t| {
+            let attempt = check_lease(job, t, &beat.token, node)?.attempt;
+            if let Some(a) = t.history.iter_mut().rev().find(|a| a.attempt == attempt) {
+                a.log_chunks = a.log_chunks.max(chunk + 1);
+            }
+            apply_beat(ctx, t, &beat);
+            Ok(())
+        })
+        .await;
+    }
+    update_task(ctx, task, |job, t| {
+        check_lease(job, t, &beat.token, node)?;
+        apply_beat(ctx, t, &beat);
+        Ok(())
+    })
+    .await
+}
+
+fn apply_beat<S: Store>(ctx: &Ctx<'_, S>, t: &mut Task, beat: &Beat) {
+    if let Some(l) = t.lease.as_mut() {
+        l.expires_ms = ctx.now_ms + ctx.config.lease_ms;
+    }
+    if let Some(p) = beat.progress {
+        t.progress = Some(Progress {
+            done: p.done.min(p.total),
+            total: p.total,
+        });
+    }
+    if beat.activity.is_some() {
+        t.activity.clone_from(&beat.activity);
+    }
+}
+
+/// Gives the task back to the queue at once; the attempt does not count as a failure.
+pub async fn release_if_lease<S: Store>(
+    ctx: &Ctx<'_, S>,
+    task: &TaskRef,
+    token: &str,
+    node: Option<&str>,
+) -> Result<(JobRecord, Task)> {
+    update_task(ctx, task, |job, t| {
+        check_lease(job, t, token, node)?;
+        if let Some(a) = t.current_attempt_mut() {
+            a.ended_ms = Some(ctx.now_ms);
+            a.outcome = Some(Outcome::Released);
+        }
+        t.state = TaskState::Queued;
+        t.lease = None;
+        t.progress = None;
+        Ok(())
+    })
+    .await
+}

@@ -1,0 +1,295 @@
+//! Turning what a client sent into a [`JobSpec`], with every rule and default in one place.
+//! Nothing is written before this has accepted the whole request.
+
+use super::error::{Error, Result};
+use super::frames;
+use super::model::{JobSpec, JobType, OnFailure};
+use super::Limits;
+use serde::Deserialize;
+use serde_json::Value;
+
+/// A job as a client sends it (`POST /v1/jobs`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobSubmit {
+    id: Option<String>,
+    name: Option<String>,
+    #[serde(rename = "type")]
+    kind: JobType,
+    queue: Option<String>,
+    priority: Option<i64>,
+    tags: Option<Vec<String>>,
+    params: Option<Value>,
+    frames: Option<String>,
+    chunk_size: Option<u64>,
+    max_attempts: Option<u32>,
+    task_timeout_s: Option<u64>,
+    on_failure: Option<OnFailure>,
+}
+
+/// Default queue name.
+pub const DEFAULT_QUEUE: &str = "default";
+
+/// Whether `s` is a usable id, queue or node name: `[A-Za-z0-9_-]{1,max}`.
+pub fn is_ident(s: &str, max: usize) -> bool {
+    !s.is_empty()
+        && s.len() <= max
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// Checks an id-like field.
+pub fn ident(field: &str, s: &str) -> Result<()> {
+    if is_ident(s, 64) {
+        Ok(())
+    } else {
+        Err(Error::field(
+            field,
+            format!("{field} must be 1-64 characters of A-Z, a-z, 0-9, `_` or `-` (got {s:?})"),
+        ))
+    }
+}
+
+/// Normalises a tag list: each tag `[a-z0-9_-]{1,32}`, sorted, without duplicates.
+pub fn tags(field: &str, tags: Vec<String>, limits: &Limits) -> Result<Vec<String>> {
+    if tags.len() > limits.tags {
+        return Err(Error::TooLarge(format!(
+            "{field}: at most {} tags",
+            limits.tags
+        )));
+    }
+    let mut out = Vec::with_capacity(tags.len());
+    for t in tags {
+        let ok = !t.is_empty()
+            && t.len() <= 32
+            && t.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+        if !ok {
+            return Err(Error::field(
+                field,
+                format!("{field}: tag {t:?} must be 1-32 characters of a-z, 0-9, `_` or `-`"),
+            ));
+        }
+        out.push(t);
+    }
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
+/// A priority: 0..=100, higher first.
+pub fn priority(p: i64) -> Result<i64> {
+    if (0..=100).contains(&p) {
+        Ok(p)
+    } else {
+        Err(Error::field("priority", "priority must be from 0 to 100"))
+    }
+}
+
+/// A path inside a node's root: relative, no `..`, no empty or odd parts, not a flag.
+pub fn relative_path(field: &str, v: &Value, limits: &Limits) -> Result<String> {
+    let Some(s) = v.as_str() else {
+        return Err(Error::field(field, format!("{field} must be a string")));
+    };
+    let bad = s.is_empty()
+        || s.len() > limits.string_len * 4
+        || s.starts_with('/')
+        || s.starts_with('\\')
+        || s.starts_with('-')
+        || s.contains('\0')
+        || s.contains(':')
+        || s.split(['/', '\\']).any(|part| part == "..");
+    if bad {
+        return Err(Error::field(
+            field,
+            format!("{field} must be a relative path inside the node's root (no leading `/` or `-`, no `..`), got {s:?}"),
+        ));
+    }
+    Ok(s.to_string())
+}
+
+fn optional_word(field: &str, v: Option<&Value>) -> Result<()> {
+    match v {
+        None | Some(Value::Null) => Ok(()),
+        Some(Value::String(s))
+            if !s.is_empty() && s.len() <= 64 && !s.starts_with('-') && !s.contains('\0') =>
+        {
+            Ok(())
+        }
+        Some(_) => Err(Error::field(
+            field,
+            format!("{field} must be a short string not starting with `-`"),
+        )),
+    }
+}
+
+fn params(kind: JobType, params: Option<Value>, limits: &Limits) -> Result<Value> {
+    let params = params.unwrap_or(Value::Object(Default::default()));
+    let Value::Object(map) = &params else {
+        return Err(Error::field("params", "params must be an object"));
+    };
+    if serde_json::to_vec(&params).map_or(0, |b| b.len()) > limits.params_bytes {
+        return Err(Error::TooLarge(format!(
+            "params: at most {} bytes of JSON",
+            limits.params_bytes
+        )));
+    }
+    let allowed: &[&str] = match kind {
+        JobType::Blender => &["file", "output", "engine", "scene", "format"],
+        JobType::Command => &["program", "args"],
+        JobType::Nexrender => {
+            return Err(Error::field(
+                "type",
+                "nexrender jobs are submitted through /api/v1 (the nexrender API)",
+            ))
+        }
+    };
+    if let Some(k) = map.keys().find(|k| !allowed.contains(&k.as_str())) {
+        return Err(Error::field(
+            &format!("params.{k}"),
+            format!(
+                "params.{k} is not a parameter of {} jobs (allowed: {})",
+                kind.as_str(),
+                allowed.join(", ")
+            ),
+        ));
+    }
+    match kind {
+        JobType::Blender => {
+            let file = map.get("file").ok_or_else(|| {
+                Error::field("params.file", "params.file is required: the .blend file")
+            })?;
+            relative_path("params.file", file, limits)?;
+            let output = map.get("output").ok_or_else(|| {
+                Error::field(
+                    "params.output",
+                    "params.output is required: the output pattern, e.g. shot/frame_####",
+                )
+            })?;
+            relative_path("params.output", output, limits)?;
+            optional_word("params.engine", map.get("engine"))?;
+            optional_word("params.scene", map.get("scene"))?;
+            optional_word("params.format", map.get("format"))?;
+        }
+        JobType::Command => {
+            match map.get("program") {
+                Some(Value::String(p))
+                    if is_ident(p.trim_end_matches(['.']), 64) && !p.contains('/') => {}
+                _ => {
+                    return Err(Error::field(
+                        "params.program",
+                        "params.program must be the name of a program the node's config allows",
+                    ))
+                }
+            }
+            match map.get("args") {
+                None => {}
+                Some(Value::Array(args)) if args.len() <= 256 => {
+                    if let Some(i) = args.iter().position(|a| {
+                        !a.as_str()
+                            .is_some_and(|s| s.len() <= 4096 && !s.contains('\0'))
+                    }) {
+                        return Err(Error::field(
+                            &format!("params.args[{i}]"),
+                            "every argument must be a string of at most 4096 bytes",
+                        ));
+                    }
+                }
+                Some(_) => {
+                    return Err(Error::field(
+                        "params.args",
+                        "params.args must be an array of at most 256 strings",
+                    ))
+                }
+            }
+        }
+        JobType::Nexrender => {}
+    }
+    Ok(params)
+}
+
+/// Validates a submission and fills defaults; `new_id` supplies an id when the client gave none.
+pub fn job_spec(
+    sub: JobSubmit,
+    new_id: impl FnOnce() -> String,
+    limits: &Limits,
+) -> Result<(JobSpec, Vec<frames::FrameRange>)> {
+    let id = match sub.id {
+        Some(id) => {
+            ident("id", &id)?;
+            id
+        }
+        None => new_id(),
+    };
+    let name = sub.name.unwrap_or_else(|| id.clone());
+    if name.len() > limits.string_len || name.contains('\0') {
+        return Err(Error::field(
+            "name",
+            format!("name: at most {} bytes", limits.string_len),
+        ));
+    }
+    let queue = sub.queue.unwrap_or_else(|| DEFAULT_QUEUE.to_string());
+    ident("queue", &queue)?;
+    let priority = priority(sub.priority.unwrap_or(50))?;
+    let tags = tags("tags", sub.tags.unwrap_or_default(), limits)?;
+    let params = params(sub.kind, sub.params, limits)?;
+    let chunk_size = sub.chunk_size.unwrap_or(10);
+    if !(1..=100_000).contains(&chunk_size) {
+        return Err(Error::field(
+            "chunk_size",
+            "chunk_size must be from 1 to 100000",
+        ));
+    }
+    let max_attempts = sub.max_attempts.unwrap_or(3);
+    if !(1..=100).contains(&max_attempts) {
+        return Err(Error::field(
+            "max_attempts",
+            "max_attempts must be from 1 to 100",
+        ));
+    }
+    let task_timeout_s = sub.task_timeout_s.unwrap_or(3600);
+    if !(1..=7 * 86_400).contains(&task_timeout_s) {
+        return Err(Error::field(
+            "task_timeout_s",
+            "task_timeout_s must be from 1 to 604800",
+        ));
+    }
+    let runs = match &sub.frames {
+        None => Vec::new(),
+        Some(spec) => {
+            if spec.len() > limits.string_len * 16 {
+                return Err(Error::TooLarge("frames: the frame spec is too long".into()));
+            }
+            frames::parse(spec).map_err(|e| Error::field("frames", format!("frames: {e}")))?
+        }
+    };
+    let frame_total = frames::count(&runs);
+    if frame_total > limits.frames_per_job {
+        return Err(Error::TooLarge(format!(
+            "frames: {frame_total} frames; at most {} per job",
+            limits.frames_per_job
+        )));
+    }
+    let tasks = frames::chunk_count(&runs, chunk_size).max(1);
+    if tasks > limits.tasks_per_job {
+        return Err(Error::TooLarge(format!(
+            "frames: {tasks} tasks; at most {} per job (raise chunk_size)",
+            limits.tasks_per_job
+        )));
+    }
+    let spec = JobSpec {
+        id,
+        name,
+        kind: sub.kind,
+        queue,
+        priority,
+        tags,
+        params,
+        frames: sub.frames.map(|f| f.trim().to_string()),
+        chunk_size,
+        max_attempts,
+        task_timeout_s,
+        on_failure: sub.on_failure.unwrap_or_default(),
+    };
+    Ok((spec, runs))
+}

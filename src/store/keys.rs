@@ -1,0 +1,61 @@
+//! The only place that knows how records are laid out in the store.
+//!
+//! Ids that appear in keys are validated before they get here (`[A-Za-z0-9_-]`, uuids), so `/`
+//! can separate the parts. Segments carry a generation (`gen`) chosen at submit time: two racing
+//! submits of one client-chosen id write disjoint segment keys, and the loser's leftovers can
+//! never be mistaken for the winner's tasks.
+
+/// A job record: spec, flags and pointers to its segments.
+pub fn job(id: &str) -> String {
+    format!("job/{id}")
+}
+
+/// One segment of a job's tasks (up to `SEGMENT_TASKS` tasks), the unit of compare-and-swap.
+pub fn segment(job: &str, gen: &str, seg: u32) -> String {
+    format!("seg/{job}/{gen}/{seg}")
+}
+
+/// The newest page number of the job list.
+pub fn job_list_meta() -> String {
+    "jobs/meta".to_string()
+}
+
+/// One page of the job list (ids in submission order).
+pub fn job_list_page(page: u64) -> String {
+    format!("jobs/page/{page}")
+}
+
+/// The partitions of one queue's claim index that exist.
+pub fn queue_dir(queue: &str) -> String {
+    format!("q/{queue}/dir")
+}
+
+/// The priority buckets of one partition (queue, task type, tag set).
+pub fn queue_part(queue: &str, part: &str) -> String {
+    format!("q/{queue}/part/{part}")
+}
+
+/// One page of one priority bucket of a partition.
+pub fn queue_page(queue: &str, part: &str, priority: i64, page: u64) -> String {
+    format!("q/{queue}/page/{part}/{priority}/{page}")
+}
+
+/// A node record.
+pub fn node(id: &str) -> String {
+    format!("node/{id}")
+}
+
+/// The list of enrolled nodes.
+pub fn node_list() -> String {
+    "nodes".to_string()
+}
+
+/// A result written by one attempt of a task.
+pub fn result(task: &str, attempt: u32) -> String {
+    format!("result/{task}/{attempt}")
+}
+
+/// One chunk of one attempt's log.
+pub fn log_chunk(task: &str, attempt: u32, chunk: u32) -> String {
+    format!("log/{task}/{attempt}/{chunk}")
+}
