@@ -18,6 +18,7 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_edgefarm");
 pub struct Server {
     pub url: String,
     pub dir: tempfile::TempDir,
+    port: u16,
     child: Child,
 }
 
@@ -28,33 +29,50 @@ impl Server {
             .and_then(|l| l.local_addr())
             .expect("free port")
             .port();
-        let log = std::fs::File::create(dir.path().join("server.log")).expect("server log");
-        let child = Command::new(BIN)
-            .args([
-                "serve",
-                "--secret",
-                SECRET,
-                "--lease-ms",
-                "3000",
-                "--heartbeat-ms",
-                "1000",
-                "--poll-ms",
-                "200",
-            ])
+        let child = Self::spawn(dir.path(), port);
+        let server = Server {
+            url: format!("http://127.0.0.1:{port}"),
+            dir,
+            port,
+            child,
+        };
+        server.wait_healthy().await;
+        server
+    }
+
+    /// SIGKILLs the server (an outage).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the server again on the same port and data.
+    pub async fn restart(&mut self) {
+        self.child = Self::spawn(self.dir.path(), self.port);
+        self.wait_healthy().await;
+    }
+
+    fn spawn(dir: &Path, port: u16) -> Child {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("server.log"))
+            .expect("server log");
+        Command::new(BIN)
+            .args(["serve", "--secret", SECRET, "--lease-ms", "3000"])
+            .args(["--heartbeat-ms", "1000", "--poll-ms", "200"])
             .arg("--data")
-            .arg(dir.path().join("data"))
+            .arg(dir.join("data"))
             .args(["--listen", &format!("127.0.0.1:{port}")])
             .env_remove("EDGEFARM_SECRET")
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
-            .expect("start edgefarm serve");
-        let server = Server {
-            url: format!("http://127.0.0.1:{port}"),
-            dir,
-            child,
-        };
-        let client = server.client();
+            .expect("start edgefarm serve")
+    }
+
+    async fn wait_healthy(&self) {
+        let client = self.client();
         wait_until(
             "the server answers /v1/health",
             Duration::from_secs(20),
@@ -66,7 +84,6 @@ impl Server {
             },
         )
         .await;
-        server
     }
 
     pub fn client(&self) -> Client {
