@@ -9,11 +9,8 @@ struct Fixture {
 
 fn fixture() -> Fixture {
     let tmp = tempfile::tempdir().unwrap();
-    let project = tmp.path().join("project").canonicalize().ok();
-    let project = project.unwrap_or_else(|| {
-        std::fs::create_dir(tmp.path().join("project")).unwrap();
-        tmp.path().join("project").canonicalize().unwrap()
-    });
+    std::fs::create_dir(tmp.path().join("project")).unwrap();
+    let project = tmp.path().join("project").canonicalize().unwrap();
     std::fs::create_dir_all(project.join("shots")).unwrap();
     std::fs::write(project.join("shots/a.blend"), b"BLENDER").unwrap();
     let roots = Roots {

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 mod blender;
+#[allow(unused_imports)]
 pub use blender::{blender, make_scene, png_size};
 
 use std::future::Future;
