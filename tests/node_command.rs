@@ -144,3 +144,54 @@ async fn follow_exits_nonzero_when_the_job_fails() {
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("failed"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_finds_the_secret_a_local_server_generated() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port")
+        .port();
+    let url = format!("http://127.0.0.1:{port}");
+    let mut server = Command::new(BIN)
+        .args([
+            "serve",
+            "--data",
+            "edgefarm-data",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .current_dir(dir.path())
+        .env_remove("EDGEFARM_SECRET")
+        .env_remove("EDGEFARM_DATA")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("serve");
+    let jobs = || {
+        Command::new(BIN)
+            .args(["jobs", "--url", &url])
+            .current_dir(dir.path())
+            .env("HOME", dir.path())
+            .env_remove("EDGEFARM_SECRET")
+            .env_remove("EDGEFARM_DATA")
+            .output()
+            .expect("edgefarm jobs")
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let out = loop {
+        let out = jobs();
+        if out.status.success() || std::time::Instant::now() > deadline {
+            break out;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let _ = server.kill();
+    let _ = server.wait();
+    assert!(
+        out.status.success(),
+        "jobs should authenticate with edgefarm-data/secret: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("STATE"));
+}
