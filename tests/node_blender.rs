@@ -126,19 +126,55 @@ async fn two_nodes_render_every_frame_exactly_once() {
     }
 }
 
+/// True while a Blender process writes under `output` (found through /proc).
+fn blender_running_for(output: &str) -> bool {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    entries.flatten().any(|e| {
+        let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+        let cmdline = String::from_utf8_lossy(&cmdline);
+        let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+        cmdline.contains("blender") && cmdline.contains(output) && !stat.contains(") Z ")
+    })
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_node_task_is_leased_again_after_expiry() {
     let Some(farm) = setup().await else { return };
     let mut doomed = farm.node("doomed", 1);
     let doomed_id = doomed.id().await;
-    let job = farm.submit("1-12", 3).await;
+    // Chunks of 6 frames keep Blender busy for seconds, long enough to outlive a careless node.
+    let job = farm.submit("1-12", 6).await;
     let task = farm.leased_by(&job, &doomed_id).await;
+    let output = farm.output.to_string_lossy().into_owned();
+    node_support::wait_until(
+        "the doomed node's Blender runs",
+        Duration::from_secs(30),
+        || {
+            let output = output.clone();
+            async move { blender_running_for(&output) }
+        },
+    )
+    .await;
     doomed.signal(libc::SIGKILL);
     assert_eq!(
         doomed.wait_exit(Duration::from_secs(10)).await,
         None,
         "SIGKILL leaves no exit code"
     );
+    // The dead node's render must not go on racing the node that takes it over (PDEATHSIG, and
+    // for a chatty program like Blender also SIGPIPE once the node's end of the pipe is gone).
+    let output = farm.output.to_string_lossy().into_owned();
+    node_support::wait_until(
+        "the dead node's Blender is gone",
+        Duration::from_secs(10),
+        || {
+            let output = output.clone();
+            async move { !blender_running_for(&output) }
+        },
+    )
+    .await;
     let _rescuer = farm.node("rescuer", 2);
     farm.server
         .wait_job(&job, "completed", Duration::from_secs(240))

@@ -47,6 +47,19 @@ impl Child {
             .stderr(Stdio::piped())
             .process_group(0)
             .kill_on_drop(true);
+        // SAFETY: the closure runs in the forked child before exec and only calls prctl(2),
+        // which is async-signal-safe. PDEATHSIG makes the kernel SIGKILL the program if the
+        // node dies without cleaning up (SIGKILL, OOM), so a render never outlives its node
+        // and races the node that leases the task next. It fires when the *thread* that
+        // spawned the child exits: the node runs a current-thread runtime on the main thread.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
         let mut child = cmd
             .spawn()
             .map_err(|e| NodeError::io(format!("starting {}", program.display()), e))?;
