@@ -212,3 +212,36 @@ async fn server_drain_holds_new_work_until_resumed() {
         .wait_job(&job, "completed", Duration::from_secs(30))
         .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn canceled_job_kills_the_running_program_at_the_next_heartbeat() {
+    let farm = setup().await;
+    let node = farm.node("n", 1, &slow_types());
+    let job = farm.slow_job("canceled", 60, json!({})).await;
+    farm.wait_task_state(&job, "leased").await;
+    let pid_file = farm.output.join("canceled.pid");
+    wait_until("the program starts", Duration::from_secs(20), || async {
+        alive(&pid_file)
+    })
+    .await;
+    let c = farm.server.client();
+    let _: Value = c
+        .post_json(&format!("/v1/jobs/{job}/cancel"), &json!({}))
+        .await
+        .expect("cancel");
+    // Heartbeats come every second on the test server; the 409 must kill the process group.
+    wait_until("the program is killed", Duration::from_secs(10), || async {
+        !alive(&pid_file)
+    })
+    .await;
+    wait_until(
+        "the node logs the lost lease",
+        Duration::from_secs(10),
+        || async { node.log().contains("lease lost") },
+    )
+    .await;
+    assert!(
+        !farm.output.join("canceled").exists(),
+        "the program must not have finished"
+    );
+}
