@@ -62,8 +62,8 @@ pub fn body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
             });
         let path = match (path.as_str(), named) {
             ("" | ".", Some(f)) => f,
-            (p, Some(f)) => format!("{p}.{f}"),
-            (p, None) => p.to_string(),
+            (p, Some(f)) if p != f && !p.ends_with(&format!(".{f}")) => format!("{p}.{f}"),
+            (p, _) => p.to_string(),
         };
         if path.is_empty() || path == "." {
             Error::bad(message)

@@ -228,7 +228,7 @@ impl Scan {
                 }
             }
         }
-        cursors.sort_by(|a, b| b.priority.cmp(&a.priority));
+        cursors.sort_by_key(|c| std::cmp::Reverse(c.priority));
         Ok(Scan {
             queue: queue.to_string(),
             cursors,

@@ -1,0 +1,398 @@
+//! One farm, two ways to reach it: in-process through `handle()` over the memory store (time
+//! moved by hand), or over real HTTP (a spawned `edgefarm serve`, or any server named by
+//! `EDGEFARM_URL` + `EDGEFARM_SECRET`, with time passing for real).
+
+use bytes::Bytes;
+use edgefarm::core::{Config, Ctx, SeqIds};
+use edgefarm::store::Memory;
+use serde_json::{json, Value};
+use std::cell::Cell;
+use std::collections::BTreeMap;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// Lease length every target uses, so the same test waits the same (virtual or real) time.
+pub const LEASE_MS: u64 = 1_500;
+pub const SECRET: &str = "conformance-secret";
+
+/// An answer: status, headers, body.
+#[derive(Debug, Clone)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: http::HeaderMap,
+    pub body: Bytes,
+}
+
+impl Resp {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
+    }
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(String::from)
+    }
+    /// The error code of a JSON error answer.
+    pub fn code(&self) -> String {
+        self.json()["error"]["code"]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    }
+}
+
+pub enum Farm {
+    InProcess {
+        store: Memory,
+        config: Config,
+        now: Cell<u64>,
+        ids: SeqIds,
+        queue: String,
+    },
+    Http {
+        client: reqwest::Client,
+        base: String,
+        secret: String,
+        server: Option<Child>,
+        _dir: Option<tempfile::TempDir>,
+        queue: String,
+    },
+}
+
+/// A queue name of its own for each farm, so cases sharing one server (`EDGEFARM_URL`) never
+/// claim each other's tasks.
+fn own_queue() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    format!(
+        "q{}-{}-{}",
+        std::process::id(),
+        t % 1_000_000_007,
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+impl Drop for Farm {
+    fn drop(&mut self) {
+        if let Farm::Http {
+            server: Some(child),
+            ..
+        } = self
+        {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(18_099)
+}
+
+/// Starts `edgefarm serve` on SQLite in `dir` and waits for it to answer.
+pub async fn spawn_server(dir: &std::path::Path, port: u16) -> Child {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_edgefarm"))
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--secret",
+            SECRET,
+        ])
+        .args([
+            "--lease-ms",
+            &LEASE_MS.to_string(),
+            "--heartbeat-ms",
+            "500",
+            "--poll-ms",
+            "200",
+        ])
+        .arg("--data")
+        .arg(dir)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("the edgefarm binary should start");
+    let client = reqwest::Client::new();
+    for _ in 0..200 {
+        if client
+            .get(format!("http://127.0.0.1:{port}/v1/health"))
+            .send()
+            .await
+            .is_ok()
+        {
+            return child;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("edgefarm serve did not answer on port {port}");
+}
+
+impl Farm {
+    pub fn in_process() -> Farm {
+        let mut config = Config::new(SECRET);
+        config.lease_ms = LEASE_MS;
+        config.heartbeat_ms = 500;
+        config.poll_ms = 200;
+        Farm::InProcess {
+            store: Memory::new(),
+            config,
+            now: Cell::new(1_800_000_000_000),
+            ids: SeqIds::default(),
+            queue: own_queue(),
+        }
+    }
+
+    /// A spawned server, or the one `EDGEFARM_URL` names.
+    pub async fn http() -> Farm {
+        let client = reqwest::Client::builder()
+            .pool_max_idle_per_host(64)
+            .build()
+            .expect("reqwest client");
+        if let Ok(base) = std::env::var("EDGEFARM_URL") {
+            let secret = std::env::var("EDGEFARM_SECRET").unwrap_or_else(|_| SECRET.to_string());
+            return Farm::Http {
+                client,
+                base: base.trim_end_matches('/').to_string(),
+                secret,
+                server: None,
+                _dir: None,
+                queue: own_queue(),
+            };
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = free_port();
+        let server = spawn_server(dir.path(), port).await;
+        Farm::Http {
+            client,
+            base: format!("http://127.0.0.1:{port}"),
+            secret: SECRET.to_string(),
+            server: Some(server),
+            _dir: Some(dir),
+            queue: own_queue(),
+        }
+    }
+
+    pub fn secret(&self) -> String {
+        match self {
+            Farm::InProcess { config, .. } => config.secret.clone(),
+            Farm::Http { secret, .. } => secret.clone(),
+        }
+    }
+
+    /// This farm's queue.
+    pub fn queue(&self) -> &str {
+        match self {
+            Farm::InProcess { queue, .. } | Farm::Http { queue, .. } => queue,
+        }
+    }
+
+    pub fn is_http(&self) -> bool {
+        matches!(self, Farm::Http { .. })
+    }
+
+    /// Lets `ms` pass: by hand in-process, for real over HTTP.
+    pub async fn advance(&self, ms: u64) {
+        match self {
+            Farm::InProcess { now, .. } => now.set(now.get() + ms),
+            Farm::Http { .. } => tokio::time::sleep(Duration::from_millis(ms)).await,
+        }
+    }
+
+    /// Every key and value, in-process only (over HTTP the suite compares what the API shows).
+    pub fn snapshot(&self) -> Option<BTreeMap<String, Vec<u8>>> {
+        match self {
+            Farm::InProcess { store, .. } => Some(store.snapshot()),
+            Farm::Http { .. } => None,
+        }
+    }
+
+    /// Sends a request with raw bytes and extra headers.
+    pub async fn raw(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Vec<u8>,
+        headers: &[(&str, &str)],
+    ) -> Resp {
+        match self {
+            Farm::InProcess {
+                store,
+                config,
+                now,
+                ids,
+                ..
+            } => {
+                let mut req = http::Request::builder().method(method).uri(path);
+                if let Some(t) = token {
+                    req = req.header("authorization", format!("Bearer {t}"));
+                }
+                for (k, v) in headers {
+                    req = req.header(*k, *v);
+                }
+                let req = req.body(Bytes::from(body)).expect("a valid request");
+                let ctx = Ctx {
+                    store,
+                    config,
+                    now_ms: now.get(),
+                    ids,
+                };
+                let resp = edgefarm::core::handle(req, &ctx).await;
+                let (parts, body) = resp.into_parts();
+                Resp {
+                    status: parts.status.as_u16(),
+                    headers: parts.headers,
+                    body,
+                }
+            }
+            Farm::Http { client, base, .. } => {
+                let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+                let mut req = client.request(method, format!("{base}{path}")).body(body);
+                if let Some(t) = token {
+                    req = req.bearer_auth(t);
+                }
+                for (k, v) in headers {
+                    req = req.header(*k, *v);
+                }
+                let resp = req.send().await.expect("the server should answer");
+                let status = resp.status().as_u16();
+                let headers = resp.headers().clone();
+                let body = resp.bytes().await.unwrap_or_default();
+                Resp {
+                    status,
+                    headers,
+                    body,
+                }
+            }
+        }
+    }
+
+    /// A JSON request with the farm secret.
+    pub async fn call(&self, method: &str, path: &str, body: Option<Value>) -> Resp {
+        let bytes = body
+            .map(|b| serde_json::to_vec(&b).unwrap_or_default())
+            .unwrap_or_default();
+        self.raw(method, path, Some(&self.secret()), bytes, &[])
+            .await
+    }
+
+    /// A JSON request with another credential.
+    pub async fn call_as(
+        &self,
+        token: &str,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> Resp {
+        let bytes = body
+            .map(|b| serde_json::to_vec(&b).unwrap_or_default())
+            .unwrap_or_default();
+        self.raw(method, path, Some(token), bytes, &[]).await
+    }
+
+    // --- data factory: defaults for everything, tests state what matters ---
+
+    /// Submits a `command` job with `frames` and `chunk`, plus overrides; returns the job.
+    pub async fn submit(&self, overrides: Value) -> Value {
+        let mut spec = json!({"type": "command", "frames": "1-4", "chunk_size": 1, "queue": self.queue(),
+                              "params": {"program": "touchframe", "args": ["{frame}"]}});
+        if let (Some(s), Some(o)) = (spec.as_object_mut(), overrides.as_object()) {
+            for (k, v) in o {
+                s.insert(k.clone(), v.clone());
+            }
+        }
+        let r = self.call("POST", "/v1/jobs", Some(spec)).await;
+        assert!(
+            r.status == 202 || r.status == 200,
+            "submit should be accepted, got {} {}",
+            r.status,
+            String::from_utf8_lossy(&r.body)
+        );
+        r.json()
+    }
+
+    /// Polls the default queue as `node`, acking `acks`, claiming up to `max`; returns the answer.
+    pub async fn poll(&self, node: &str, max: u32, acks: Value) -> Resp {
+        let path = format!("/v1/queue/{}", self.queue());
+        self.call(
+            "POST",
+            &path,
+            Some(json!({"node": node, "max": max, "tasks": acks})),
+        )
+        .await
+    }
+
+    /// Claims up to `max` tasks as `node`; returns them (empty on 204).
+    pub async fn claim(&self, node: &str, max: u32) -> Vec<Value> {
+        let r = self.poll(node, max, json!([])).await;
+        match r.status {
+            204 => vec![],
+            200 => r.json()["tasks"].as_array().cloned().unwrap_or_default(),
+            other => panic!(
+                "claim answered {other}: {}",
+                String::from_utf8_lossy(&r.body)
+            ),
+        }
+    }
+
+    pub async fn job(&self, id: &str) -> Value {
+        self.call("GET", &format!("/v1/jobs/{id}"), None)
+            .await
+            .json()
+    }
+
+    pub async fn tasks(&self, id: &str) -> Vec<Value> {
+        self.call("GET", &format!("/v1/jobs/{id}/tasks?limit=1000"), None)
+            .await
+            .json()["tasks"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Acks a claimed task done through the ack route.
+    pub async fn done(&self, task: &Value) -> Resp {
+        let id = task["_id"].as_str().unwrap_or("");
+        self.call(
+            "POST",
+            &format!("/v1/tasks/{id}/ack"),
+            Some(json!({"lease": task["lease"], "status": "done", "result": {"exit_code": 0}})),
+        )
+        .await
+    }
+
+    /// Acks a claimed task failed.
+    pub async fn fail(&self, task: &Value, error: &str) -> Resp {
+        let id = task["_id"].as_str().unwrap_or("");
+        self.call(
+            "POST",
+            &format!("/v1/tasks/{id}/ack"),
+            Some(json!({"lease": task["lease"], "status": "failed", "error": error})),
+        )
+        .await
+    }
+}
+
+/// Declares each case for every target: `cases!(submit_returns_202, ...)` makes
+/// `in_process::submit_returns_202` and `http::submit_returns_202`.
+#[macro_export]
+macro_rules! cases {
+    ($($case:ident),* $(,)?) => {
+        mod in_process {
+            $( #[tokio::test(flavor = "current_thread")] async fn $case() { let farm = $crate::harness::Farm::in_process(); super::$case(&farm).await; } )*
+        }
+        mod http {
+            $( #[tokio::test(flavor = "current_thread")] async fn $case() { let farm = $crate::harness::Farm::http().await; super::$case(&farm).await; } )*
+        }
+    };
+}

@@ -1,0 +1,9 @@
+//! The HTTP conformance suite: every rule of the `/v1` API, run in-process against `handle()`
+//! and over real HTTP against `edgefarm serve` (or the server `EDGEFARM_URL` names).
+
+mod harness;
+
+mod claims;
+mod errors;
+mod jobs;
+mod nodes;
