@@ -1,39 +1,136 @@
-//! The `edgefarm` command line (only `serve` here; the node agent and user commands are being
-//! written on their own branch).
+//! The `edgefarm` command line: the server (`serve`), the render node (`node`), the user
+//! commands that talk to a server, and `demo`. One file per subcommand; this one parses and
+//! dispatches. Exit codes: 0 success, 1 failure (including a server error or a failed job),
+//! 2 bad usage or configuration.
 
-use clap::{Parser, Subcommand};
+mod api;
+mod demo;
+mod follow;
+mod jobs;
+mod node;
+mod nodes;
+mod settings;
+mod submit;
+
 use std::process::ExitCode;
 
-#[derive(Parser, Debug)]
-#[command(name = "edgefarm", version, about = "A render-farm job queue")]
+use clap::{Parser, Subcommand};
+
+use crate::node::NodeError;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "edgefarm",
+    version,
+    about = "A render-farm job queue: server, render node and client"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
 }
 
-#[derive(Subcommand, Debug)]
+#[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the server.
+    /// Run the server (embedded SQLite store by default).
     Serve(crate::runtime::native::ServeArgs),
+    /// Run a render node: poll a queue and render what it hands out.
+    Node(node::NodeArgs),
+    /// Submit a job (`blender`, `command`, or `--file job.json`).
+    Submit(submit::SubmitArgs),
+    /// List jobs, newest first.
+    Jobs(jobs::ListArgs),
+    /// Show one job: its tasks, attempts, nodes, errors and the log tail of failed tasks.
+    Job(jobs::ShowArgs),
+    /// Cancel a job.
+    Cancel(jobs::ActionArgs),
+    /// Pause a job (running tasks finish; nothing new starts).
+    Pause(jobs::ActionArgs),
+    /// Resume a paused job.
+    Resume(jobs::ActionArgs),
+    /// Queue a job's unfinished tasks again (all of them if it had completed).
+    Requeue(jobs::ActionArgs),
+    /// List render nodes.
+    Nodes(nodes::ListArgs),
+    /// Drain a node: it is handed no new task.
+    Drain(nodes::ActionArgs),
+    /// Undo `drain`.
+    Undrain(nodes::ActionArgs),
+    /// Start a server and a node, render a sample job, follow it, stop everything.
+    Demo(demo::DemoArgs),
 }
+
+/// A problem with how the command was called or configured (exit code 2).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
 
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    init_logging(matches!(cli.command, Command::Serve(_) | Command::Node(_)));
     let result = match cli.command {
-        Command::Serve(args) => crate::runtime::native::serve(args),
+        Command::Serve(args) => crate::runtime::native::serve(args).map(|()| ExitCode::SUCCESS),
+        Command::Node(args) => node::run(args),
+        Command::Demo(args) => demo::run(args),
+        other => block_on(client_command(other)),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("edgefarm: {e:#}");
-            ExitCode::from(1)
+            ExitCode::from(exit_code(&e))
         }
     }
+}
+
+async fn client_command(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Submit(a) => submit::run(a).await,
+        Command::Jobs(a) => jobs::list(a).await.map(|()| ExitCode::SUCCESS),
+        Command::Job(a) => jobs::show(a).await,
+        Command::Cancel(a) => jobs::action(a, "cancel").await,
+        Command::Pause(a) => jobs::action(a, "pause").await,
+        Command::Resume(a) => jobs::action(a, "resume").await,
+        Command::Requeue(a) => jobs::action(a, "requeue").await,
+        Command::Nodes(a) => nodes::list(a).await.map(|()| ExitCode::SUCCESS),
+        Command::Drain(a) => nodes::action(a, "drain").await,
+        Command::Undrain(a) => nodes::action(a, "resume").await,
+        Command::Serve(_) | Command::Node(_) | Command::Demo(_) => {
+            Err(UsageError("not a client command".into()).into())
+        }
+    }
+}
+
+pub(crate) fn block_on<T>(
+    fut: impl std::future::Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<T> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(fut)
+}
+
+/// 2 for usage and config errors, 1 for everything else.
+fn exit_code(e: &anyhow::Error) -> u8 {
+    let usage = e.chain().any(|c| {
+        c.downcast_ref::<UsageError>().is_some()
+            || c.downcast_ref::<NodeError>()
+                .is_some_and(NodeError::is_config)
+    });
+    if usage {
+        2
+    } else {
+        1
+    }
+}
+
+fn init_logging(verbose: bool) {
+    let default = if verbose { "info" } else { "warn" };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("EDGEFARM_LOG")
+        .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }

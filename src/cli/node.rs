@@ -1,0 +1,124 @@
+//! `edgefarm node`: flags and environment over the TOML config file, then the agent.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Args;
+
+use crate::node::agent::{self, Exit, Loader};
+use crate::node::config::{self, BlenderFile, CommandFile, FileConfig};
+use crate::node::NodeError;
+
+#[derive(Debug, Clone, Args)]
+pub struct NodeArgs {
+    /// Config file (TOML); flags and environment override it. Re-read on SIGHUP.
+    #[arg(long, env = "EDGEFARM_NODE_CONFIG")]
+    config: Option<PathBuf>,
+    /// Server URL.
+    #[arg(long, env = "EDGEFARM_URL")]
+    url: Option<String>,
+    /// Farm secret, used once to enrol when there is no node token yet.
+    #[arg(long, env = "EDGEFARM_SECRET", hide_env_values = true)]
+    secret: Option<String>,
+    /// Node token from an earlier enrolment.
+    #[arg(long, env = "EDGEFARM_NODE_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    #[arg(long, env = "EDGEFARM_QUEUE")]
+    queue: Option<String>,
+    /// Node name shown in `edgefarm nodes` (default: the host name).
+    #[arg(long, env = "EDGEFARM_NODE_NAME")]
+    name: Option<String>,
+    /// Tags (repeatable or comma-separated); tagged jobs go only to nodes with the tag.
+    #[arg(long = "tag", env = "EDGEFARM_NODE_TAGS", value_delimiter = ',')]
+    tags: Vec<String>,
+    /// Tasks run at once.
+    #[arg(long, env = "EDGEFARM_SLOTS")]
+    slots: Option<u32>,
+    /// Inputs (job `file` params) are resolved under this directory.
+    #[arg(long, env = "EDGEFARM_PROJECT_ROOT")]
+    project_root: Option<PathBuf>,
+    /// Outputs (job `output` params) are written under this directory.
+    #[arg(long, env = "EDGEFARM_OUTPUT_ROOT")]
+    output_root: Option<PathBuf>,
+    /// Where node.json (node id + token) is kept.
+    #[arg(long, env = "EDGEFARM_STATE_DIR")]
+    state_dir: Option<PathBuf>,
+    /// Restart a slot after it ran this many tasks (0 = never).
+    #[arg(long, env = "EDGEFARM_RECYCLE_AFTER")]
+    recycle_after: Option<u32>,
+    /// Enable `blender` jobs with this program (same as [types.blender] program).
+    #[arg(long, env = "EDGEFARM_BLENDER")]
+    blender: Option<PathBuf>,
+    /// Allow a `command` program: NAME=PATH (repeatable).
+    #[arg(long = "program", value_parser = parse_program)]
+    programs: Vec<(String, PathBuf)>,
+}
+
+fn parse_program(s: &str) -> Result<(String, PathBuf), String> {
+    let (name, path) = s.split_once('=').ok_or("expected NAME=PATH")?;
+    Ok((name.to_string(), PathBuf::from(path)))
+}
+
+impl NodeArgs {
+    /// The file (if any) with the flags laid over it, validated.
+    pub fn load(&self) -> Result<config::NodeConfig, NodeError> {
+        let mut file = match &self.config {
+            Some(path) => config::read_file(path)?,
+            None => FileConfig::default(),
+        };
+        macro_rules! over {
+            ($($field:ident),*) => {$( if let Some(v) = &self.$field { file.$field = Some(v.clone()); } )*};
+        }
+        over!(
+            url,
+            secret,
+            token,
+            queue,
+            name,
+            slots,
+            project_root,
+            output_root,
+            state_dir,
+            recycle_after
+        );
+        if !self.tags.is_empty() {
+            file.tags = Some(self.tags.clone());
+        }
+        if let Some(program) = &self.blender {
+            let mut b = file.types.blender.take().unwrap_or(BlenderFile {
+                program: program.clone(),
+                threads: 0,
+                args: vec![],
+            });
+            b.program = program.clone();
+            file.types.blender = Some(b);
+        }
+        if !self.programs.is_empty() {
+            let c = file.types.command.get_or_insert_with(|| CommandFile {
+                programs: Default::default(),
+            });
+            c.programs.extend(self.programs.iter().cloned());
+        }
+        config::validate(file)
+    }
+}
+
+/// Runs the agent until it is stopped.
+pub fn run(args: NodeArgs) -> anyhow::Result<ExitCode> {
+    // Validate before anything else so a bad config fails fast with exit code 2.
+    args.load()?;
+    let loader: Loader = Arc::new(move || args.load());
+    // One thread is plenty: the agent waits on the network and on child processes; the
+    // rendering itself happens in those processes.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    match runtime.block_on(agent::run(loader))? {
+        Exit::Drained | Exit::Forced { unsent: 0 } => Ok(ExitCode::SUCCESS),
+        Exit::Forced { unsent } => {
+            eprintln!("edgefarm node: {unsent} finished results could not be delivered");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}

@@ -1,0 +1,166 @@
+//! `edgefarm submit`: build a job spec from flags (or read one from a file), send it, and
+//! optionally follow it to the end.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand};
+use serde_json::{json, Map, Value};
+
+use super::api;
+use super::follow;
+use super::settings::ClientArgs;
+use super::UsageError;
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct SubmitArgs {
+    #[command(subcommand)]
+    kind: Option<Kind>,
+    /// Submit the job spec in this JSON file.
+    #[arg(long)]
+    file: Option<PathBuf>,
+    /// Show a live progress bar until the job ends; exit 1 if it fails.
+    #[arg(long, global = true)]
+    follow: bool,
+    #[command(flatten)]
+    client: ClientArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum Kind {
+    /// Render a .blend file (path relative to the nodes' project root).
+    Blender {
+        /// The .blend file, relative to the project root.
+        file: String,
+        /// Output pattern relative to the nodes' output root (`#` = frame digits).
+        #[arg(long, default_value = "out/frame_####")]
+        output: String,
+        /// Render engine (CYCLES, BLENDER_EEVEE_NEXT, ...).
+        #[arg(long)]
+        engine: Option<String>,
+        /// Output format (PNG, OPEN_EXR, ...).
+        #[arg(long)]
+        format: Option<String>,
+        /// Scene name.
+        #[arg(long)]
+        scene: Option<String>,
+        #[command(flatten)]
+        opts: JobOpts,
+    },
+    /// Run a program the nodes allow by name, once per task (or once per frame with {frame}).
+    Command {
+        /// Program name as the nodes' config lists it.
+        program: String,
+        /// Arguments; {from} {to} {step} {frame} {project_root} {output_root} are substituted.
+        #[arg(last = true)]
+        args: Vec<String>,
+        #[command(flatten)]
+        opts: JobOpts,
+    },
+}
+
+#[derive(Debug, Args)]
+struct JobOpts {
+    /// Frames: "1-250", "1,5,10-20", "1-100x5".
+    #[arg(long)]
+    frames: Option<String>,
+    /// Frames per task.
+    #[arg(long)]
+    chunk: Option<u32>,
+    /// Higher runs first (default 50).
+    #[arg(long)]
+    priority: Option<i64>,
+    /// Only nodes with this tag take it (repeatable).
+    #[arg(long = "tag")]
+    tags: Vec<String>,
+    #[arg(long)]
+    queue: Option<String>,
+    /// Client-chosen job id (submitting the same spec again is then harmless).
+    #[arg(long)]
+    id: Option<String>,
+    #[arg(long)]
+    name: Option<String>,
+    #[arg(long)]
+    max_attempts: Option<u32>,
+    /// Seconds before a node kills a task.
+    #[arg(long)]
+    timeout: Option<u64>,
+}
+
+/// Runs `edgefarm submit`.
+pub async fn run(args: SubmitArgs) -> anyhow::Result<ExitCode> {
+    let spec = match (&args.kind, &args.file) {
+        (Some(kind), None) => spec_of(kind),
+        (None, Some(file)) => {
+            let text = std::fs::read_to_string(file)
+                .map_err(|e| UsageError(format!("cannot read {}: {e}", file.display())))?;
+            serde_json::from_str(&text)
+                .map_err(|e| UsageError(format!("{}: {e}", file.display())))?
+        }
+        _ => {
+            return Err(UsageError(
+                "say what to submit: `blender FILE`, `command PROGRAM` or --file job.json".into(),
+            )
+            .into())
+        }
+    };
+    let client = args.client.client()?;
+    let job = api::post(&client, "/v1/jobs", &spec).await?;
+    let id = api::s(&job, "id").to_string();
+    if args.client.json && !args.follow {
+        api::print_json(&job);
+    } else if !args.client.json {
+        println!("submitted job {id} ({} tasks)", job["counts"]["total"]);
+    }
+    if args.follow {
+        return follow::follow(&client, &id, args.client.json).await;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn spec_of(kind: &Kind) -> Value {
+    let (kind_name, params, opts) = match kind {
+        Kind::Blender {
+            file,
+            output,
+            engine,
+            format,
+            scene,
+            opts,
+        } => {
+            let mut p = json!({"file": file, "output": output});
+            for (k, v) in [("engine", engine), ("format", format), ("scene", scene)] {
+                if let Some(v) = v {
+                    p[k] = json!(v);
+                }
+            }
+            ("blender", p, opts)
+        }
+        Kind::Command {
+            program,
+            args,
+            opts,
+        } => ("command", json!({"program": program, "args": args}), opts),
+    };
+    let mut spec = Map::new();
+    spec.insert("type".into(), json!(kind_name));
+    spec.insert("params".into(), params);
+    let optional = [
+        ("frames", opts.frames.as_ref().map(|v| json!(v))),
+        ("chunk_size", opts.chunk.map(|v| json!(v))),
+        ("priority", opts.priority.map(|v| json!(v))),
+        ("queue", opts.queue.as_ref().map(|v| json!(v))),
+        ("id", opts.id.as_ref().map(|v| json!(v))),
+        ("name", opts.name.as_ref().map(|v| json!(v))),
+        ("max_attempts", opts.max_attempts.map(|v| json!(v))),
+        ("task_timeout_s", opts.timeout.map(|v| json!(v))),
+        ("tags", (!opts.tags.is_empty()).then(|| json!(opts.tags))),
+    ];
+    for (k, v) in optional {
+        if let Some(v) = v {
+            spec.insert(k.into(), v);
+        }
+    }
+    Value::Object(spec)
+}

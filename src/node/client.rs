@@ -1,0 +1,200 @@
+//! HTTP client for the node routes of the API (reqwest with rustls).
+//!
+//! Every call has a timeout: a hung server must never stall a slot's heartbeat loop or the
+//! supervisor. Error answers are turned into [`NodeError::Api`] carrying the server's code, so
+//! callers can tell a stale lease (final) from an outage (retry).
+
+use std::time::Duration;
+
+use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
+use reqwest::StatusCode;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::error::NodeError;
+use super::wire::{
+    ApiError, Enrolment, Heartbeat, HeartbeatAnswer, NodeInfo, PollAnswer, PollRequest,
+    QueueSettings,
+};
+
+/// What a heartbeat answer tells the slot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HeartbeatReply {
+    /// Keep rendering; `node_state` as the server sees this node.
+    Keep { node_state: Option<String> },
+    /// The lease is no longer ours (409 / `keep_running: false`): kill the process, no ack.
+    Stop,
+}
+
+/// A client bound to one server and one credential (node token or farm secret).
+#[derive(Debug, Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+    bearer: String,
+}
+
+impl Client {
+    /// A client for `base` (e.g. `http://127.0.0.1:8080`) authenticating with `bearer`.
+    pub fn new(base: &str, bearer: &str) -> Result<Self, NodeError> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(20))
+            .user_agent(concat!("edgefarm-node/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(Client {
+            http,
+            base: base.trim_end_matches('/').to_string(),
+            bearer: bearer.to_string(),
+        })
+    }
+
+    /// `POST /v1/nodes` with the farm secret this client holds.
+    pub async fn enrol(&self, body: &serde_json::Value) -> Result<Enrolment, NodeError> {
+        self.send(self.http.post(self.url("/v1/nodes")).json(body))
+            .await
+    }
+
+    /// `GET /v1/queue/{queue}`.
+    pub async fn queue_settings(&self, queue: &str) -> Result<QueueSettings, NodeError> {
+        self.send(
+            self.http
+                .get(self.url(&format!("/v1/queue/{}", enc(queue)))),
+        )
+        .await
+    }
+
+    /// `POST /v1/queue/{queue}`: acks and claims. `None` on 204 (nothing to say, nothing claimed).
+    pub async fn poll(
+        &self,
+        queue: &str,
+        body: &PollRequest<'_>,
+    ) -> Result<Option<PollAnswer>, NodeError> {
+        let req = self
+            .http
+            .post(self.url(&format!("/v1/queue/{}", enc(queue))))
+            .json(body);
+        let resp = self.authed(req).send().await?;
+        if resp.status() == StatusCode::NO_CONTENT {
+            return Ok(None);
+        }
+        decode(resp).await.map(Some)
+    }
+
+    /// `POST /v1/tasks/{id}/heartbeat`.
+    pub async fn heartbeat(
+        &self,
+        task: &str,
+        body: &Heartbeat<'_>,
+    ) -> Result<HeartbeatReply, NodeError> {
+        let url = self.url(&format!("/v1/tasks/{}/heartbeat", enc(task)));
+        let resp = self.authed(self.http.post(url).json(body)).send().await?;
+        if resp.status() == StatusCode::CONFLICT {
+            return Ok(HeartbeatReply::Stop);
+        }
+        let answer: HeartbeatAnswer = decode(resp).await?;
+        Ok(if answer.keep_running {
+            HeartbeatReply::Keep {
+                node_state: answer.node_state,
+            }
+        } else {
+            HeartbeatReply::Stop
+        })
+    }
+
+    /// `POST /v1/tasks/{id}/release`: hand the task back at once (shutdown).
+    pub async fn release(&self, task: &str, lease: &str) -> Result<(), NodeError> {
+        let url = self.url(&format!("/v1/tasks/{}/release", enc(task)));
+        let body = serde_json::json!({ "lease": lease });
+        self.send::<serde_json::Value>(self.http.post(url).json(&body))
+            .await
+            .map(drop)
+    }
+
+    /// `GET /v1/nodes/{id}`.
+    pub async fn node(&self, id: &str) -> Result<NodeInfo, NodeError> {
+        self.send(self.http.get(self.url(&format!("/v1/nodes/{}", enc(id)))))
+            .await
+    }
+
+    /// Sends any request with the bearer and decodes a JSON answer (used by the CLI too).
+    pub async fn send<T: DeserializeOwned>(
+        &self,
+        req: reqwest::RequestBuilder,
+    ) -> Result<T, NodeError> {
+        decode(self.authed(req).send().await?).await
+    }
+
+    /// Sends any request with the bearer and returns the body text of a 2xx answer.
+    pub async fn send_text(&self, req: reqwest::RequestBuilder) -> Result<String, NodeError> {
+        let resp = self.authed(req).send().await?;
+        if resp.status().is_success() {
+            return Ok(resp.text().await?);
+        }
+        decode::<serde_json::Value>(resp)
+            .await
+            .map(|v| v.to_string())
+    }
+
+    /// Builds a request for `path` (starting with `/`).
+    pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.http.request(method, self.url(path))
+    }
+
+    /// `POST` of a JSON body to `path`.
+    pub async fn post_json<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, NodeError> {
+        self.send(self.http.post(self.url(path)).json(body)).await
+    }
+
+    fn authed(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        req.bearer_auth(&self.bearer)
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+}
+
+/// Percent-encodes one path segment (ids and queue names are validated, this is belt and braces).
+pub fn enc(segment: &str) -> String {
+    utf8_percent_encode(segment, NON_ALPHANUMERIC)
+        .to_string()
+        .replace("%2E", ".")
+        .replace("%2D", "-")
+        .replace("%5F", "_")
+}
+
+async fn decode<T: DeserializeOwned>(resp: reqwest::Response) -> Result<T, NodeError> {
+    let status = resp.status();
+    let bytes = resp.bytes().await?;
+    if status.is_success() {
+        return serde_json::from_slice(&bytes).map_err(|e| NodeError::Api {
+            status: status.as_u16(),
+            code: "bad_answer".into(),
+            message: format!("cannot read the server's answer: {e}"),
+        });
+    }
+    #[derive(serde::Deserialize)]
+    struct Body {
+        error: ApiError,
+    }
+    let err = serde_json::from_slice::<Body>(&bytes)
+        .map(|b| b.error)
+        .unwrap_or_else(|_| ApiError {
+            code: status
+                .canonical_reason()
+                .unwrap_or("error")
+                .to_lowercase()
+                .replace(' ', "_"),
+            message: String::from_utf8_lossy(&bytes).chars().take(300).collect(),
+        });
+    Err(NodeError::Api {
+        status: status.as_u16(),
+        code: err.code,
+        message: err.message,
+    })
+}

@@ -1,0 +1,260 @@
+//! Node configuration: a TOML file, then flags and environment on top, then validation.
+//!
+//! Validation happens once, at start (and on SIGHUP), so a bad config is reported with its cause
+//! before anything is claimed: a node must never lease a task it cannot run. Programs are stored
+//! as absolute paths so that a later change of `PATH` cannot swap the program that runs.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use super::error::NodeError;
+
+/// The config file as written (every field optional; flags and env fill the gaps).
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub url: Option<String>,
+    pub secret: Option<String>,
+    pub token: Option<String>,
+    pub queue: Option<String>,
+    pub name: Option<String>,
+    pub tags: Option<Vec<String>>,
+    pub slots: Option<u32>,
+    pub project_root: Option<PathBuf>,
+    pub output_root: Option<PathBuf>,
+    pub state_dir: Option<PathBuf>,
+    pub recycle_after: Option<u32>,
+    #[serde(default)]
+    pub types: TypesFile,
+}
+
+/// `[types.*]`: the job types this node runs. Unknown keys are refused, so a typo such as
+/// `[types.blendr]` fails at start instead of silently claiming nothing.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TypesFile {
+    pub blender: Option<BlenderFile>,
+    pub command: Option<CommandFile>,
+}
+
+/// `[types.blender]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BlenderFile {
+    pub program: PathBuf,
+    /// `-t`: render threads, 0 = all cores.
+    #[serde(default)]
+    pub threads: u32,
+    /// Extra arguments the admin allows, placed before `-a` (never from a job).
+    #[serde(default)]
+    pub args: Vec<String>,
+}
+
+/// `[types.command]` with `[types.command.programs]`: name → program path.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommandFile {
+    pub programs: BTreeMap<String, PathBuf>,
+}
+
+/// Validated settings for the blender type.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BlenderType {
+    pub program: PathBuf,
+    pub threads: u32,
+    pub args: Vec<String>,
+}
+
+/// The validated configuration the agent runs with.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeConfig {
+    pub url: String,
+    pub secret: Option<String>,
+    pub token: Option<String>,
+    pub queue: String,
+    pub name: String,
+    pub tags: Vec<String>,
+    pub slots: u32,
+    pub project_root: PathBuf,
+    pub output_root: PathBuf,
+    pub state_dir: PathBuf,
+    pub recycle_after: u32,
+    pub blender: Option<BlenderType>,
+    /// Program name (as a `command` job says it) → absolute path.
+    pub programs: BTreeMap<String, PathBuf>,
+}
+
+impl NodeConfig {
+    /// The job types to send in each poll: only what this config can run.
+    pub fn types(&self) -> Vec<String> {
+        let mut types = Vec::new();
+        if self.blender.is_some() {
+            types.push("blender".to_string());
+        }
+        if !self.programs.is_empty() {
+            types.push("command".to_string());
+        }
+        types
+    }
+}
+
+/// Reads and parses a config file (no validation yet: flags may still fill the gaps).
+pub fn read_file(path: &Path) -> Result<FileConfig, NodeError> {
+    let text = std::fs::read_to_string(path).map_err(|source| NodeError::ConfigRead {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|e| NodeError::Config(format!("{}: {e}", path.display())))
+}
+
+/// Turns the merged file+flags into a validated [`NodeConfig`].
+pub fn validate(file: FileConfig) -> Result<NodeConfig, NodeError> {
+    let url = file
+        .url
+        .ok_or_else(|| bad("no server url (set `url`, --url or EDGEFARM_URL)"))?;
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        return Err(bad(format!(
+            "url {url:?} must start with http:// or https://"
+        )));
+    }
+    let token = file.token.filter(|t| !t.is_empty());
+    let secret = file.secret.filter(|s| !s.is_empty());
+    let state_dir = file
+        .state_dir
+        .unwrap_or_else(|| PathBuf::from("edgefarm-node"));
+    if token.is_none() && secret.is_none() && !state_dir.join("node.json").is_file() {
+        return Err(bad(
+            "neither a node token nor the farm secret to enrol with (set `token`/EDGEFARM_NODE_TOKEN or `secret`/EDGEFARM_SECRET)",
+        ));
+    }
+    let queue = file.queue.unwrap_or_else(|| "default".to_string());
+    if !is_name(&queue) {
+        return Err(bad(format!(
+            "queue {queue:?}: use letters, digits, '-' or '_'"
+        )));
+    }
+    let slots = file.slots.unwrap_or(1);
+    if !(1..=64).contains(&slots) {
+        return Err(bad(format!("slots = {slots}: must be between 1 and 64")));
+    }
+    let project_root = existing_dir("project_root", file.project_root)?;
+    let output_root = file
+        .output_root
+        .ok_or_else(|| bad("no output_root (set it in the file or --output-root)"))?;
+    std::fs::create_dir_all(&output_root)
+        .map_err(|e| bad(format!("output_root {}: {e}", output_root.display())))?;
+    let output_root = existing_dir("output_root", Some(output_root))?;
+    let blender = match file.types.blender {
+        None => None,
+        Some(b) => Some(BlenderType {
+            program: program_path("types.blender.program", &b.program)?,
+            threads: b.threads,
+            args: b.args,
+        }),
+    };
+    let mut programs = BTreeMap::new();
+    for (name, path) in file.types.command.map(|c| c.programs).unwrap_or_default() {
+        if !is_name(&name) {
+            return Err(bad(format!("types.command.programs: bad name {name:?}")));
+        }
+        let field = format!("types.command.programs.{name}");
+        programs.insert(name, program_path(&field, &path)?);
+    }
+    if blender.is_none() && programs.is_empty() {
+        return Err(bad(
+            "no job types: add [types.blender] or [types.command.programs]",
+        ));
+    }
+    let name = file.name.unwrap_or_else(default_name);
+    let tags = file.tags.unwrap_or_default();
+    if let Some(t) = tags.iter().find(|t| !is_name(t)) {
+        return Err(bad(format!("tag {t:?}: use letters, digits, '-' or '_'")));
+    }
+    Ok(NodeConfig {
+        url: url.trim_end_matches('/').to_string(),
+        secret,
+        token,
+        queue,
+        name,
+        tags,
+        slots,
+        project_root,
+        output_root,
+        state_dir,
+        recycle_after: file.recycle_after.unwrap_or(0),
+        blender,
+        programs,
+    })
+}
+
+fn bad(msg: impl Into<String>) -> NodeError {
+    NodeError::Config(msg.into())
+}
+
+/// Names used in URLs and in the type/program maps: kept to a safe alphabet.
+pub fn is_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+fn existing_dir(field: &str, dir: Option<PathBuf>) -> Result<PathBuf, NodeError> {
+    let dir = dir.ok_or_else(|| bad(format!("no {field} (set it in the file or with a flag)")))?;
+    let canonical = dir
+        .canonicalize()
+        .map_err(|e| bad(format!("{field} {}: {e}", dir.display())))?;
+    if !canonical.is_dir() {
+        return Err(bad(format!("{field} {} is not a directory", dir.display())));
+    }
+    Ok(canonical)
+}
+
+/// Resolves a program to an absolute, executable file (a bare name is looked up in PATH once).
+fn program_path(field: &str, program: &Path) -> Result<PathBuf, NodeError> {
+    let found = if program.components().count() == 1 && !program.is_absolute() {
+        std::env::var_os("PATH")
+            .and_then(|paths| {
+                std::env::split_paths(&paths)
+                    .map(|dir| dir.join(program))
+                    .find(|p| is_executable(p))
+            })
+            .ok_or_else(|| bad(format!("{field}: program {:?} not found in PATH", program)))?
+    } else {
+        program.to_path_buf()
+    };
+    if !found.is_absolute() {
+        return Err(bad(format!(
+            "{field}: {} must be an absolute path",
+            found.display()
+        )));
+    }
+    if !is_executable(&found) {
+        return Err(bad(format!(
+            "{field}: {} is missing or not an executable file",
+            found.display()
+        )));
+    }
+    Ok(found)
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path)
+        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        .unwrap_or(false)
+}
+
+fn default_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "node".to_string())
+}
+
+#[cfg(test)]
+#[path = "config_tests.rs"]
+mod tests;

@@ -1,0 +1,111 @@
+//! Confining job-supplied paths to the node's roots.
+//!
+//! A job's params are written by whoever can submit jobs, not by the node's admin, so a path in
+//! them must never reach outside the configured project and output roots. Lexical checks refuse
+//! `..`, absolute paths and leading `-` (which a program would read as a flag); for inputs, which
+//! exist, the canonical path is also checked so a symlink inside the project cannot lead out.
+
+use std::path::{Component, Path, PathBuf};
+
+use super::error::NodeError;
+
+/// Checks that `rel` is a plain relative path (only normal components) and joins it to `root`.
+pub fn confine(field: &str, root: &Path, rel: &str) -> Result<PathBuf, NodeError> {
+    if rel.is_empty() {
+        return Err(reject(field, rel, "is empty"));
+    }
+    if rel.starts_with('-') {
+        return Err(reject(
+            field,
+            rel,
+            "starts with '-' (would be read as a flag)",
+        ));
+    }
+    if rel.chars().any(char::is_control) {
+        return Err(reject(field, rel, "contains control characters"));
+    }
+    let path = Path::new(rel);
+    for component in path.components() {
+        match component {
+            Component::Normal(_) | Component::CurDir => {}
+            Component::ParentDir => return Err(reject(field, rel, "contains '..'")),
+            Component::RootDir | Component::Prefix(_) => {
+                return Err(reject(
+                    field,
+                    rel,
+                    "is absolute; give a path under the root",
+                ))
+            }
+        }
+    }
+    Ok(root.join(path))
+}
+
+/// Like [`confine`] for an input that must exist: the resolved file must still be under `root`
+/// after following symlinks (`root` is canonical, see config validation).
+pub fn confine_existing(field: &str, root: &Path, rel: &str) -> Result<PathBuf, NodeError> {
+    let joined = confine(field, root, rel)?;
+    let canonical = joined.canonicalize().map_err(|e| {
+        reject(
+            field,
+            rel,
+            &format!("cannot be opened under the project root: {e}"),
+        )
+    })?;
+    if !canonical.starts_with(root) {
+        return Err(reject(field, rel, "leads outside the project root"));
+    }
+    Ok(canonical)
+}
+
+fn reject(field: &str, value: &str, why: &str) -> NodeError {
+    NodeError::Rejected(format!("params.{field} {value:?} {why}"))
+}
+
+/// A path under `root` as the server should see it: relative to the root, or `None` outside it.
+pub fn relative_to(root: &Path, path: &Path) -> Option<String> {
+    path.strip_prefix(root)
+        .ok()
+        .map(|p| p.to_string_lossy().into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parent_dir_is_rejected() {
+        let err = confine("file", Path::new("/p"), "shots/../../etc/passwd").unwrap_err();
+        assert!(err.to_string().contains("'..'"), "{err}");
+    }
+
+    #[test]
+    fn absolute_path_is_rejected() {
+        let err = confine("output", Path::new("/p"), "/etc/cron.d/x").unwrap_err();
+        assert!(err.to_string().contains("absolute"), "{err}");
+    }
+
+    #[test]
+    fn leading_dash_is_rejected() {
+        assert!(confine("file", Path::new("/p"), "--python-expr").is_err());
+    }
+
+    #[test]
+    fn plain_relative_path_is_joined() {
+        let p = confine("file", Path::new("/p"), "shots/a.blend").unwrap();
+        assert_eq!(p, PathBuf::from("/p/shots/a.blend"));
+    }
+
+    #[test]
+    fn symlink_out_of_root_is_rejected() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("root");
+        std::fs::create_dir(&root).unwrap();
+        let root = root.canonicalize().unwrap();
+        std::fs::write(tmp.path().join("secret.blend"), b"x").unwrap();
+        std::os::unix::fs::symlink(tmp.path().join("secret.blend"), root.join("link.blend"))
+            .unwrap();
+        let err = confine_existing("file", &root, "link.blend").unwrap_err();
+        assert!(err.to_string().contains("outside"), "{err}");
+    }
+}

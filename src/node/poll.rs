@@ -1,0 +1,167 @@
+//! One round trip of the queue protocol, run off the supervisor's loop, and what its answer
+//! changes: acks answered, tasks handed to slots, the interval and the server's drain state.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+
+use super::backoff::Backoff;
+use super::config::NodeConfig;
+use super::error::NodeError;
+use super::outbox::Outbox;
+use super::shared::Shared;
+use super::slot::Pool;
+use super::wire::{Ack, ClaimedTask, NodeInfo, PollAnswer, PollRequest};
+
+/// The result of an in-flight request.
+#[derive(Debug)]
+pub enum Answer {
+    /// A queue poll: the acks it carried and the server's answer (`None` = 204).
+    Poll(Vec<Ack>, Result<Option<PollAnswer>, NodeError>),
+    /// `GET /v1/nodes/{id}` while the server has this node draining.
+    Node(Result<NodeInfo, NodeError>),
+    /// The request task itself failed (panicked); treated like an outage.
+    Lost(String),
+}
+
+/// Starts `POST /v1/queue/{queue}` with the pending acks, claiming up to `want` tasks.
+pub fn spawn_poll(
+    shared: &Arc<Shared>,
+    config: &NodeConfig,
+    node: Option<&str>,
+    want: usize,
+    acks: Vec<Ack>,
+) -> JoinHandle<Answer> {
+    let shared = shared.clone();
+    let (queue, types, tags, node) = (
+        config.queue.clone(),
+        config.types(),
+        config.tags.clone(),
+        node.map(str::to_string),
+    );
+    tokio::spawn(async move {
+        let body = PollRequest {
+            node: node.as_deref(),
+            max: want as u32,
+            types: &types,
+            tags: &tags,
+            tasks: &acks,
+        };
+        let result = shared.client.poll(&queue, &body).await;
+        Answer::Poll(acks, result)
+    })
+}
+
+/// Starts a check of this node's state (to notice the end of a server-side drain).
+pub fn spawn_node_check(shared: &Arc<Shared>, id: &str) -> JoinHandle<Answer> {
+    let shared = shared.clone();
+    let id = id.to_string();
+    tokio::spawn(async move { Answer::Node(shared.client.node(&id).await) })
+}
+
+/// Applies an answer; returns the delay before the next poll.
+pub async fn apply(
+    answer: Answer,
+    shared: &Shared,
+    pool: &mut Pool,
+    outbox: &mut Outbox,
+    backoff: &mut Backoff,
+    interval: &mut Duration,
+) -> Duration {
+    match answer {
+        Answer::Poll(_, Ok(None)) => {
+            backoff.reset();
+            *interval
+        }
+        Answer::Poll(sent, Ok(Some(answer))) => {
+            backoff.reset();
+            outbox.answered(&sent, &answer.acks);
+            if let Some(ms) = answer.interval {
+                *interval = Duration::from_millis(ms.max(50));
+            }
+            if let Some(state) = &answer.node_state {
+                set_server_drain(shared, state == "draining");
+            }
+            let claimed = answer.tasks.len();
+            for task in answer.tasks {
+                tracing::info!(task = %task.id, job = %task.job, kind = %task.kind, attempt = task.attempt, "claimed");
+                if let Err(task) = pool.assign(task) {
+                    // Only possible if the pool shrank while the poll was in flight.
+                    release(shared, &task).await;
+                }
+            }
+            if claimed > 0 && pool.idle() > 0 {
+                Duration::ZERO
+            } else {
+                *interval
+            }
+        }
+        Answer::Node(Ok(node)) => {
+            backoff.reset();
+            set_server_drain(shared, node.state.as_deref() == Some("draining"));
+            *interval
+        }
+        Answer::Poll(_, Err(e)) | Answer::Node(Err(e)) => failure(backoff, &e.report()),
+        Answer::Lost(msg) => failure(backoff, &msg),
+    }
+}
+
+fn failure(backoff: &mut Backoff, error: &str) -> Duration {
+    let delay = backoff.next_delay();
+    tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "poll failed; results are kept and re-sent");
+    delay
+}
+
+fn set_server_drain(shared: &Shared, draining: bool) {
+    let was = shared
+        .server_draining
+        .swap(draining, std::sync::atomic::Ordering::Relaxed);
+    if was != draining {
+        tracing::info!(draining, "server changed this node's state");
+    }
+}
+
+/// Hands a task back at once (shutdown); a failure only costs the lease's expiry.
+pub async fn release(shared: &Shared, task: &ClaimedTask) {
+    let call = shared.client.release(&task.id, &task.lease);
+    match tokio::time::timeout(Duration::from_secs(5), call).await {
+        Ok(Ok(())) => tracing::info!(task = %task.id, "released"),
+        Ok(Err(e)) => {
+            tracing::warn!(task = %task.id, error = %e.report(), "release failed; the lease will expire")
+        }
+        Err(_) => tracing::warn!(task = %task.id, "release timed out; the lease will expire"),
+    }
+}
+
+/// Last try to deliver pending acks before exiting; returns how many stay unsent.
+pub async fn last_flush(shared: &Shared, outbox: &Outbox) -> usize {
+    if outbox.is_empty() {
+        return 0;
+    }
+    let config = shared.config();
+    let acks = outbox.snapshot();
+    let types = config.types();
+    let body = PollRequest {
+        node: None,
+        max: 0,
+        types: &types,
+        tags: &config.tags,
+        tasks: &acks,
+    };
+    match tokio::time::timeout(
+        Duration::from_secs(5),
+        shared.client.poll(&config.queue, &body),
+    )
+    .await
+    {
+        Ok(Ok(_)) => 0,
+        _ => {
+            tracing::error!(
+                unsent = acks.len(),
+                "could not deliver finished results before exiting"
+            );
+            acks.len()
+        }
+    }
+}

@@ -1,0 +1,197 @@
+//! End to end with the real server binary and `command` jobs (no Blender needed): a failing
+//! program is retried on another node and fails the job, and `edgefarm job` shows its log tail.
+
+mod node_support;
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use node_support::{Node, NodeSpec, Server, BIN, SECRET};
+use serde_json::json;
+
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_command_is_retried_elsewhere_then_fails_the_job() {
+    let server = Server::start().await;
+    let project = server.dir.path().join("project");
+    let output = server.dir.path().join("out");
+    std::fs::create_dir_all(&project).expect("project");
+    let types = format!(
+        "[types.command.programs]\nfail = {:?}\n",
+        fixture("fail.sh")
+    );
+    let spec = |name| NodeSpec {
+        name,
+        slots: 1,
+        project: &project,
+        output: &output,
+        types: &types,
+    };
+    let (a, b) = (
+        Node::start(&server, spec("a")),
+        Node::start(&server, spec("b")),
+    );
+    let (id_a, id_b) = (a.id().await, b.id().await);
+    let job = server
+        .submit(
+            json!({"type": "command", "frames": "1-2", "chunk_size": 2, "max_attempts": 2,
+            "params": {"program": "fail", "args": ["{from}", "{to}"]}}),
+        )
+        .await;
+    server
+        .wait_job(&job, "failed", Duration::from_secs(60))
+        .await;
+    let tasks = server.tasks(&job).await;
+    let task = &tasks[0];
+    assert_eq!(task["state"], "failed", "{task:#}");
+    assert_eq!(task["attempts"], 2, "{task:#}");
+    let mut nodes: Vec<String> = task["history"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|h| h["node"].as_str().map(str::to_string))
+        .collect();
+    nodes.sort();
+    let mut expected = vec![id_a, id_b];
+    expected.sort();
+    assert_eq!(
+        nodes, expected,
+        "the second attempt should have run on the other node"
+    );
+    let error = task["error"].as_str().unwrap_or("");
+    assert!(
+        error.contains("exit code 3") && error.contains("about to fail"),
+        "error should hold the exit code and log tail: {error}"
+    );
+
+    let out = Command::new(BIN)
+        .args(["job", &job, "--url", &server.url, "--secret", SECRET])
+        .output()
+        .expect("edgefarm job");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "edgefarm job failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("failed"), "{stdout}");
+    assert!(
+        stdout.contains("--- log tail of"),
+        "the failed task's log tail should be printed: {stdout}"
+    );
+    assert!(
+        stdout.contains("fixture: about to fail on purpose"),
+        "the log tail should hold the program's output: {stdout}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn follow_exits_nonzero_when_the_job_fails() {
+    let server = Server::start().await;
+    let project = server.dir.path().join("project");
+    let output = server.dir.path().join("out");
+    std::fs::create_dir_all(&project).expect("project");
+    let types = format!(
+        "[types.command.programs]\nfail = {:?}\n",
+        fixture("fail.sh")
+    );
+    let _n = Node::start(
+        &server,
+        NodeSpec {
+            name: "n",
+            slots: 2,
+            project: &project,
+            output: &output,
+            types: &types,
+        },
+    );
+    let out = tokio::task::spawn_blocking({
+        let url = server.url.clone();
+        move || {
+            Command::new(BIN)
+                .args([
+                    "submit",
+                    "command",
+                    "fail",
+                    "--max-attempts",
+                    "1",
+                    "--follow",
+                    "--url",
+                    &url,
+                    "--secret",
+                    SECRET,
+                    "--",
+                    "{from}",
+                ])
+                .output()
+                .expect("edgefarm submit")
+        }
+    })
+    .await
+    .expect("join");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "stdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("failed"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_finds_the_secret_a_local_server_generated() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port")
+        .port();
+    let url = format!("http://127.0.0.1:{port}");
+    let mut server = Command::new(BIN)
+        .args([
+            "serve",
+            "--data",
+            "edgefarm-data",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .current_dir(dir.path())
+        .env_remove("EDGEFARM_SECRET")
+        .env_remove("EDGEFARM_DATA")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("serve");
+    let jobs = || {
+        Command::new(BIN)
+            .args(["jobs", "--url", &url])
+            .current_dir(dir.path())
+            .env("HOME", dir.path())
+            .env_remove("EDGEFARM_SECRET")
+            .env_remove("EDGEFARM_DATA")
+            .output()
+            .expect("edgefarm jobs")
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let out = loop {
+        let out = jobs();
+        if out.status.success() || std::time::Instant::now() > deadline {
+            break out;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let _ = server.kill();
+    let _ = server.wait();
+    assert!(
+        out.status.success(),
+        "jobs should authenticate with edgefarm-data/secret: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("STATE"));
+}

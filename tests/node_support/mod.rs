@@ -1,0 +1,265 @@
+//! Shared harness for the end-to-end node tests: the real `edgefarm serve` binary on a free
+//! port, real `edgefarm node` processes, and polling helpers with deadlines (never fixed sleeps).
+#![allow(dead_code)]
+
+mod blender;
+#[allow(unused_imports)]
+pub use blender::{blender, make_scene, png_size};
+
+use std::future::Future;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use edgefarm::node::client::Client;
+use serde_json::Value;
+
+pub const SECRET: &str = "secret-for-tests";
+pub const BIN: &str = env!("CARGO_BIN_EXE_edgefarm");
+
+/// A running server; killed on drop.
+pub struct Server {
+    pub url: String,
+    pub dir: tempfile::TempDir,
+    port: u16,
+    child: Child,
+}
+
+impl Server {
+    pub async fn start() -> Server {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let child = Self::spawn(dir.path(), port);
+        let server = Server {
+            url: format!("http://127.0.0.1:{port}"),
+            dir,
+            port,
+            child,
+        };
+        server.wait_healthy().await;
+        server
+    }
+
+    /// SIGKILLs the server (an outage).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the server again on the same port and data.
+    pub async fn restart(&mut self) {
+        self.child = Self::spawn(self.dir.path(), self.port);
+        self.wait_healthy().await;
+    }
+
+    fn spawn(dir: &Path, port: u16) -> Child {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("server.log"))
+            .expect("server log");
+        Command::new(BIN)
+            .args(["serve", "--secret", SECRET, "--lease-ms", "3000"])
+            .args(["--heartbeat-ms", "1000", "--poll-ms", "200"])
+            .arg("--data")
+            .arg(dir.join("data"))
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .env_remove("EDGEFARM_SECRET")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start edgefarm serve")
+    }
+
+    async fn wait_healthy(&self) {
+        let client = self.client();
+        wait_until(
+            "the server answers /v1/health",
+            Duration::from_secs(20),
+            || async {
+                client
+                    .send::<Value>(client.request(reqwest::Method::GET, "/v1/health"))
+                    .await
+                    .is_ok()
+            },
+        )
+        .await;
+    }
+
+    pub fn client(&self) -> Client {
+        Client::new(&self.url, SECRET).expect("client")
+    }
+
+    pub async fn get(&self, path: &str) -> Value {
+        let c = self.client();
+        c.send(c.request(reqwest::Method::GET, path))
+            .await
+            .unwrap_or_else(|e| panic!("GET {path}: {}", e.report()))
+    }
+
+    pub async fn submit(&self, spec: Value) -> String {
+        let c = self.client();
+        let job: Value = c
+            .post_json("/v1/jobs", &spec)
+            .await
+            .unwrap_or_else(|e| panic!("submit: {}", e.report()));
+        job["id"].as_str().expect("job id").to_string()
+    }
+
+    pub async fn tasks(&self, job: &str) -> Vec<Value> {
+        self.get(&format!("/v1/jobs/{job}/tasks?limit=200")).await["tasks"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Waits until the job reaches `state`, failing early if it ends in another one.
+    pub async fn wait_job(&self, job: &str, state: &str, within: Duration) -> Value {
+        let deadline = Instant::now() + within;
+        loop {
+            let j = self.get(&format!("/v1/jobs/{job}")).await;
+            let now = j["state"].as_str().unwrap_or("").to_string();
+            if now == state {
+                return j;
+            }
+            assert!(
+                !matches!(now.as_str(), "completed" | "failed" | "canceled"),
+                "job ended {now}, expected {state}: {j:#}\ntasks: {:#}",
+                Value::from(self.tasks(job).await)
+            );
+            assert!(
+                Instant::now() < deadline,
+                "job not {state} in time: {j:#}\ntasks: {:#}",
+                Value::from(self.tasks(job).await)
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A running node process; killed on drop.
+pub struct Node {
+    pub child: Child,
+    pub dir: PathBuf,
+    pub name: String,
+}
+
+/// Node settings for a test.
+pub struct NodeSpec<'a> {
+    pub name: &'a str,
+    pub slots: u32,
+    pub project: &'a Path,
+    pub output: &'a Path,
+    /// Extra TOML (the `[types.*]` sections).
+    pub types: &'a str,
+}
+
+impl Node {
+    pub fn start(server: &Server, spec: NodeSpec<'_>) -> Node {
+        let dir = server.dir.path().join(format!("node-{}", spec.name));
+        std::fs::create_dir_all(&dir).expect("node dir");
+        let config = format!(
+            "url = {:?}\nsecret = {SECRET:?}\nname = {:?}\nslots = {}\nproject_root = {:?}\noutput_root = {:?}\nstate_dir = {:?}\n{}",
+            server.url, spec.name, spec.slots, spec.project, spec.output, dir.join("state"), spec.types
+        );
+        let path = dir.join("node.toml");
+        std::fs::write(&path, config).expect("write node.toml");
+        let log = std::fs::File::create(dir.join("node.log")).expect("node log");
+        let child = Command::new(BIN)
+            .arg("node")
+            .arg("--config")
+            .arg(&path)
+            .env_remove("EDGEFARM_SECRET")
+            .env_remove("EDGEFARM_URL")
+            .env("EDGEFARM_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start edgefarm node");
+        Node {
+            child,
+            dir,
+            name: spec.name.to_string(),
+        }
+    }
+
+    pub fn pid(&self) -> i32 {
+        i32::try_from(self.child.id()).expect("pid")
+    }
+
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: plain kill(2) on our own child's pid.
+        unsafe {
+            libc::kill(self.pid(), sig);
+        }
+    }
+
+    /// Waits for the process to exit; returns its exit code.
+    pub async fn wait_exit(&mut self, within: Duration) -> Option<i32> {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status.code();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node {} did not exit in time; log:\n{}",
+                self.name,
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("node.log")).unwrap_or_default()
+    }
+
+    /// The node id from its state file (after enrolment).
+    pub async fn id(&self) -> String {
+        let path = self.dir.join("state/node.json");
+        wait_until("the node enrols", Duration::from_secs(20), || async {
+            path.is_file()
+        })
+        .await;
+        let state: Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).expect("node.json"))
+                .expect("json");
+        state["node_id"].as_str().expect("node_id").to_string()
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls `cond` every 100 ms until it holds; panics with `what` after `within`.
+pub async fn wait_until<F, Fut>(what: &str, within: Duration, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + within;
+    while !cond().await {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
