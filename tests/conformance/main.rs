@@ -7,3 +7,5 @@ mod claims;
 mod errors;
 mod jobs;
 mod nodes;
+mod openapi;
+mod previews;
