@@ -2,6 +2,8 @@
 //! and over real HTTP against `edgefarm serve` (or the server `EDGEFARM_URL` names).
 
 mod harness;
+#[path = "../support/png.rs"]
+mod png;
 
 mod claims;
 mod errors;

@@ -8,8 +8,7 @@ use crate::harness::{Farm, Resp, LEASE_MS};
 use serde_json::{json, Value};
 use std::cell::RefCell;
 
-#[path = "../support/png.rs"]
-mod png;
+use crate::png;
 
 /// Answers seen, checked against the description as they come.
 struct Tour<'f> {

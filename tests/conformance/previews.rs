@@ -4,8 +4,7 @@ use crate::cases;
 use crate::harness::{Farm, LEASE_MS};
 use serde_json::{json, Value};
 
-#[path = "../support/png.rs"]
-mod png;
+use crate::png;
 
 /// A job of two one-frame tasks and a claim of its first task: (job id, claimed task).
 async fn running_task(farm: &Farm) -> (String, Value) {
