@@ -7,7 +7,10 @@
 //! bound. Long polls (`?wait=`) and event streams are left out: their duration is the client's
 //! choice, not the server's speed.
 
+use axum::extract::Request;
+use axum::response::Response;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Upper bounds of the buckets, seconds.
@@ -107,8 +110,27 @@ impl Latency {
     }
 }
 
+/// Serves `req` with `serve`, timing it, and appends the histogram to the core's
+/// `GET /v1/metrics` answer.
+pub async fn timed<F, Fut>(latency: Arc<Latency>, req: Request, serve: F) -> Response
+where
+    F: FnOnce(Request) -> Fut,
+    Fut: std::future::Future<Output = Response>,
+{
+    let (start, timed) = (std::time::Instant::now(), is_timed(&req));
+    let path = req.uri().path().to_string();
+    let resp = serve(req).await;
+    if timed {
+        latency.observe(&path, start.elapsed());
+    }
+    if path == "/v1/metrics" {
+        return append_to_metrics(resp, &latency).await;
+    }
+    resp
+}
+
 /// Whether a request's duration says something about the server (see the module doc).
-pub fn is_timed(req: &axum::extract::Request) -> bool {
+fn is_timed(req: &axum::extract::Request) -> bool {
     let waits = crate::core::http::query(req.uri().query()).contains_key("wait");
     let streams = req
         .headers()
@@ -119,10 +141,7 @@ pub fn is_timed(req: &axum::extract::Request) -> bool {
 }
 
 /// Appends the histogram to a successful Prometheus answer of the core; other answers pass.
-pub async fn append_to_metrics(
-    resp: axum::response::Response,
-    latency: &Latency,
-) -> axum::response::Response {
+async fn append_to_metrics(resp: Response, latency: &Latency) -> Response {
     let is_text = resp
         .headers()
         .get(http::header::CONTENT_TYPE)
@@ -137,7 +156,7 @@ pub async fn append_to_metrics(
         .map(|b| b.to_vec())
         .unwrap_or_default();
     text.extend_from_slice(latency.render().as_bytes());
-    axum::response::Response::from_parts(parts, axum::body::Body::from(text))
+    Response::from_parts(parts, axum::body::Body::from(text))
 }
 
 #[cfg(test)]

@@ -205,22 +205,6 @@ fn is_event_stream(parts: &http::request::Parts) -> bool {
         && parts.uri.path().starts_with("/v1/jobs/")
 }
 
-/// Times the request for the latency histogram (`runtime::latency`), which is appended to the
-/// core's `GET /v1/metrics` answer.
-async fn timed_request(shell: Shell, req: AxumRequest) -> AxumResponse {
-    let (start, timed) = (std::time::Instant::now(), super::latency::is_timed(&req));
-    let path = req.uri().path().to_string();
-    let latency = shell.latency.clone();
-    let resp = serve_request(shell, req).await;
-    if timed {
-        latency.observe(&path, start.elapsed());
-    }
-    if path == "/v1/metrics" {
-        return super::latency::append_to_metrics(resp, &latency).await;
-    }
-    resp
-}
-
 async fn serve_request(shell: Shell, req: AxumRequest) -> AxumResponse {
     let (parts, body) = req.into_parts();
     let body = match axum::body::to_bytes(body, shell.body_limit + 1).await {
@@ -372,7 +356,10 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let listener = tokio::net::TcpListener::bind(&args.listen).await.with_context(|| format!("cannot listen on {}", args.listen))?;
         let addr = listener.local_addr()?;
         let shell = Shell { tx, changed, body_limit, latency: Default::default() };
-        let app = axum::Router::new().fallback(move |req: AxumRequest| timed_request(shell.clone(), req));
+        let app = axum::Router::new().fallback(move |req: AxumRequest| {
+            let shell = shell.clone();
+            super::latency::timed(shell.latency.clone(), req, move |req| serve_request(shell, req))
+        });
         tracing::info!(%addr, store = %store_desc, "edgefarm serving");
         println!("edgefarm listening on http://{addr} (store: {store_desc})");
         if generated {
