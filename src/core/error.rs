@@ -36,6 +36,9 @@ pub enum Error {
     /// Over a size or count limit.
     #[error("{0}")]
     TooLarge(String),
+    /// Sent more often than the server allows; the answer says when to try again.
+    #[error("{0}")]
+    Throttled(String),
     /// The store failed; the client sees a generic message.
     #[error("internal error")]
     Store(#[from] StoreError),
@@ -71,6 +74,7 @@ impl Error {
             Error::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             Error::StaleLease(_) => (StatusCode::CONFLICT, "stale_lease"),
             Error::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
+            Error::Throttled(_) => (StatusCode::TOO_MANY_REQUESTS, "throttled"),
             Error::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }

@@ -6,6 +6,8 @@
 
 pub mod api;
 pub mod auth;
+pub mod counters;
+pub mod dashboard;
 pub mod error;
 pub mod frames;
 pub mod http;

@@ -3,6 +3,7 @@
 
 use super::api;
 use super::auth::{authenticate, Caller};
+use super::dashboard;
 use super::error::{Error, Result};
 use super::http::decode;
 use super::Ctx;
@@ -31,6 +32,9 @@ async fn route<S: Store>(req: &Request<Bytes>, ctx: &Ctx<'_, S>) -> Result<Respo
     }
     match (method, parts.as_slice()) {
         (&Method::GET, ["v1", "health"]) => return Ok(api::health(ctx)),
+        // The dashboard and the API description need no credentials (the page asks for them).
+        (&Method::GET, [""]) => return Ok(dashboard::page()),
+        (&Method::GET, ["v1", "openapi.json"]) => return Ok(dashboard::openapi()),
         (_, ["v1", ..]) => {}
         _ => return Err(Error::NotFound(format!("route {path}"))),
     }
@@ -45,7 +49,7 @@ async fn v1<S: Store>(
     method: &Method,
     parts: &[&str],
 ) -> Result<Response<Bytes>> {
-    use api::{jobs, nodes, queue, tasks};
+    use api::{jobs, metrics, nodes, previews, queue, tasks};
     let body = req.body();
     let query = req.uri().query();
     let admin = || caller.require_admin();
@@ -58,6 +62,11 @@ async fn v1<S: Store>(
         (&Method::GET, ["jobs", id, "tasks"]) => {
             admin().map(|_| jobs::tasks(ctx, id, query))?.await
         }
+        (&Method::GET, ["jobs", id, "preview"]) => {
+            admin()
+                .map(|_| previews::of_job(ctx, id, req.headers()))?
+                .await
+        }
         (&Method::POST, ["jobs", id, action]) => {
             admin().map(|_| jobs::action(ctx, id, action, body))?.await
         }
@@ -68,6 +77,17 @@ async fn v1<S: Store>(
         }
         (&Method::POST, ["tasks", id, "ack"]) => tasks::ack(ctx, caller, id, body).await,
         (&Method::POST, ["tasks", id, "release"]) => tasks::release(ctx, caller, id, body).await,
+        (&Method::POST, ["tasks", id, "preview"]) => previews::upload(ctx, caller, id, req).await,
+        (&Method::GET, ["preview"]) => {
+            admin()
+                .map(|_| previews::of_farm(ctx, req.headers()))?
+                .await
+        }
+        (&Method::GET, ["metrics"]) => {
+            admin()
+                .map(|_| metrics::get(ctx, req.headers(), query))?
+                .await
+        }
         (&Method::GET, ["queue", q]) => queue::settings(ctx, q),
         (&Method::POST, ["queue", q]) => queue::poll(ctx, caller, q, body).await,
         (&Method::POST, ["nodes"]) => admin().map(|_| nodes::enrol(ctx, body))?.await,
@@ -77,7 +97,7 @@ async fn v1<S: Store>(
         (&Method::POST, ["nodes", id, action]) => {
             admin().map(|_| nodes::action(ctx, id, action))?.await
         }
-        (m, ["jobs" | "tasks" | "queue" | "nodes", ..]) => {
+        (m, ["jobs" | "tasks" | "queue" | "nodes" | "preview" | "metrics", ..]) => {
             Err(Error::MethodNotAllowed(m.to_string()))
         }
         _ => Err(Error::NotFound(format!("route /v1/{}", parts.join("/")))),

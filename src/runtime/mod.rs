@@ -1,2 +1,3 @@
 //! Runtime shells: turn a runtime's request into `http::Request`, call `handle()`, answer.
+pub mod latency;
 pub mod native;

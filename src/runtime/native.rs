@@ -163,6 +163,7 @@ struct Shell {
     tx: mpsc::Sender<Job>,
     changed: Arc<Notify>,
     body_limit: usize,
+    latency: Arc<super::latency::Latency>,
 }
 
 impl Shell {
@@ -354,8 +355,11 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
     rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind(&args.listen).await.with_context(|| format!("cannot listen on {}", args.listen))?;
         let addr = listener.local_addr()?;
-        let shell = Shell { tx, changed, body_limit };
-        let app = axum::Router::new().fallback(move |req: AxumRequest| serve_request(shell.clone(), req));
+        let shell = Shell { tx, changed, body_limit, latency: Default::default() };
+        let app = axum::Router::new().fallback(move |req: AxumRequest| {
+            let shell = shell.clone();
+            super::latency::timed(shell.latency.clone(), req, move |req| serve_request(shell, req))
+        });
         tracing::info!(%addr, store = %store_desc, "edgefarm serving");
         println!("edgefarm listening on http://{addr} (store: {store_desc})");
         if generated {

@@ -59,3 +59,18 @@ pub fn result(task: &str, attempt: u32) -> String {
 pub fn log_chunk(task: &str, attempt: u32, chunk: u32) -> String {
     format!("log/{task}/{attempt}/{chunk}")
 }
+
+/// One shard of the farm's event counters (claims, acks, failures, expiries).
+pub fn counter_shard(shard: u32) -> String {
+    format!("counters/{shard}")
+}
+
+/// The latest preview image of one job.
+pub fn job_preview(job: &str) -> String {
+    format!("preview/job/{job}")
+}
+
+/// The latest preview image of the whole farm.
+pub fn farm_preview() -> String {
+    "preview/farm".to_string()
+}

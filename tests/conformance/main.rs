@@ -2,8 +2,12 @@
 //! and over real HTTP against `edgefarm serve` (or the server `EDGEFARM_URL` names).
 
 mod harness;
+#[path = "../support/png.rs"]
+mod png;
 
 mod claims;
 mod errors;
 mod jobs;
 mod nodes;
+mod openapi;
+mod previews;

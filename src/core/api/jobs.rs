@@ -494,6 +494,7 @@ pub async fn delete<S: Store>(ctx: &Ctx<'_, S>, id: &str) -> Result<Response<Byt
             .delete(&keys::segment(id, &rec.value.gen, k), Cond::Any)
             .await?;
     }
+    ctx.store.delete(&keys::job_preview(id), Cond::Any).await?;
     Ok(json(
         StatusCode::OK,
         &serde_json::json!({"id": id, "deleted": true}),

@@ -2,7 +2,9 @@
 //! the answer; rules live in `validate`, `rollup` and `scheduler`.
 
 pub mod jobs;
+pub mod metrics;
 pub mod nodes;
+pub mod previews;
 pub mod queue;
 pub mod tasks;
 

@@ -7,6 +7,7 @@
 
 use super::lease::check_lease;
 use super::task_ref::{load_job, update_task, TaskRef};
+use crate::core::counters::{self, Tally};
 use crate::core::error::Result;
 use crate::core::model::{JobRecord, OnFailure, Outcome, Segment, Task, TaskState};
 use crate::core::records::{load, save, CAS_RETRIES};
@@ -32,7 +33,7 @@ pub async fn complete_if_lease<S: Store>(
     ctx.store
         .put(&keys::result(&task.id(), attempt), &bytes, Cond::Any)
         .await?;
-    update_task(ctx, task, |job, t| {
+    let done = update_task(ctx, task, |job, t| {
         check_lease(job, t, token, node)?;
         if let Some(a) = t.current_attempt_mut() {
             a.ended_ms = Some(ctx.now_ms);
@@ -47,7 +48,13 @@ pub async fn complete_if_lease<S: Store>(
         }
         Ok(())
     })
-    .await
+    .await?;
+    let tally = Tally {
+        acks: 1,
+        ..Tally::default()
+    };
+    counters::record(ctx, node.unwrap_or(&current_node(&current)), tally).await;
+    Ok(done)
 }
 
 /// Records a failed attempt if the caller holds the lease: the task goes back to the queue for
@@ -82,6 +89,12 @@ pub async fn fail_if_lease<S: Store>(
         Ok(())
     })
     .await?;
+    let tally = Tally {
+        failures: 1,
+        ..Tally::default()
+    };
+    let holder = t.failed_nodes.last().cloned().unwrap_or_default();
+    counters::record(ctx, node.unwrap_or(&holder), tally).await;
     if t.state == TaskState::Failed && job.spec.on_failure == OnFailure::Fail {
         fail_job(ctx, &job.spec.id).await?;
     }
@@ -153,4 +166,9 @@ pub async fn cancel_remaining<S: Store>(
         }
     }
     Ok(())
+}
+
+/// The node holding a task's lease (the shard key of its counters), or "" when none does.
+fn current_node(t: &Task) -> String {
+    t.lease.as_ref().map(|l| l.node.clone()).unwrap_or_default()
 }

@@ -123,6 +123,8 @@ struct SegmentClaim {
     live: bool,
     /// A task ran out of attempts here.
     newly_failed: bool,
+    /// Expired leases settled here (for the metrics counters).
+    expired: u64,
 }
 
 async fn claim_in_segment<S: Store>(
@@ -139,13 +141,16 @@ async fn claim_in_segment<S: Store>(
                 claimed: vec![],
                 live: false,
                 newly_failed: false,
+                expired: 0,
             });
         };
         let (mut changed, mut newly_failed, mut claimed) = (false, false, Vec::new());
+        let mut expired = 0;
         for task in value.tasks.iter_mut() {
             if lease_expired(task, ctx.now_ms) {
                 settle_expired(task, job.spec.max_attempts, ctx.now_ms);
                 newly_failed |= task.state == TaskState::Failed;
+                expired += 1;
                 changed = true;
             }
             if claimed.len() < want && claimable(task, &claimer.node, ctx.now_ms) {
@@ -169,6 +174,7 @@ async fn claim_in_segment<S: Store>(
                 claimed,
                 live,
                 newly_failed,
+                expired,
             });
         }
         if save(ctx.store, &key, &value, Cond::Version(version))
@@ -179,6 +185,7 @@ async fn claim_in_segment<S: Store>(
                 claimed,
                 live,
                 newly_failed,
+                expired,
             });
         }
     }
@@ -187,6 +194,7 @@ async fn claim_in_segment<S: Store>(
         claimed: vec![],
         live: true,
         newly_failed: false,
+        expired: 0,
     })
 }
 
@@ -212,6 +220,7 @@ pub async fn claim<S: Store>(
     let mut out = Vec::new();
     let mut budget = SCAN_BUDGET;
     let mut failed_jobs = Vec::new();
+    let mut expired = 0;
     while out.len() < max && budget > 0 {
         let Some(pages) = scan.next_pages(ctx).await? else {
             break;
@@ -252,6 +261,7 @@ pub async fn claim<S: Store>(
             if !got.live {
                 drops[i].push(entry.n);
             }
+            expired += got.expired;
             if got.newly_failed {
                 failed_jobs.push(job.spec.id.clone());
             }
@@ -270,6 +280,13 @@ pub async fn claim<S: Store>(
     for job in failed_jobs {
         super::ack::fail_job(ctx, &job).await?;
     }
+    // One counter write per claim request, however many tasks it moved (see `core::counters`).
+    let tally = crate::core::counters::Tally {
+        claims: out.len() as u64,
+        expiries: expired,
+        ..Default::default()
+    };
+    crate::core::counters::record(ctx, &claimer.node, tally).await;
     Ok(out)
 }
 
