@@ -31,6 +31,8 @@ async fn route<S: Store>(req: &Request<Bytes>, ctx: &Ctx<'_, S>) -> Result<Respo
     }
     match (method, parts.as_slice()) {
         (&Method::GET, ["v1", "health"]) => return Ok(api::health(ctx)),
+        // The nexrender façade has its own auth (`nexrender-secret`) and error shapes.
+        (_, ["api", "v1", rest @ ..]) => return Ok(super::nexrender::route(req, ctx, rest).await),
         (_, ["v1", ..]) => {}
         _ => return Err(Error::NotFound(format!("route {path}"))),
     }

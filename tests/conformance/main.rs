@@ -6,4 +6,5 @@ mod harness;
 mod claims;
 mod errors;
 mod jobs;
+mod nexrender;
 mod nodes;

@@ -88,7 +88,9 @@ pub fn settle_expired(task: &mut Task, max_attempts: u32, now_ms: u64) {
     task.updated_ms = now_ms;
 }
 
-fn grant(task: &mut Task, node: &str, token: String, expires_ms: u64, now_ms: u64) {
+/// Leases `task` to `node` until `expires_ms`, opening a new attempt. Only ever applied to a
+/// task [`claimable`] just accepted, inside the same CAS.
+pub fn grant(task: &mut Task, node: &str, token: String, expires_ms: u64, now_ms: u64) {
     task.attempts += 1;
     task.state = TaskState::Leased;
     task.lease = Some(Lease {
@@ -197,17 +199,44 @@ fn entry_is_stale(job: &JobRecord, entry: &Entry, part: &str, priority: i64) -> 
         || job.failed
         || job.paused
         || job.spec.priority != priority
-        || index::part_key(job.spec.kind, &job.spec.tags) != part
+        || !index::parts_of(&job.spec).iter().any(|p| p == part)
 }
 
-/// Claims up to `max` tasks of `queue` for `claimer`.
+/// In which order a claim takes the entries of one priority.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Order {
+    /// Oldest entry first (FIFO): the `/v1` rule.
+    OldestFirst,
+    /// Newest entry first (LIFO): the index is walked from its tail pages.
+    NewestFirst,
+    /// A random entry of the oldest pages read (see the nexrender façade's docs).
+    Random,
+}
+
+/// Claims up to `max` tasks of `queue` for `claimer`, oldest first, from the partitions the
+/// claimer's types and tags may serve.
 pub async fn claim<S: Store>(
     ctx: &Ctx<'_, S>,
     queue: &str,
     claimer: &Claimer,
     max: usize,
 ) -> Result<Vec<Claimed>> {
-    let mut scan = Scan::open(ctx, queue, &claimer.types, &claimer.tags).await?;
+    let parts = |p: &str| index::part_matches(p, &claimer.types, &claimer.tags);
+    claim_where(ctx, queue, claimer, max, &parts, Order::OldestFirst).await
+}
+
+/// Claims up to `max` tasks of `queue` for `claimer` from the partitions `parts` accepts, in
+/// `order` within each priority.
+pub async fn claim_where<S: Store>(
+    ctx: &Ctx<'_, S>,
+    queue: &str,
+    claimer: &Claimer,
+    max: usize,
+    parts: &dyn Fn(&str) -> bool,
+    order: Order,
+) -> Result<Vec<Claimed>> {
+    let newest_first = order == Order::NewestFirst;
+    let mut scan = Scan::open_parts(ctx, queue, parts, newest_first).await?;
     let mut jobs: HashMap<String, Option<JobRecord>> = HashMap::new();
     let mut out = Vec::new();
     let mut budget = SCAN_BUDGET;
@@ -227,6 +256,12 @@ pub async fn claim<S: Store>(
             })
             .collect();
         entries.sort_by(|a, b| (a.1.t, &a.1.job, a.1.seg).cmp(&(b.1.t, &b.1.job, b.1.seg)));
+        match order {
+            Order::OldestFirst => {}
+            Order::NewestFirst => entries.reverse(),
+            // Cached: the key of each entry is drawn once, so the order is a consistent one.
+            Order::Random => entries.sort_by_cached_key(|_| ctx.ids.random()),
+        }
         let mut drops: Vec<Vec<u64>> = vec![Vec::new(); pages.len()];
         for (i, entry) in entries {
             if out.len() >= max || budget == 0 {
