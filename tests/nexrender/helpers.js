@@ -62,12 +62,15 @@ const fakeAfterEffects = () => {
     return { dir, binary }
 }
 
-/** A valid job whose template is a local file the worker can "download". */
+/**
+ * A valid job whose template is a local file the worker can "download". `name` is set because
+ * @nexrender/core 1.63.3 names a downloaded file:// asset after its whole path otherwise.
+ */
 const renderableJob = (extra = {}) => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'edgefarm-project-'))
     const project = path.join(dir, 'project.aep')
     fs.writeFileSync(project, 'not really an After Effects project')
-    return Object.assign({ template: { src: `file://${project}`, composition: 'main' } }, extra)
+    return Object.assign({ template: { src: `file://${project}`, name: 'project.aep', composition: 'main' } }, extra)
 }
 
 /**
