@@ -200,6 +200,7 @@ pub struct Derived {
 /// Derives the nexrender state from the task at `now_ms`.
 pub fn derive(job: &JobRecord, task: &Task, now_ms: u64) -> Derived {
     let holder = task.lease.as_ref().map(|l| l.node.clone());
+    let last_holder = task.history.last().map(|a| a.node.clone());
     let pct = task.progress.filter(|p| p.total == 100).map(|p| p.done);
     let gave_up = || {
         let last = task.history.last();
@@ -237,9 +238,10 @@ pub fn derive(job: &JobRecord, task: &Task, now_ms: u64) -> Derived {
             d(&state, holder, pct.or(Some(0)), None)
         }
         TaskState::Queued => d("queued", None, Some(0), None),
-        TaskState::Completed => d("finished", None, None, None),
-        TaskState::Failed => d("error", None, None, gave_up()),
-        TaskState::Canceled => d("error", None, None, task.error.clone()),
+        // The last lease holder stays the executor, whatever a worker's final PUT carried.
+        TaskState::Completed => d("finished", last_holder, Some(100), None),
+        TaskState::Failed => d("error", last_holder, None, gave_up()),
+        TaskState::Canceled => d("error", last_holder, None, task.error.clone()),
     }
 }
 
