@@ -3,9 +3,9 @@
 //! describes); a crash between the two leaves a record that `job::present` corrects on read.
 
 use crate::core::error::{Error, Result};
-use crate::core::model::{JobRecord, JobType, Task};
-use crate::core::records::{save, CAS_RETRIES};
-use crate::core::scheduler::task_ref::{load_job, read_task, TaskRef};
+use crate::core::model::{JobRecord, JobType, Segment, Task};
+use crate::core::records::{self, save, Rec, CAS_RETRIES};
+use crate::core::scheduler::task_ref::load_job;
 use crate::core::validate::is_ident;
 use crate::core::Ctx;
 use crate::store::{keys, Cond, Store};
@@ -20,14 +20,17 @@ pub async fn load<S: Store>(ctx: &Ctx<'_, S>, uid: &str) -> Result<(JobRecord, T
     if !is_ident(uid, 64) {
         return Err(not_found(uid));
     }
-    let task = TaskRef {
-        job: uid.to_string(),
-        index: 0,
+    // The record first: listing skips other jobs without reading their segments.
+    let job = match load_job(ctx, uid).await {
+        Ok(rec) if rec.value.spec.kind == JobType::Nexrender => rec.value,
+        Ok(_) | Err(Error::NotFound(_)) => return Err(not_found(uid)),
+        Err(e) => return Err(e),
     };
-    match read_task(ctx, &task).await {
-        Ok((job, t)) if job.spec.kind == JobType::Nexrender => Ok((job, t)),
-        Ok(_) | Err(Error::NotFound(_)) => Err(not_found(uid)),
-        Err(e) => Err(e),
+    let key = keys::segment(uid, &job.gen, 0);
+    let seg: Option<Rec<Segment>> = records::load(ctx.store, &key).await?;
+    match seg.and_then(|s| s.value.tasks.into_iter().find(|t| t.index == 0)) {
+        Some(task) => Ok((job, task)),
+        None => Err(not_found(uid)),
     }
 }
 
