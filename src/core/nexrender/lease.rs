@@ -73,16 +73,29 @@ fn end_attempt(t: &mut Task, outcome: Outcome, now_ms: u64) {
     t.lease = None;
 }
 
-/// Applies `ask` from `who` to task 0 of `job`, renewing the caller's lease by `timeout_ms`
-/// and recording `progress` (percent) when the caller holds it.
-pub async fn apply<S: Store>(
-    ctx: &Ctx<'_, S>,
-    job: &str,
-    who: &str,
-    ask: &Ask,
-    progress: Option<u64>,
-    timeout_ms: u64,
-) -> Result<(JobRecord, Task, Effect)> {
+/// One PUT, as the task sees it.
+#[derive(Debug, Clone)]
+pub struct Put<'a> {
+    /// Job uid.
+    pub job: &'a str,
+    /// The caller's executor identity.
+    pub who: &'a str,
+    /// What its `state` asks.
+    pub ask: Ask,
+    /// Its `renderProgress`, percent.
+    pub progress: Option<u64>,
+}
+
+/// Applies a PUT to task 0 of its job, renewing the caller's lease by the executor timeout and
+/// recording its progress when the caller holds the lease.
+pub async fn apply<S: Store>(ctx: &Ctx<'_, S>, put: &Put<'_>) -> Result<(JobRecord, Task, Effect)> {
+    let Put {
+        job,
+        who,
+        ref ask,
+        progress,
+    } = *put;
+    let timeout_ms = ctx.config.nexrender.timeout_ms;
     let now = ctx.now_ms;
     let task = TaskRef {
         job: job.to_string(),

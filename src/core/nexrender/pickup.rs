@@ -24,7 +24,7 @@ use super::job::{QUEUE_BY_AGE, QUEUE_BY_PRIORITY};
 use super::Ordering;
 use crate::core::error::Result;
 use crate::core::model::{JobRecord, JobType, Task};
-use crate::core::scheduler::claim::{claim_where, Claimer, Order};
+use crate::core::scheduler::claim::{claim_where, Claimer, Order, Selection};
 use crate::core::scheduler::index::{part_key, NEXRENDER_ANY};
 use crate::core::{Config, Ctx};
 use crate::store::Store;
@@ -67,8 +67,12 @@ pub async fn pickup<S: Store>(
         types: vec![JobType::Nexrender],
         tags: Vec::new(),
     };
+    let sel = Selection {
+        parts: &parts,
+        order,
+    };
     for queue in queues {
-        let mut got = claim_where(&lease_ctx, queue, &claimer, 1, &parts, order).await?;
+        let mut got = claim_where(&lease_ctx, queue, &claimer, 1, &sel).await?;
         if let Some(c) = got.pop() {
             return Ok(Some((c.job, c.task)));
         }

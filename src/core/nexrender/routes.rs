@@ -222,8 +222,13 @@ async fn update<S: Store>(
         .get("renderProgress")
         .and_then(Value::as_f64)
         .map(|p| p.clamp(0.0, 100.0).round() as u64);
-    let timeout = ctx.config.nexrender.timeout_ms;
-    let (_, task, effect) = lease::apply(ctx, uid, &who, &ask, progress, timeout).await?;
+    let put = lease::Put {
+        job: uid,
+        who: &who,
+        ask,
+        progress,
+    };
+    let (_, task, effect) = lease::apply(ctx, &put).await?;
     let settings = &ctx.config.nexrender;
     let mut reindex = effect.requeued;
     let job = record::update(ctx, uid, |j| {

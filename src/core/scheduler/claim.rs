@@ -222,21 +222,31 @@ pub async fn claim<S: Store>(
     max: usize,
 ) -> Result<Vec<Claimed>> {
     let parts = |p: &str| index::part_matches(p, &claimer.types, &claimer.tags);
-    claim_where(ctx, queue, claimer, max, &parts, Order::OldestFirst).await
+    let sel = Selection {
+        parts: &parts,
+        order: Order::OldestFirst,
+    };
+    claim_where(ctx, queue, claimer, max, &sel).await
 }
 
-/// Claims up to `max` tasks of `queue` for `claimer` from the partitions `parts` accepts, in
-/// `order` within each priority.
+/// Which partitions a claim reads, and in which order it takes their entries.
+pub struct Selection<'a> {
+    /// Accepts the partitions to read.
+    pub parts: &'a dyn Fn(&str) -> bool,
+    /// Order within one priority.
+    pub order: Order,
+}
+
+/// Claims up to `max` tasks of `queue` for `claimer` as `sel` says.
 pub async fn claim_where<S: Store>(
     ctx: &Ctx<'_, S>,
     queue: &str,
     claimer: &Claimer,
     max: usize,
-    parts: &dyn Fn(&str) -> bool,
-    order: Order,
+    sel: &Selection<'_>,
 ) -> Result<Vec<Claimed>> {
-    let newest_first = order == Order::NewestFirst;
-    let mut scan = Scan::open_parts(ctx, queue, parts, newest_first).await?;
+    let order = sel.order;
+    let mut scan = Scan::open_parts(ctx, queue, sel.parts, order == Order::NewestFirst).await?;
     let mut jobs: HashMap<String, Option<JobRecord>> = HashMap::new();
     let mut out = Vec::new();
     let mut budget = SCAN_BUDGET;
