@@ -8,6 +8,7 @@
 //! expiry: no reaper is needed).
 
 use super::index::{self, Entry, PageRead, Scan};
+pub use super::select::{Order, Selection};
 use super::task_ref::task_id;
 use crate::core::error::Result;
 use crate::core::model::{
@@ -88,8 +89,7 @@ pub fn settle_expired(task: &mut Task, max_attempts: u32, now_ms: u64) {
     task.updated_ms = now_ms;
 }
 
-/// Leases `task` to `node` until `expires_ms`, opening a new attempt. Only ever applied to a
-/// task [`claimable`] just accepted, inside the same CAS.
+/// Leases `task` to `node` until `expires_ms` (a new attempt), for a task [`claimable`] accepted.
 pub fn grant(task: &mut Task, node: &str, token: String, expires_ms: u64, now_ms: u64) {
     task.attempts += 1;
     task.state = TaskState::Leased;
@@ -202,17 +202,6 @@ fn entry_is_stale(job: &JobRecord, entry: &Entry, part: &str, priority: i64) -> 
         || !index::parts_of(&job.spec).iter().any(|p| p == part)
 }
 
-/// In which order a claim takes the entries of one priority.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Order {
-    /// Oldest entry first (FIFO): the `/v1` rule.
-    OldestFirst,
-    /// Newest entry first (LIFO): the index is walked from its tail pages.
-    NewestFirst,
-    /// A random entry of the oldest pages read (see the nexrender façade's docs).
-    Random,
-}
-
 /// Claims up to `max` tasks of `queue` for `claimer`, oldest first, from the partitions the
 /// claimer's types and tags may serve.
 pub async fn claim<S: Store>(
@@ -222,19 +211,7 @@ pub async fn claim<S: Store>(
     max: usize,
 ) -> Result<Vec<Claimed>> {
     let parts = |p: &str| index::part_matches(p, &claimer.types, &claimer.tags);
-    let sel = Selection {
-        parts: &parts,
-        order: Order::OldestFirst,
-    };
-    claim_where(ctx, queue, claimer, max, &sel).await
-}
-
-/// Which partitions a claim reads, and in which order it takes their entries.
-pub struct Selection<'a> {
-    /// Accepts the partitions to read.
-    pub parts: &'a dyn Fn(&str) -> bool,
-    /// Order within one priority.
-    pub order: Order,
+    claim_where(ctx, queue, claimer, max, &Selection::oldest_first(&parts)).await
 }
 
 /// Claims up to `max` tasks of `queue` for `claimer` as `sel` says.
@@ -245,8 +222,7 @@ pub async fn claim_where<S: Store>(
     max: usize,
     sel: &Selection<'_>,
 ) -> Result<Vec<Claimed>> {
-    let order = sel.order;
-    let mut scan = Scan::open_parts(ctx, queue, sel.parts, order == Order::NewestFirst).await?;
+    let mut scan = Scan::open_parts(ctx, queue, sel.parts, sel.order == Order::NewestFirst).await?;
     let mut jobs: HashMap<String, Option<JobRecord>> = HashMap::new();
     let mut out = Vec::new();
     let mut budget = SCAN_BUDGET;
@@ -266,7 +242,7 @@ pub async fn claim_where<S: Store>(
             })
             .collect();
         entries.sort_by(|a, b| (a.1.t, &a.1.job, a.1.seg).cmp(&(b.1.t, &b.1.job, b.1.seg)));
-        match order {
+        match sel.order {
             Order::OldestFirst => {}
             Order::NewestFirst => entries.reverse(),
             // Cached: the key of each entry is drawn once, so the order is a consistent one.
