@@ -13,6 +13,7 @@ pub mod frames;
 pub mod http;
 pub mod job_list;
 pub mod model;
+pub mod nexrender;
 pub mod records;
 pub mod rollup;
 pub mod router;
@@ -80,6 +81,8 @@ pub struct Config {
     pub poll_ms: u64,
     /// Limits.
     pub limits: Limits,
+    /// The nexrender façade (`/api/v1`): pickup ordering, executor timeout, attempts.
+    pub nexrender: nexrender::Settings,
 }
 
 impl Config {
@@ -91,6 +94,7 @@ impl Config {
             heartbeat_ms: 15_000,
             poll_ms: 2_000,
             limits: Limits::default(),
+            nexrender: nexrender::Settings::default(),
         }
     }
 }

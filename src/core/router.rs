@@ -35,6 +35,8 @@ async fn route<S: Store>(req: &Request<Bytes>, ctx: &Ctx<'_, S>) -> Result<Respo
         // The dashboard and the API description need no credentials (the page asks for them).
         (&Method::GET, [""]) => return Ok(dashboard::page()),
         (&Method::GET, ["v1", "openapi.json"]) => return Ok(dashboard::openapi()),
+        // The nexrender façade has its own auth (`nexrender-secret`) and error shapes.
+        (_, ["api", "v1", rest @ ..]) => return Ok(super::nexrender::route(req, ctx, rest).await),
         (_, ["v1", ..]) => {}
         _ => return Err(Error::NotFound(format!("route {path}"))),
     }

@@ -11,10 +11,11 @@ use crate::core::{handle, Config, Ctx, Ids};
 use crate::store::{Memory, Sqlite, Store};
 use anyhow::Context as _;
 use axum::body::Body;
-use axum::extract::Request as AxumRequest;
+use axum::extract::{ConnectInfo, Request as AxumRequest};
 use axum::response::Response as AxumResponse;
 use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -44,6 +45,19 @@ pub struct ServeArgs {
     /// Poll interval handed to nodes, in ms.
     #[arg(long, env = "EDGEFARM_POLL_MS", default_value_t = 2_000)]
     pub poll_ms: u64,
+    /// nexrender façade: pickup order (oldest-first, newest-first, random, priority).
+    #[arg(
+        long,
+        env = "EDGEFARM_NEXRENDER_ORDERING",
+        default_value = "oldest-first"
+    )]
+    pub nexrender_ordering: crate::core::nexrender::Ordering,
+    /// nexrender façade: ms of executor silence after which its job is queued again.
+    #[arg(long, env = "EDGEFARM_NEXRENDER_TIMEOUT_MS", default_value_t = 600_000)]
+    pub nexrender_timeout_ms: u64,
+    /// nexrender façade: leases before a job whose executors keep going silent ends in error.
+    #[arg(long, env = "EDGEFARM_NEXRENDER_MAX_ATTEMPTS", default_value_t = 3)]
+    pub nexrender_max_attempts: u32,
 }
 
 /// Longest long poll (`?wait=`), seconds.
@@ -205,8 +219,12 @@ fn is_event_stream(parts: &http::request::Parts) -> bool {
         && parts.uri.path().starts_with("/v1/jobs/")
 }
 
-async fn serve_request(shell: Shell, req: AxumRequest) -> AxumResponse {
-    let (parts, body) = req.into_parts();
+async fn serve_request(shell: Shell, peer: SocketAddr, req: AxumRequest) -> AxumResponse {
+    let (mut parts, body) = req.into_parts();
+    // The core cannot see the socket; it reads the peer here (a client's own value is replaced).
+    if let Ok(v) = HeaderValue::from_str(&peer.ip().to_string()) {
+        parts.headers.insert(crate::core::nexrender::PEER_HEADER, v);
+    }
     let body = match axum::body::to_bytes(body, shell.body_limit + 1).await {
         Ok(b) => b,
         Err(_) => {
@@ -327,6 +345,11 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
     config.lease_ms = args.lease_ms.max(100);
     config.heartbeat_ms = args.heartbeat_ms.max(50);
     config.poll_ms = args.poll_ms.max(50);
+    config.nexrender = crate::core::nexrender::Settings {
+        ordering: args.nexrender_ordering,
+        timeout_ms: args.nexrender_timeout_ms.max(100),
+        max_attempts: args.nexrender_max_attempts.max(1),
+    };
     let body_limit = config.limits.body_bytes;
     let (tx, rx) = mpsc::channel::<Job>(4096);
     let changed = Arc::new(Notify::new());
@@ -356,15 +379,16 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let listener = tokio::net::TcpListener::bind(&args.listen).await.with_context(|| format!("cannot listen on {}", args.listen))?;
         let addr = listener.local_addr()?;
         let shell = Shell { tx, changed, body_limit, latency: Default::default() };
-        let app = axum::Router::new().fallback(move |req: AxumRequest| {
+        let app = axum::Router::new().fallback(move |ConnectInfo(peer): ConnectInfo<SocketAddr>, req: AxumRequest| {
             let shell = shell.clone();
-            super::latency::timed(shell.latency.clone(), req, move |req| serve_request(shell, req))
+            super::latency::timed(shell.latency.clone(), req, move |req| serve_request(shell, peer, req))
         });
         tracing::info!(%addr, store = %store_desc, "edgefarm serving");
         println!("edgefarm listening on http://{addr} (store: {store_desc})");
         if generated {
             println!("farm secret (new): {secret}\n  export EDGEFARM_SECRET={secret} EDGEFARM_URL=http://{addr}");
         }
+        let app = app.into_make_service_with_connect_info::<SocketAddr>();
         axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
         anyhow::Ok(())
     })?;

@@ -113,6 +113,8 @@ pub async fn spawn_server(dir: &std::path::Path, port: u16) -> Child {
             "500",
             "--poll-ms",
             "200",
+            "--nexrender-timeout-ms",
+            &LEASE_MS.to_string(),
         ])
         .arg("--data")
         .arg(dir)
@@ -143,6 +145,7 @@ impl Farm {
         config.lease_ms = LEASE_MS;
         config.heartbeat_ms = 500;
         config.poll_ms = 200;
+        config.nexrender.timeout_ms = LEASE_MS;
         Farm::InProcess {
             store: Memory::new(),
             config,

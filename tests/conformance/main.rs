@@ -8,6 +8,7 @@ mod png;
 mod claims;
 mod errors;
 mod jobs;
+mod nexrender;
 mod nodes;
 mod openapi;
 mod previews;

@@ -42,7 +42,7 @@ pub async fn index_segments<S: Store>(
         Some(l) => l.to_vec(),
         None => (0..job.segments()).collect(),
     };
-    let entries = segs
+    let entries: Vec<Entry> = segs
         .into_iter()
         .map(|seg| Entry {
             job: job.spec.id.clone(),
@@ -52,8 +52,11 @@ pub async fn index_segments<S: Store>(
             n: ctx.ids.random() as u64,
         })
         .collect();
-    let part = index::part_key(job.spec.kind, &job.spec.tags);
-    index::append(ctx, &job.spec.queue, &part, job.spec.priority, entries).await
+    for part in index::parts_of(&job.spec) {
+        let entries = entries.clone();
+        index::append(ctx, &job.spec.queue, &part, job.spec.priority, entries).await?;
+    }
+    Ok(())
 }
 
 /// Writes a new job: list entry, segments and index entries first, the job record last (the

@@ -8,6 +8,7 @@
 //! expiry: no reaper is needed).
 
 use super::index::{self, Entry, PageRead, Scan};
+pub use super::select::{Order, Selection};
 use super::task_ref::task_id;
 use crate::core::error::Result;
 use crate::core::model::{
@@ -88,7 +89,8 @@ pub fn settle_expired(task: &mut Task, max_attempts: u32, now_ms: u64) {
     task.updated_ms = now_ms;
 }
 
-fn grant(task: &mut Task, node: &str, token: String, expires_ms: u64, now_ms: u64) {
+/// Leases `task` to `node` until `expires_ms` (a new attempt), for a task [`claimable`] accepted.
+pub fn grant(task: &mut Task, node: &str, token: String, expires_ms: u64, now_ms: u64) {
     task.attempts += 1;
     task.state = TaskState::Leased;
     task.lease = Some(Lease {
@@ -205,17 +207,30 @@ fn entry_is_stale(job: &JobRecord, entry: &Entry, part: &str, priority: i64) -> 
         || job.failed
         || job.paused
         || job.spec.priority != priority
-        || index::part_key(job.spec.kind, &job.spec.tags) != part
+        || !index::parts_of(&job.spec).iter().any(|p| p == part)
 }
 
-/// Claims up to `max` tasks of `queue` for `claimer`.
+/// Claims up to `max` tasks of `queue` for `claimer`, oldest first, from the partitions the
+/// claimer's types and tags may serve.
 pub async fn claim<S: Store>(
     ctx: &Ctx<'_, S>,
     queue: &str,
     claimer: &Claimer,
     max: usize,
 ) -> Result<Vec<Claimed>> {
-    let mut scan = Scan::open(ctx, queue, &claimer.types, &claimer.tags).await?;
+    let parts = |p: &str| index::part_matches(p, &claimer.types, &claimer.tags);
+    claim_where(ctx, queue, claimer, max, &Selection::oldest_first(&parts)).await
+}
+
+/// Claims up to `max` tasks of `queue` for `claimer` as `sel` says.
+pub async fn claim_where<S: Store>(
+    ctx: &Ctx<'_, S>,
+    queue: &str,
+    claimer: &Claimer,
+    max: usize,
+    sel: &Selection<'_>,
+) -> Result<Vec<Claimed>> {
+    let mut scan = Scan::open_parts(ctx, queue, sel.parts, sel.order == Order::NewestFirst).await?;
     let mut jobs: HashMap<String, Option<JobRecord>> = HashMap::new();
     let mut out = Vec::new();
     let mut budget = SCAN_BUDGET;
@@ -236,6 +251,12 @@ pub async fn claim<S: Store>(
             })
             .collect();
         entries.sort_by(|a, b| (a.1.t, &a.1.job, a.1.seg).cmp(&(b.1.t, &b.1.job, b.1.seg)));
+        match sel.order {
+            Order::OldestFirst => {}
+            Order::NewestFirst => entries.reverse(),
+            // Cached: the key of each entry is drawn once, so the order is a consistent one.
+            Order::Random => entries.sort_by_cached_key(|_| ctx.ids.random()),
+        }
         let mut drops: Vec<Vec<u64>> = vec![Vec::new(); pages.len()];
         for (i, entry) in entries {
             if out.len() >= max || budget == 0 {

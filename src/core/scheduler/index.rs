@@ -21,7 +21,7 @@
 //! empty pages, which races with an append into the page being deleted.
 
 use crate::core::error::{Error, Result};
-use crate::core::model::JobType;
+use crate::core::model::{JobSpec, JobType};
 use crate::core::records::{cond_for, load, save, Rec, CAS_RETRIES};
 use crate::core::Ctx;
 use crate::store::{keys, Cond, Store};
@@ -81,6 +81,31 @@ pub struct Page {
 pub fn part_key(kind: JobType, tags: &[String]) -> String {
     format!("{}~{}", kind.as_str(), tags.join(","))
 }
+
+/// Every partition a job is indexed in; an entry in any other partition is stale.
+///
+/// A `/v1` job has one partition, its type and whole tag set (a node needs ALL of the tags). A
+/// nexrender job is matched by tag *intersection* (nexrender's rule), so it is indexed once per
+/// tag (`nexrender~{tag}`: a node with that one tag may take it) and once in the any-job
+/// partition [`NEXRENDER_ANY`] that untagged pickups read. That name has no `~`, so
+/// [`part_matches`] never offers it to a `/v1` node. Rejected alternative: one partition per
+/// tag set plus a scan of every partition at each pickup, whose cost grows with the number of
+/// tag combinations in use.
+pub fn parts_of(spec: &JobSpec) -> Vec<String> {
+    match spec.kind {
+        JobType::Nexrender => std::iter::once(NEXRENDER_ANY.to_string())
+            .chain(
+                spec.tags
+                    .iter()
+                    .map(|t| part_key(spec.kind, std::slice::from_ref(t))),
+            )
+            .collect(),
+        JobType::Blender | JobType::Command => vec![part_key(spec.kind, &spec.tags)],
+    }
+}
+
+/// The partition holding every nexrender job, whatever its tags.
+pub const NEXRENDER_ANY: &str = "nexrender*";
 
 /// Whether a node with these types and tags may take work from partition `part`.
 pub fn part_matches(part: &str, types: &[JobType], tags: &[String]) -> bool {
@@ -187,19 +212,22 @@ pub struct PageRead {
     pub rec: Option<Rec<Page>>,
 }
 
+/// The pages of one bucket still to be read: `lo..=hi`.
 struct Cursor {
     part: String,
     priority: i64,
-    next: u64,
-    tail: u64,
+    lo: u64,
+    hi: u64,
 }
 
 /// Walks the pages of the partitions a node may serve, highest priority first; within one
 /// priority, the head pages of all partitions are returned together so the caller can merge
-/// them by age.
+/// them by age. `newest_first` walks each bucket from its tail instead (LIFO pickups), at the
+/// same cost per page.
 pub struct Scan {
     queue: String,
     cursors: Vec<Cursor>,
+    newest_first: bool,
 }
 
 impl Scan {
@@ -210,10 +238,20 @@ impl Scan {
         types: &[JobType],
         tags: &[String],
     ) -> Result<Scan> {
+        Scan::open_parts(ctx, queue, &|p| part_matches(p, types, tags), false).await
+    }
+
+    /// Reads the directory and the bucket tables of the partitions `wanted` accepts.
+    pub async fn open_parts<S: Store>(
+        ctx: &Ctx<'_, S>,
+        queue: &str,
+        wanted: &dyn Fn(&str) -> bool,
+        newest_first: bool,
+    ) -> Result<Scan> {
         let dir: Option<Rec<Dir>> = load(ctx.store, &keys::queue_dir(queue)).await?;
         let mut cursors = Vec::new();
         for part in dir.map(|d| d.value.parts).unwrap_or_default() {
-            if !part_matches(&part, types, tags) {
+            if !wanted(&part) {
                 continue;
             }
             let meta: Option<Rec<Part>> = load(ctx.store, &keys::queue_part(queue, &part)).await?;
@@ -222,8 +260,8 @@ impl Scan {
                     cursors.push(Cursor {
                         part: part.clone(),
                         priority,
-                        next: b.head,
-                        tail: b.tail,
+                        lo: b.head,
+                        hi: b.tail,
                     });
                 }
             }
@@ -232,6 +270,7 @@ impl Scan {
         Ok(Scan {
             queue: queue.to_string(),
             cursors,
+            newest_first,
         })
     }
 
@@ -241,24 +280,29 @@ impl Scan {
         &mut self,
         ctx: &Ctx<'_, S>,
     ) -> Result<Option<Vec<PageRead>>> {
-        self.cursors.retain(|c| c.next <= c.tail);
+        self.cursors.retain(|c| c.lo <= c.hi);
         let Some(top) = self.cursors.first().map(|c| c.priority) else {
             return Ok(None);
         };
         let mut out = Vec::new();
         for c in self.cursors.iter_mut().filter(|c| c.priority == top) {
+            let page = if self.newest_first { c.hi } else { c.lo };
             let rec = load(
                 ctx.store,
-                &keys::queue_page(&self.queue, &c.part, c.priority, c.next),
+                &keys::queue_page(&self.queue, &c.part, c.priority, page),
             )
             .await?;
             out.push(PageRead {
                 part: c.part.clone(),
                 priority: c.priority,
-                page: c.next,
+                page,
                 rec,
             });
-            c.next += 1;
+            // `hi` may be 0: empty the range by raising `lo` rather than underflowing `hi`.
+            match (self.newest_first, c.hi.checked_sub(1)) {
+                (true, Some(h)) => c.hi = h,
+                _ => c.lo = page + 1,
+            }
         }
         Ok(Some(out))
     }

@@ -5,10 +5,12 @@
 //! - `claim.rs`: `claimable()` and the claim itself.
 //! - `lease.rs`: heartbeat (extend) and release, guarded by the lease token.
 //! - `ack.rs`: done / failed, guarded by the lease token; first success wins.
+//! - `select.rs`: which partitions a claim reads and in which order.
 //! - `task_ref.rs`: task ids and the read-modify-CAS loop on one task.
 
 pub mod ack;
 pub mod claim;
 pub mod index;
 pub mod lease;
+pub mod select;
 pub mod task_ref;

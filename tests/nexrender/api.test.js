@@ -1,0 +1,160 @@
+// edgefarm's nexrender façade driven only through the stock @nexrender/api client.
+'use strict'
+const test = require('node:test')
+const assert = require('node:assert/strict')
+const { createClient } = require('@nexrender/api')
+const { SECRET, delay, waitFor, startServer, renderableJob, version } = require('./helpers')
+
+console.log(`@nexrender/api ${version('@nexrender/api')} against ${process.env.EDGEFARM_BIN}`)
+
+const job = (extra = {}) => Object.assign({ template: { src: 'file:///p/project.aep', composition: 'main' } }, extra)
+
+// addJob's emitter polls the job's status until it ends; once the test's server is gone that
+// poll fails and the emitter reports it as 'error', which is expected here.
+const add = async (client, data) => {
+    const emitter = await client.addJob(data)
+    emitter.on('error', () => {})
+    return new Promise(resolve => emitter.once('created', resolve))
+}
+const connect = (host, extra = {}) => createClient(Object.assign({ host, secret: SECRET, polling: 100 }, extra))
+
+test('api: create, list, fetch, update, remove', async t => {
+    const server = await startServer()
+    t.after(server.stop)
+    const client = connect(server.host)
+    const created = await add(client, job({ tags: 'Gpu, fast', custom: { keep: true } }))
+    assert.equal(created.state, 'queued')
+    assert.equal(created.tags, 'pu, fast', 'nexrender strips characters other than a-z0-9, and space')
+    assert.equal(created.type, 'default')
+    assert.deepEqual(created.actions, { prerender: [], postrender: [] })
+    assert.match(created.createdAt, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/)
+    const listed = await client.listJobs()
+    assert.deepEqual(listed.map(j => j.uid), [created.uid])
+    const fetched = await client.fetchJob(created.uid)
+    assert.deepEqual(fetched.custom, { keep: true })
+    const updated = await client.updateJob(created.uid, { note: 'merged' })
+    assert.equal(updated.note, 'merged')
+    assert.deepEqual(updated.custom, { keep: true }, 'PUT is a shallow merge')
+    assert.deepEqual(await client.removeJob(created.uid), { id: created.uid, removed: true })
+    await assert.rejects(client.fetchJob(created.uid), /not_found/)
+    await assert.rejects(client.removeJob(created.uid), /not_found/)
+})
+
+test('api: addJob emitter sees every state of a render', async t => {
+    const server = await startServer()
+    t.after(server.stop)
+    const client = connect(server.host, { polling: 50 })
+    const worker = connect(server.host, { name: 'render-box-1' })
+    const emitter = await client.addJob(job())
+    const events = []
+    const progress = []
+    for (const e of ['created', 'picked', 'started', 'render:dorender', 'finished', 'error']) {
+        emitter.on(e, j => events.push([e, j.state]))
+    }
+    emitter.on('progress', (_, p) => progress.push(p))
+    const seen = e => waitFor(`event ${e}`, () => events.some(([n]) => n === e))
+    await seen('created')
+    const picked = await worker.pickupJob()
+    assert.equal(picked.executor, 'render-box-1')
+    await seen('picked')
+    await worker.updateJob(picked.uid, { state: 'started' })
+    await seen('started')
+    await worker.updateJob(picked.uid, { state: 'render:dorender', renderProgress: 42 })
+    await waitFor('progress 42', () => progress.includes(42))
+    await worker.updateJob(picked.uid, { state: 'finished' })
+    await seen('finished')
+    assert.deepEqual(events.map(([n]) => n), ['created', 'picked', 'started', 'render:dorender', 'finished'])
+    assert.equal(progress[progress.length - 1], 100)
+    const status = (await client.listJobs())[0]
+    assert.ok(status.finishedAt, 'finishedAt is stamped')
+})
+
+test('api: invalid jobs are 400, a wrong secret is 403', async t => {
+    const server = await startServer()
+    t.after(server.stop)
+    const client = connect(server.host)
+    await assert.rejects(client.addJob({}), /bad_request.*template\.src/)
+    await assert.rejects(client.addJob(job({ assets: [{ type: 'image', src: 'x' }] })), /layerName or layerIndex/)
+    await assert.rejects(client.addJob(job({ actions: { postrender: [{}] } })), /module/)
+    const wrong = createClient({ host: server.host, secret: 'not-the-secret' })
+    await assert.rejects(wrong.listJobs(), /forbidden/)
+    await assert.rejects(wrong.pickupJob(), /forbidden/)
+})
+
+const pickAll = async (client, n) => {
+    const out = []
+    for (let i = 0; i < n; i++) out.push((await client.pickupJob()).uid)
+    return out
+}
+
+for (const [ordering, expected] of [
+    ['oldest-first', uids => uids],
+    ['newest-first', uids => [...uids].reverse()],
+    ['priority', uids => [uids[1], uids[3], uids[0], uids[2]]],
+]) {
+    test(`api: pickupJob with --nexrender-ordering ${ordering}`, async t => {
+        const server = await startServer(['--nexrender-ordering', ordering])
+        t.after(server.stop)
+        const client = connect(server.host, { name: 'w' })
+        const uids = []
+        for (const priority of [0, 10, 0, 5]) {
+            uids.push((await add(client, job({ priority }))).uid)
+            await delay(5)
+        }
+        assert.deepEqual(await pickAll(client, 4), expected(uids))
+        assert.deepEqual(await client.pickupJob(), {}, 'nothing left: {} (not 204)')
+    })
+}
+
+test('api: pickupJob random ordering still hands each job out once', async t => {
+    const server = await startServer(['--nexrender-ordering', 'random'])
+    t.after(server.stop)
+    const client = connect(server.host, { name: 'w' })
+    for (let i = 0; i < 6; i++) await add(client, job())
+    const got = await pickAll(client, 6)
+    assert.equal(new Set(got).size, 6)
+    assert.deepEqual(await client.pickupJob(), {})
+})
+
+test('api: pickupJob tags intersect, after trimming', async t => {
+    const server = await startServer()
+    t.after(server.stop)
+    const client = connect(server.host, { name: 'w' })
+    const tagged = async tags => (await add(client, job({ tags }))).uid
+    const gpuFast = await tagged('gpu, fast')
+    const cpu = await tagged('cpu')
+    const untagged = await tagged('')
+    assert.deepEqual(await client.pickupJob('mac'), {})
+    assert.equal((await client.pickupJob('fast,mac')).uid, gpuFast)
+    assert.equal((await client.pickupJob('cpu')).uid, cpu)
+    assert.deepEqual(await client.pickupJob('gpu'), {}, 'a picked job is not picked again')
+    assert.equal((await client.pickupJob()).uid, untagged, 'no selector: any queued job')
+})
+
+test('api: 50 concurrent pickupJob calls over 20 jobs never duplicate', async t => {
+    const server = await startServer()
+    t.after(server.stop)
+    const client = connect(server.host)
+    for (let i = 0; i < 20; i++) await add(client, job())
+    const workers = Array.from({ length: 50 }, (_, i) => connect(server.host, { name: `w${i}` }))
+    const got = await Promise.all(workers.map(w => w.pickupJob()))
+    const uids = got.filter(j => j.uid).map(j => j.uid)
+    assert.equal(uids.length, 20, 'every job handed out')
+    assert.equal(new Set(uids).size, 20, 'never twice')
+    assert.equal(got.filter(j => !j.uid).length, 30, 'the others get {}')
+})
+
+test('api: 10 concurrent claims by PUT started give exactly one winner', async t => {
+    const server = await startServer()
+    t.after(server.stop)
+    const client = connect(server.host)
+    const created = await add(client, renderableJob())
+    const claims = Array.from({ length: 10 }, (_, i) =>
+        connect(server.host, { name: `old-worker-${i}` })
+            .updateJob(created.uid, Object.assign({}, created, { state: 'started' })))
+    const results = await Promise.allSettled(claims)
+    const won = results.filter(r => r.status === 'fulfilled')
+    assert.equal(won.length, 1, 'one winner')
+    for (const r of results.filter(r => r.status === 'rejected')) assert.match(r.reason.message, /conflict/)
+    assert.equal((await client.fetchJob(created.uid)).executor, won[0].value.executor)
+})
