@@ -195,3 +195,35 @@ async fn cli_finds_the_secret_a_local_server_generated() {
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("STATE"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_node_starts_a_new_job_well_within_one_poll_interval() {
+    // Nodes poll every 8 s here; an idle node's long poll must still start a job at once.
+    let server = Server::start_polling_every(8_000).await;
+    let project = server.dir.path().join("project");
+    let output = server.dir.path().join("out");
+    std::fs::create_dir_all(&project).expect("project");
+    let types = "[types.command.programs]\nok = \"/bin/true\"\n";
+    let node = Node::start(
+        &server,
+        NodeSpec {
+            name: "idle",
+            slots: 1,
+            project: &project,
+            output: &output,
+            types,
+        },
+    );
+    node.id().await;
+    // Let the node finish its first (empty) poll and settle into the long poll.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let submitted = std::time::Instant::now();
+    let job = server
+        .submit(json!({"type": "command", "params": {"program": "ok"}}))
+        .await;
+    server
+        .wait_job(&job, "completed", Duration::from_secs(5))
+        .await;
+    let took = submitted.elapsed();
+    assert!(took < Duration::from_secs(4), "the job should start within moments of its submission, not at the next 8 s poll; took {took:?}");
+}

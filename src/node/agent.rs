@@ -88,9 +88,19 @@ pub async fn run(loader: Loader) -> Result<Exit, NodeError> {
     let max_tasks = settings.max_tasks.max(1) as usize;
     let mut next_poll = Instant::now();
     let mut in_flight: Option<JoinHandle<Answer>> = None;
+    // Whether the request in flight is a long poll of a fully idle node.
+    let mut long_polling = false;
     let mut draining = false;
     let mut forced_at: Option<Instant> = None;
     loop {
+        if long_polling && (draining || forced_at.is_some()) {
+            // Stop waiting for work at once. Should the server have leased a task in the
+            // instant before the abort, that lease lapses and the task goes to another node.
+            if let Some(handle) = in_flight.take() {
+                handle.abort();
+            }
+            long_polling = false;
+        }
         if in_flight.is_none() && pool.busy() == 0 {
             if draining && forced_at.is_none() && outbox.is_empty() {
                 tracing::info!("drained: every task finished and acked");
@@ -119,12 +129,15 @@ pub async fn run(loader: Loader) -> Result<Exit, NodeError> {
                 pool.idle().min(max_tasks)
             };
             if want > 0 || !outbox.is_empty() {
+                let idle = pool.busy() == 0 && outbox.is_empty() && !draining;
+                long_polling = idle;
                 in_flight = Some(poll::spawn_poll(
                     &shared,
                     &config,
                     node_id.as_deref(),
                     want,
                     outbox.snapshot(),
+                    if idle { poll::LONG_POLL_S } else { 0 },
                 ));
             } else if shared.draining() && !draining {
                 in_flight = node_id
@@ -168,6 +181,7 @@ pub async fn run(loader: Loader) -> Result<Exit, NodeError> {
                 }
             }, if in_flight.is_some() => {
                 in_flight = None;
+                long_polling = false;
                 let answer = joined.unwrap_or_else(|e| Answer::Lost(e.to_string()));
                 let delay = poll::apply(answer, &shared, &mut pool, &mut outbox, &mut backoff, &mut interval).await;
                 next_poll = Instant::now() + delay;

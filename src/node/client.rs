@@ -65,15 +65,19 @@ impl Client {
     }
 
     /// `POST /v1/queue/{queue}`: acks and claims. `None` on 204 (nothing to say, nothing claimed).
+    /// `wait_s` > 0 asks the server to hold the request until a task can be claimed (long poll),
+    /// so an idle node starts a new job within moments instead of one poll interval later.
     pub async fn poll(
         &self,
         queue: &str,
         body: &PollRequest<'_>,
+        wait_s: u64,
     ) -> Result<Option<PollAnswer>, NodeError> {
-        let req = self
-            .http
-            .post(self.url(&format!("/v1/queue/{}", enc(queue))))
-            .json(body);
+        let mut path = format!("/v1/queue/{}", enc(queue));
+        if wait_s > 0 {
+            path.push_str(&format!("?wait={wait_s}"));
+        }
+        let req = self.http.post(self.url(&path)).json(body);
         let resp = self.authed(req).send().await?;
         if resp.status() == StatusCode::NO_CONTENT {
             return Ok(None);

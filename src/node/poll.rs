@@ -25,13 +25,20 @@ pub enum Answer {
     Lost(String),
 }
 
-/// Starts `POST /v1/queue/{queue}` with the pending acks, claiming up to `want` tasks.
+/// Seconds a fully idle node lets the server hold its poll (well under the client's 20 s
+/// request timeout).
+pub const LONG_POLL_S: u64 = 10;
+
+/// Starts `POST /v1/queue/{queue}` with the pending acks, claiming up to `want` tasks. `wait_s`
+/// is the long-poll time: only a node with nothing running and nothing to ack should wait, so
+/// no ack is ever held back behind a long poll.
 pub fn spawn_poll(
     shared: &Arc<Shared>,
     config: &NodeConfig,
     node: Option<&str>,
     want: usize,
     acks: Vec<Ack>,
+    wait_s: u64,
 ) -> JoinHandle<Answer> {
     let shared = shared.clone();
     let (queue, types, tags, node) = (
@@ -48,7 +55,7 @@ pub fn spawn_poll(
             tags: &tags,
             tasks: &acks,
         };
-        let result = shared.client.poll(&queue, &body).await;
+        let result = shared.client.poll(&queue, &body, wait_s).await;
         Answer::Poll(acks, result)
     })
 }
@@ -151,7 +158,7 @@ pub async fn last_flush(shared: &Shared, outbox: &Outbox) -> usize {
     };
     match tokio::time::timeout(
         Duration::from_secs(5),
-        shared.client.poll(&config.queue, &body),
+        shared.client.poll(&config.queue, &body, 0),
     )
     .await
     {

@@ -23,21 +23,28 @@ pub struct Server {
     pub url: String,
     pub dir: tempfile::TempDir,
     port: u16,
+    poll_ms: u64,
     child: Child,
 }
 
 impl Server {
     pub async fn start() -> Server {
+        Self::start_polling_every(200).await
+    }
+
+    /// A server that tells nodes to poll every `poll_ms`.
+    pub async fn start_polling_every(poll_ms: u64) -> Server {
         let dir = tempfile::tempdir().expect("tempdir");
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("free port")
             .port();
-        let child = Self::spawn(dir.path(), port);
+        let child = Self::spawn(dir.path(), port, poll_ms);
         let server = Server {
             url: format!("http://127.0.0.1:{port}"),
             dir,
             port,
+            poll_ms,
             child,
         };
         server.wait_healthy().await;
@@ -52,11 +59,11 @@ impl Server {
 
     /// Starts the server again on the same port and data.
     pub async fn restart(&mut self) {
-        self.child = Self::spawn(self.dir.path(), self.port);
+        self.child = Self::spawn(self.dir.path(), self.port, self.poll_ms);
         self.wait_healthy().await;
     }
 
-    fn spawn(dir: &Path, port: u16) -> Child {
+    fn spawn(dir: &Path, port: u16, poll_ms: u64) -> Child {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -64,7 +71,7 @@ impl Server {
             .expect("server log");
         Command::new(BIN)
             .args(["serve", "--secret", SECRET, "--lease-ms", "3000"])
-            .args(["--heartbeat-ms", "1000", "--poll-ms", "200"])
+            .args(["--heartbeat-ms", "1000", "--poll-ms", &poll_ms.to_string()])
             .arg("--data")
             .arg(dir.join("data"))
             .args(["--listen", &format!("127.0.0.1:{port}")])
