@@ -132,6 +132,22 @@ fn from_http(resp: http::Response<Bytes>) -> Result<Response> {
     Ok(out.with_status(parts.status.as_u16()).with_headers(headers))
 }
 
+/// Runs the core; a long poll that found nothing gets `Retry-After` instead of being held.
+async fn run_core<S: crate::store::Store>(
+    req: http::Request<Bytes>,
+    ctx: &Ctx<'_, S>,
+) -> http::Response<Bytes> {
+    let long_poll = req.uri().path().starts_with("/v1/queue/")
+        && req.uri().query().is_some_and(|q| q.contains("wait="));
+    let mut resp = handle(req, ctx).await;
+    if long_poll && resp.status() == http::StatusCode::NO_CONTENT {
+        let secs = ctx.config.poll_ms.div_ceil(1000).max(1);
+        resp.headers_mut()
+            .insert(http::header::RETRY_AFTER, http::HeaderValue::from(secs));
+    }
+    resp
+}
+
 /// Version source for KV mode, one per isolate (requests of an isolate share it).
 fn kv_versions() -> &'static Versions {
     thread_local! {
@@ -158,7 +174,7 @@ async fn answer_over_kv(env: &Env, mut req: Request) -> Result<Response> {
         now_ms,
         ids: &WebIds,
     };
-    from_http(handle(http_req, &ctx).await)
+    from_http(run_core(http_req, &ctx).await)
 }
 
 async fn answer(env: &Env, req: Request) -> Result<Response> {
@@ -344,7 +360,7 @@ impl DurableObject for EdgefarmFarm {
             now_ms,
             ids: &WebIds,
         };
-        let resp = handle(http_req, &ctx).await;
+        let resp = run_core(http_req, &ctx).await;
         self.note_lease(&path, resp.status().as_u16(), now_ms, config.lease_ms)
             .await;
         from_http(resp)
