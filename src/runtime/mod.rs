@@ -1,3 +1,7 @@
 //! Runtime shells: turn a runtime's request into `http::Request`, call `handle()`, answer.
+#[cfg(all(feature = "cloudflare", target_arch = "wasm32"))]
+pub mod cloudflare;
+#[cfg(feature = "native")]
 pub mod latency;
+#[cfg(feature = "native")]
 pub mod native;

@@ -13,10 +13,15 @@
 
 #[cfg(any(test, feature = "native"))]
 pub mod conformance;
+#[cfg(all(feature = "cloudflare", target_arch = "wasm32"))]
+pub mod durable_object;
+pub mod envelope;
 pub mod keys;
 pub mod memory;
 #[cfg(feature = "native")]
 pub mod sqlite;
+#[cfg(all(feature = "cloudflare", target_arch = "wasm32"))]
+pub mod workers_kv;
 
 pub use memory::Memory;
 #[cfg(feature = "native")]

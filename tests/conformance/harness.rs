@@ -303,6 +303,26 @@ impl Farm {
         self.raw(method, path, Some(token), bytes, &[]).await
     }
 
+    /// Whether the farm's store has an atomic compare-and-swap, from `GET /v1/health`.
+    pub async fn atomic_cas(&self) -> bool {
+        let health = self
+            .raw("GET", "/v1/health", None, vec![], &[])
+            .await
+            .json();
+        health["store"]["atomic_cas"].as_bool().unwrap_or(false)
+    }
+
+    /// `false` (and a named SKIP line, which the cloudflare-conformance script counts) when the
+    /// store has no atomic compare-and-swap: a case that needs it returns early, and the skip is
+    /// never reported as a pass by the script.
+    pub async fn needs_atomic_cas(&self, case: &str) -> bool {
+        if self.atomic_cas().await {
+            return true;
+        }
+        eprintln!("SKIP (no atomic CAS): {case}");
+        false
+    }
+
     // --- data factory: defaults for everything, tests state what matters ---
 
     /// Submits a `command` job with `frames` and `chunk`, plus overrides; returns the job.

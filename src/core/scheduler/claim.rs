@@ -6,6 +6,10 @@
 //! and the guard of the write: the CAS only lands if the segment is still at the version the
 //! predicate was evaluated on. Expired leases are settled by the claim that meets them (lazy
 //! expiry: no reaper is needed).
+//!
+//! On a store without an atomic compare-and-swap (`Capabilities::atomic_cas == false`, Workers
+//! KV) the claim is optimistic: the same write, then a read-back that drops any task whose lease
+//! is no longer ours (`still_ours`). Only there; everywhere else the CAS alone decides.
 
 use super::index::{self, Entry, PageRead, Scan};
 pub use super::select::{Order, Selection};
@@ -183,6 +187,9 @@ async fn claim_in_segment<S: Store>(
             .await?
             .is_some()
         {
+            if !ctx.store.capabilities().atomic_cas {
+                claimed = still_ours(ctx, &key, claimed).await?;
+            }
             return Ok(SegmentClaim {
                 claimed,
                 live,
@@ -198,6 +205,33 @@ async fn claim_in_segment<S: Store>(
         newly_failed: false,
         expired: 0,
     })
+}
+
+/// The verify step of an optimistic claim, for stores without an atomic compare-and-swap
+/// (Workers KV): our "CAS" may have raced another claimer's, the later blind write winning. Read
+/// the segment back and keep only the tasks whose lease token is still ours; the others went to
+/// the other claimer. This narrows the race but cannot close it (the other write may land after
+/// this read, and an eventually consistent read may be stale), so such stores give at-least-once
+/// delivery: the loser's heartbeats and ack answer "stale lease" and its node stops. Stores with
+/// an atomic CAS never get here: their successful write *is* the proof.
+async fn still_ours<S: Store>(
+    ctx: &Ctx<'_, S>,
+    key: &str,
+    claimed: Vec<Task>,
+) -> Result<Vec<Task>> {
+    let Some(now) = load::<Segment, _>(ctx.store, key).await? else {
+        return Ok(vec![]);
+    };
+    let token = |t: &Task| t.lease.as_ref().map(|l| l.token.clone());
+    Ok(claimed
+        .into_iter()
+        .filter(|mine| {
+            now.value
+                .tasks
+                .iter()
+                .any(|t| t.index == mine.index && token(t).is_some() && token(t) == token(mine))
+        })
+        .collect())
 }
 
 /// Why an index entry is no longer worth keeping, or `None` to keep looking at it.

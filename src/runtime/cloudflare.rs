@@ -1,0 +1,376 @@
+//! The Cloudflare Workers shell: a Worker entry, one Durable Object per farm, and the Workers KV
+//! alternative, all running the same `core::handle()`.
+//!
+//! Durable Object mode (default): the Worker forwards *every* request (`/v1/*`, `/api/v1/*`,
+//! `/`, anything else) to the object named by `EDGEFARM_FARM` (`idFromName`), which turns it
+//! into an `http::Request`, runs `handle()` over its own storage and answers. One object per farm
+//! serialises all writes of the farm, which is what makes its compare-and-swap atomic
+//! (`store::durable_object`). Rejected alternative: one object per queue or per job, which
+//! would scale writes further but split records the core updates together (the job list, a job
+//! and its claim index) across objects, with no transaction spanning them.
+//!
+//! KV mode (`EDGEFARM_STORE = "kv"`): the Worker runs `handle()` itself over the KV namespace;
+//! weaker guarantees, see `store::workers_kv` and docs/CLOUDFLARE.md.
+//!
+//! The core stays pure: time comes from `Date::now()` (std's clock panics on
+//! wasm32-unknown-unknown), randomness from `crypto.getRandomValues` (getrandom `wasm_js`).
+//!
+//! Things the native shell does with loops, done here within Workers' limits:
+//! - Job events (`Accept: text/event-stream`): the Worker polls the core about once a second and
+//!   streams each changed `job` event for at most [`STREAM_SECONDS`], then ends; an
+//!   `EventSource` reconnects with `Last-Event-ID` and gets only newer events. Polling from the
+//!   Worker rather than inside the object keeps the object free to serve other requests.
+//! - Long polls (`?wait=`) answer at once (204 + `Retry-After`), as the API allows for runtimes
+//!   that cannot hold requests cheaply: an object holding requests open would block its farm.
+//! - Lease expiry is lazy (the next claim settles a lapsed lease). After handing out or renewing
+//!   a lease the object sets an alarm at its expiry; the alarm only logs that leases may have
+//!   lapsed (the hook for an eager expiry pass), because correctness never depends on it.
+
+use crate::core::{handle, Config, Ctx, Ids};
+use crate::store::durable_object::DurableObjectStore;
+use crate::store::envelope::Versions;
+use crate::store::workers_kv::WorkersKv;
+use bytes::Bytes;
+use std::cell::Cell;
+use std::time::Duration;
+use worker::{
+    durable_object, event, Context, Date, Delay, DurableObject, Env, Headers, Request, RequestInit,
+    Response, Result, State,
+};
+
+/// Durable Object namespace binding (wrangler.toml).
+const DO_BINDING: &str = "EDGEFARM_DO";
+/// KV namespace binding (wrangler.toml).
+const KV_BINDING: &str = "EDGEFARM_KV";
+/// How long one event stream lasts before the client reconnects.
+pub const STREAM_SECONDS: u64 = 25;
+
+struct WebIds;
+
+impl Ids for WebIds {
+    fn random(&self) -> u128 {
+        let mut b = [0u8; 16];
+        if getrandom_wasm::fill(&mut b).is_err() {
+            // Only when the runtime has no crypto at all; Math.random beats failing the request.
+            let r = || (worker::js_sys::Math::random() * u64::MAX as f64) as u128;
+            return r() << 64 | r();
+        }
+        u128::from_le_bytes(b)
+    }
+}
+
+fn var(env: &Env, name: &str) -> Option<String> {
+    env.var(name).ok().map(|v| v.to_string())
+}
+
+/// Settings from wrangler vars; the secret from `wrangler secret put` (or `.dev.vars`).
+fn config(env: &Env) -> std::result::Result<Config, String> {
+    let secret = env
+        .secret("EDGEFARM_SECRET")
+        .map(|s| s.to_string())
+        .ok()
+        .or_else(|| var(env, "EDGEFARM_SECRET"))
+        .filter(|s| s.len() >= 8)
+        .ok_or("EDGEFARM_SECRET is not set (or under 8 characters): run `wrangler secret put EDGEFARM_SECRET`, or put it in .dev.vars for wrangler dev")?;
+    let mut c = Config::new(secret);
+    let ms = |name: &str, default: u64, min: u64| {
+        var(env, name)
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(default)
+            .max(min)
+    };
+    c.lease_ms = ms("EDGEFARM_LEASE_MS", c.lease_ms, 100);
+    c.heartbeat_ms = ms("EDGEFARM_HEARTBEAT_MS", c.heartbeat_ms, 50);
+    c.poll_ms = ms("EDGEFARM_POLL_MS", c.poll_ms, 50);
+    Ok(c)
+}
+
+fn kv_mode(env: &Env) -> bool {
+    var(env, "EDGEFARM_STORE").is_some_and(|s| s.trim() == "kv")
+}
+
+/// A JSON error in the core's shape, for failures before the core runs.
+fn error(status: u16, code: &str, message: &str) -> Result<Response> {
+    let body = serde_json::json!({"error": {"code": code, "message": message}});
+    let headers = Headers::new();
+    headers.set("content-type", "application/json")?;
+    Ok(Response::from_bytes(body.to_string().into_bytes())?
+        .with_status(status)
+        .with_headers(headers))
+}
+
+async fn to_http(req: &mut Request) -> Result<std::result::Result<http::Request<Bytes>, String>> {
+    let url = req.url()?;
+    let uri = match url.query() {
+        Some(q) => format!("{}?{q}", url.path()),
+        None => url.path().to_string(),
+    };
+    let mut b = http::Request::builder()
+        .method(req.method().as_ref())
+        .uri(uri);
+    for (k, v) in req.headers().entries() {
+        b = b.header(k, v);
+    }
+    let body = req.bytes().await.unwrap_or_default();
+    Ok(b.body(Bytes::from(body)).map_err(|e| e.to_string()))
+}
+
+fn from_http(resp: http::Response<Bytes>) -> Result<Response> {
+    let (parts, body) = resp.into_parts();
+    let headers = Headers::new();
+    for (k, v) in &parts.headers {
+        if let Ok(v) = v.to_str() {
+            headers.append(k.as_str(), v)?;
+        }
+    }
+    // A JS Response with a 204/304 status must have no body at all, not an empty one.
+    let out = if body.is_empty() {
+        Response::empty()?
+    } else {
+        Response::from_bytes(body.to_vec())?
+    };
+    Ok(out.with_status(parts.status.as_u16()).with_headers(headers))
+}
+
+/// Runs the core; a long poll that found nothing gets `Retry-After` instead of being held.
+async fn run_core<S: crate::store::Store>(
+    req: http::Request<Bytes>,
+    ctx: &Ctx<'_, S>,
+) -> http::Response<Bytes> {
+    let long_poll = req.uri().path().starts_with("/v1/queue/")
+        && req.uri().query().is_some_and(|q| q.contains("wait="));
+    let mut resp = handle(req, ctx).await;
+    if long_poll && resp.status() == http::StatusCode::NO_CONTENT {
+        let secs = ctx.config.poll_ms.div_ceil(1000).max(1);
+        resp.headers_mut()
+            .insert(http::header::RETRY_AFTER, http::HeaderValue::from(secs));
+    }
+    resp
+}
+
+/// Version source for KV mode, one per isolate (requests of an isolate share it).
+fn kv_versions() -> &'static Versions {
+    thread_local! {
+        static V: &'static Versions = Box::leak(Box::default());
+    }
+    V.with(|v| *v)
+}
+
+/// KV mode: the core runs in the Worker itself.
+async fn answer_over_kv(env: &Env, mut req: Request) -> Result<Response> {
+    let config = match config(env) {
+        Ok(c) => c,
+        Err(m) => return error(500, "not_configured", &m),
+    };
+    let http_req = match to_http(&mut req).await? {
+        Ok(r) => r,
+        Err(m) => return error(400, "bad_request", &m),
+    };
+    let now_ms = Date::now().as_millis();
+    let store = WorkersKv::new(env.kv(KV_BINDING)?, kv_versions(), now_ms);
+    let ctx = Ctx {
+        store: &store,
+        config: &config,
+        now_ms,
+        ids: &WebIds,
+    };
+    from_http(run_core(http_req, &ctx).await)
+}
+
+async fn answer(env: &Env, req: Request) -> Result<Response> {
+    if kv_mode(env) {
+        return answer_over_kv(env, req).await;
+    }
+    let farm = var(env, "EDGEFARM_FARM").unwrap_or_else(|| "default".into());
+    let stub = env
+        .durable_object(DO_BINDING)?
+        .id_from_name(&farm)?
+        .get_stub()?;
+    stub.fetch_with_request(req).await
+}
+
+fn is_event_stream(req: &Request) -> bool {
+    let accept = req
+        .headers()
+        .get("accept")
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    req.method() == worker::Method::Get
+        && accept.contains("text/event-stream")
+        && req.path().starts_with("/v1/jobs/")
+}
+
+/// The `id:` of an event as the core writes it.
+fn event_id(event: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(event).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("id: "))
+        .map(String::from)
+}
+
+struct Follow {
+    env: Env,
+    url: String,
+    headers: Vec<(String, String)>,
+    last_id: Option<String>,
+    deadline_ms: u64,
+    first: bool,
+    done: bool,
+}
+
+impl Follow {
+    /// One `GET` of the job through the core (object or KV).
+    async fn poll(&self) -> Result<(u16, Vec<u8>)> {
+        let headers = Headers::new();
+        for (k, v) in &self.headers {
+            headers.append(k, v)?;
+        }
+        let mut init = RequestInit::new();
+        init.with_headers(headers);
+        let req = Request::new_with_init(&self.url, &init)?;
+        let mut resp = answer(&self.env, req).await?;
+        Ok((resp.status_code(), resp.bytes().await?))
+    }
+
+    /// The next chunk of the stream, or `None` when it ends.
+    async fn next(mut self) -> Option<(Result<Vec<u8>>, Follow)> {
+        if self.done {
+            return None;
+        }
+        loop {
+            let (status, body) = match self.poll().await {
+                Ok(x) => x,
+                Err(e) => (503, e.to_string().into_bytes()),
+            };
+            // `retry:` tells EventSource to reconnect a second after the stream ends.
+            let prefix: &[u8] = if std::mem::take(&mut self.first) {
+                b"retry: 1000\n\n"
+            } else {
+                b""
+            };
+            if status != 200 {
+                self.done = true;
+                let chunk = [prefix, b"event: error\ndata: ", &body, b"\n\n"].concat();
+                return Some((Ok(chunk), self));
+            }
+            let id = event_id(&body);
+            if id != self.last_id {
+                self.last_id = id;
+                self.done = crate::core::api::jobs::event_is_final(&body);
+                return Some((Ok([prefix, &body].concat()), self));
+            }
+            if Date::now().as_millis() >= self.deadline_ms {
+                return None;
+            }
+            Delay::from(Duration::from_secs(1)).await;
+        }
+    }
+}
+
+/// Follows a job as server-sent events for a bounded time (module docs).
+fn event_stream(env: Env, req: &Request) -> Result<Response> {
+    let keep = ["authorization", "accept"];
+    let headers = req
+        .headers()
+        .entries()
+        .filter(|(k, _)| keep.contains(&k.to_ascii_lowercase().as_str()))
+        .collect();
+    let follow = Follow {
+        env,
+        url: req.url()?.to_string(),
+        headers,
+        last_id: req.headers().get("last-event-id").ok().flatten(),
+        deadline_ms: Date::now().as_millis() + STREAM_SECONDS * 1000,
+        first: true,
+        done: false,
+    };
+    let stream = futures_util::stream::unfold(follow, Follow::next);
+    let headers = Headers::new();
+    headers.set("content-type", "text/event-stream")?;
+    headers.set("cache-control", "no-cache")?;
+    Ok(Response::from_stream(stream)?.with_headers(headers))
+}
+
+#[event(fetch)]
+async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
+    if is_event_stream(&req) {
+        return event_stream(env, &req);
+    }
+    answer(&env, req).await
+}
+
+/// One farm: its whole state, served one event at a time.
+#[durable_object]
+pub struct EdgefarmFarm {
+    state: State,
+    env: Env,
+    versions: Versions,
+    /// The pending alarm's time as this instance set it (0: none known), to set it at most
+    /// once per lease rather than on every claim.
+    alarm_at: Cell<u64>,
+}
+
+impl EdgefarmFarm {
+    /// Sets an alarm at the expiry of a lease just granted or renewed, unless one is due sooner.
+    async fn note_lease(&self, path: &str, status: u16, now_ms: u64, lease_ms: u64) {
+        let leases = path.starts_with("/v1/queue/") || path.ends_with("/heartbeat");
+        let pending = self.alarm_at.get();
+        if !leases || status != 200 || (pending > now_ms && pending <= now_ms + lease_ms) {
+            return;
+        }
+        let at = now_ms + lease_ms + 1000;
+        if self
+            .state
+            .storage()
+            .set_alarm(Duration::from_millis(at - now_ms))
+            .await
+            .is_ok()
+        {
+            self.alarm_at.set(at);
+        }
+    }
+}
+
+impl DurableObject for EdgefarmFarm {
+    fn new(state: State, env: Env) -> Self {
+        Self {
+            state,
+            env,
+            versions: Versions::default(),
+            alarm_at: Cell::new(0),
+        }
+    }
+
+    async fn fetch(&self, mut req: Request) -> Result<Response> {
+        let config = match config(&self.env) {
+            Ok(c) => c,
+            Err(m) => return error(500, "not_configured", &m),
+        };
+        let http_req = match to_http(&mut req).await? {
+            Ok(r) => r,
+            Err(m) => return error(400, "bad_request", &m),
+        };
+        let path = http_req.uri().path().to_string();
+        let now_ms = Date::now().as_millis();
+        let store = DurableObjectStore::new(self.state.storage(), &self.versions, now_ms);
+        let ctx = Ctx {
+            store: &store,
+            config: &config,
+            now_ms,
+            ids: &WebIds,
+        };
+        let resp = run_core(http_req, &ctx).await;
+        self.note_lease(&path, resp.status().as_u16(), now_ms, config.lease_ms)
+            .await;
+        from_http(resp)
+    }
+
+    async fn alarm(&self) -> Result<Response> {
+        // Leases granted before now may have lapsed; the next claim of their queue settles
+        // them (lazy expiry), so nothing has to happen here for correctness.
+        self.alarm_at.set(0);
+        worker::console_log!("edgefarm: lease alarm at {}", Date::now().as_millis());
+        Response::empty()
+    }
+}
