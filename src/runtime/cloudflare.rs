@@ -82,6 +82,19 @@ fn config(env: &Env) -> std::result::Result<Config, String> {
     c.lease_ms = ms("EDGEFARM_LEASE_MS", c.lease_ms, 100);
     c.heartbeat_ms = ms("EDGEFARM_HEARTBEAT_MS", c.heartbeat_ms, 50);
     c.poll_ms = ms("EDGEFARM_POLL_MS", c.poll_ms, 50);
+    // The nexrender façade's settings, under the same names `edgefarm serve` reads.
+    if let Some(o) = var(env, "EDGEFARM_NEXRENDER_ORDERING") {
+        c.nexrender.ordering = o
+            .trim()
+            .parse()
+            .map_err(|e| format!("EDGEFARM_NEXRENDER_ORDERING: {e}"))?;
+    }
+    c.nexrender.timeout_ms = ms("EDGEFARM_NEXRENDER_TIMEOUT_MS", c.nexrender.timeout_ms, 100);
+    c.nexrender.max_attempts = ms(
+        "EDGEFARM_NEXRENDER_MAX_ATTEMPTS",
+        c.nexrender.max_attempts as u64,
+        1,
+    ) as u32;
     Ok(c)
 }
 

@@ -199,6 +199,19 @@ impl Farm {
         }
     }
 
+    /// Whether this is `edgefarm serve` (its store is SQLite or memory), as opposed to another
+    /// runtime such as `wrangler dev`.
+    pub async fn is_native_server(&self) -> bool {
+        if !self.is_http() {
+            return false;
+        }
+        let health = self
+            .raw("GET", "/v1/health", None, vec![], &[])
+            .await
+            .json();
+        matches!(health["store"]["kind"].as_str(), Some("sqlite" | "memory"))
+    }
+
     pub fn is_http(&self) -> bool {
         matches!(self, Farm::Http { .. })
     }

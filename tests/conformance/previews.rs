@@ -222,7 +222,7 @@ async fn metrics_count_claims_acks_failures_and_expiries(farm: &Farm) {
         "tasks by state are exposed"
     );
     assert!(text.contains("# HELP edgefarm_jobs Jobs by state. Counted over the newest jobs only"));
-    if farm.is_http() {
+    if farm.is_native_server().await {
         assert!(
             text.contains("edgefarm_http_request_duration_seconds_bucket"),
             "the native server adds its latency histogram"
