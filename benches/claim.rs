@@ -51,7 +51,12 @@ struct Farm<S> {
 
 impl<S: Bench> Farm<S> {
     fn new(store: S) -> Self {
-        Farm { store, config: Config::new("bench-secret"), now: Cell::new(1_800_000_000_000), ids: SeqIds::default() }
+        Farm {
+            store,
+            config: Config::new("bench-secret"),
+            now: Cell::new(1_800_000_000_000),
+            ids: SeqIds::default(),
+        }
     }
 
     fn call(&self, method: &str, path: &str, body: Value) -> (u16, Value) {
@@ -62,9 +67,17 @@ impl<S: Bench> Farm<S> {
             .header("authorization", "Bearer bench-secret")
             .body(Bytes::from(serde_json::to_vec(&body).unwrap_or_default()))
             .expect("request");
-        let ctx = Ctx { store: &self.store, config: &self.config, now_ms: self.now.get(), ids: &self.ids };
+        let ctx = Ctx {
+            store: &self.store,
+            config: &self.config,
+            now_ms: self.now.get(),
+            ids: &self.ids,
+        };
         let resp = self.store.around(|| block_on(handle(req, &ctx)));
-        (resp.status().as_u16(), serde_json::from_slice(resp.body()).unwrap_or(Value::Null))
+        (
+            resp.status().as_u16(),
+            serde_json::from_slice(resp.body()).unwrap_or(Value::Null),
+        )
     }
 
     fn fill(&self, tasks: usize) -> Vec<String> {
@@ -79,12 +92,20 @@ impl<S: Bench> Farm<S> {
 
     /// One claim and its ack (riding on a second poll, as nodes do).
     fn cycle(&self) -> bool {
-        let (s, body) = self.call("POST", "/v1/queue/default", json!({"node": "bench", "max": 1}));
+        let (s, body) = self.call(
+            "POST",
+            "/v1/queue/default",
+            json!({"node": "bench", "max": 1}),
+        );
         if s != 200 {
             return false;
         }
         let t = &body["tasks"][0];
-        let (s, _) = self.call("POST", &format!("/v1/tasks/{}/ack", t["_id"].as_str().unwrap_or_default()), json!({"lease": t["lease"], "status": "done"}));
+        let (s, _) = self.call(
+            "POST",
+            &format!("/v1/tasks/{}/ack", t["_id"].as_str().unwrap_or_default()),
+            json!({"lease": t["lease"], "status": "done"}),
+        );
         s == 200
     }
 
@@ -97,7 +118,11 @@ impl<S: Bench> Farm<S> {
             total += start.elapsed();
             if !ok {
                 for j in jobs {
-                    self.call("POST", &format!("/v1/jobs/{j}/requeue"), json!({"all": true}));
+                    self.call(
+                        "POST",
+                        &format!("/v1/jobs/{j}/requeue"),
+                        json!({"all": true}),
+                    );
                 }
                 assert!(self.cycle(), "a requeued farm has work");
             }
@@ -108,7 +133,10 @@ impl<S: Bench> Farm<S> {
 
 fn bench_store<S: Bench>(c: &mut Criterion, name: &str, make: impl Fn() -> S) {
     let mut group = c.benchmark_group(format!("claim_ack_{name}"));
-    group.sample_size(20).measurement_time(Duration::from_secs(4)).warm_up_time(Duration::from_secs(1));
+    group
+        .sample_size(20)
+        .measurement_time(Duration::from_secs(4))
+        .warm_up_time(Duration::from_secs(1));
     let mut ops_table = Vec::new();
     for &n in &SIZES {
         let farm = Farm::new(make());
@@ -117,7 +145,9 @@ fn bench_store<S: Bench>(c: &mut Criterion, name: &str, make: impl Fn() -> S) {
         let cycles = 200;
         farm.timed(&jobs, cycles);
         ops_table.push((n, (farm.store.ops() - before) as f64 / cycles as f64));
-        group.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, _| b.iter_custom(|iters| farm.timed(&jobs, iters)));
+        group.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, _| {
+            b.iter_custom(|iters| farm.timed(&jobs, iters))
+        });
     }
     group.finish();
     for (n, ops) in ops_table {

@@ -10,7 +10,10 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("port")
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("port")
 }
 
 fn client() -> reqwest::Client {
@@ -40,7 +43,13 @@ async fn a_long_poll_wakes_when_a_job_is_submitted() {
         let base = base.clone();
         tokio::spawn(async move {
             let start = Instant::now();
-            let r = client().post(format!("{base}/v1/queue/default?wait=10")).bearer_auth(harness::SECRET).json(&json!({"node": "n"})).send().await.expect("poll");
+            let r = client()
+                .post(format!("{base}/v1/queue/default?wait=10"))
+                .bearer_auth(harness::SECRET)
+                .json(&json!({"node": "n"}))
+                .send()
+                .await
+                .expect("poll");
             (r.status().as_u16(), start.elapsed())
         })
     };
@@ -48,12 +57,27 @@ async fn a_long_poll_wakes_when_a_job_is_submitted() {
     submit(&base, "1").await;
     let (status, waited) = poller.await.expect("poller");
     assert_eq!(status, 200, "the held poll gets the new task");
-    assert!(waited >= Duration::from_millis(600), "it was held until the submission ({waited:?})");
-    assert!(waited < Duration::from_secs(3), "and answered right after it, not at the end of the wait ({waited:?})");
+    assert!(
+        waited >= Duration::from_millis(600),
+        "it was held until the submission ({waited:?})"
+    );
+    assert!(
+        waited < Duration::from_secs(3),
+        "and answered right after it, not at the end of the wait ({waited:?})"
+    );
     let start = Instant::now();
-    let r = client().post(format!("{base}/v1/queue/default?wait=1")).bearer_auth(harness::SECRET).json(&json!({"node": "n"})).send().await.expect("poll");
+    let r = client()
+        .post(format!("{base}/v1/queue/default?wait=1"))
+        .bearer_auth(harness::SECRET)
+        .json(&json!({"node": "n"}))
+        .send()
+        .await
+        .expect("poll");
     assert_eq!(r.status(), 204, "nothing to claim: 204 after the wait");
-    assert!(start.elapsed() >= Duration::from_millis(900), "held for the wait");
+    assert!(
+        start.elapsed() >= Duration::from_millis(900),
+        "held for the wait"
+    );
     let _ = server.kill();
     let _ = server.wait();
 }
@@ -69,26 +93,61 @@ async fn a_job_event_stream_follows_the_job_to_the_end() {
     let follower = {
         let url = format!("{base}/v1/jobs/{id}");
         tokio::spawn(async move {
-            let r = client().get(url).bearer_auth(harness::SECRET).header("accept", "text/event-stream").send().await.expect("stream");
+            let r = client()
+                .get(url)
+                .bearer_auth(harness::SECRET)
+                .header("accept", "text/event-stream")
+                .send()
+                .await
+                .expect("stream");
             r.text().await.unwrap_or_default()
         })
     };
     for _ in 0..2 {
         tokio::time::sleep(Duration::from_millis(300)).await;
-        let r: Value = client().post(format!("{base}/v1/queue/default")).bearer_auth(harness::SECRET).json(&json!({"node": "n"})).send().await.expect("claim").json().await.expect("json");
+        let r: Value = client()
+            .post(format!("{base}/v1/queue/default"))
+            .bearer_auth(harness::SECRET)
+            .json(&json!({"node": "n"}))
+            .send()
+            .await
+            .expect("claim")
+            .json()
+            .await
+            .expect("json");
         let t = &r["tasks"][0];
-        let ack = client().post(format!("{base}/v1/tasks/{}/ack", t["_id"].as_str().unwrap_or_default())).bearer_auth(harness::SECRET).json(&json!({"lease": t["lease"], "status": "done"})).send().await.expect("ack");
+        let ack = client()
+            .post(format!(
+                "{base}/v1/tasks/{}/ack",
+                t["_id"].as_str().unwrap_or_default()
+            ))
+            .bearer_auth(harness::SECRET)
+            .json(&json!({"lease": t["lease"], "status": "done"}))
+            .send()
+            .await
+            .expect("ack");
         assert_eq!(ack.status(), 200);
     }
-    let text = tokio::time::timeout(Duration::from_secs(10), follower).await.expect("the stream ends once the job finished").expect("task");
+    let text = tokio::time::timeout(Duration::from_secs(10), follower)
+        .await
+        .expect("the stream ends once the job finished")
+        .expect("task");
     let states: Vec<String> = text
         .lines()
         .filter_map(|l| l.strip_prefix("data: "))
         .filter_map(|d| serde_json::from_str::<Value>(d).ok())
         .map(|v| v["state"].as_str().unwrap_or("").to_string())
         .collect();
-    assert_eq!(states.first().map(String::as_str), Some("queued"), "the first event is the job as it was: {states:?}");
-    assert_eq!(states.last().map(String::as_str), Some("completed"), "the last event is the finished job: {states:?}");
+    assert_eq!(
+        states.first().map(String::as_str),
+        Some("queued"),
+        "the first event is the job as it was: {states:?}"
+    );
+    assert_eq!(
+        states.last().map(String::as_str),
+        Some("completed"),
+        "the last event is the finished job: {states:?}"
+    );
     assert!(states.len() >= 3, "each change is an event: {states:?}");
     let _ = server.kill();
     let _ = server.wait();
@@ -111,27 +170,47 @@ async fn serve_makes_a_secret_once_and_stops_cleanly_on_sigterm() {
     let base = format!("http://127.0.0.1:{p}");
     let mut up = false;
     for _ in 0..200 {
-        if client().get(format!("{base}/v1/health")).send().await.is_ok() {
+        if client()
+            .get(format!("{base}/v1/health"))
+            .send()
+            .await
+            .is_ok()
+        {
             up = true;
             break;
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     assert!(up, "serve answers");
-    let secret = std::fs::read_to_string(dir.path().join("secret")).expect("a generated secret is kept in the data dir");
-    let r = client().get(format!("{base}/v1/jobs")).bearer_auth(secret.trim()).send().await.expect("list");
+    let secret = std::fs::read_to_string(dir.path().join("secret"))
+        .expect("a generated secret is kept in the data dir");
+    let r = client()
+        .get(format!("{base}/v1/jobs"))
+        .bearer_auth(secret.trim())
+        .send()
+        .await
+        .expect("list");
     assert_eq!(r.status(), 200, "the generated secret works");
     // SAFETY-free: kill(2) with SIGTERM via the `kill` program keeps this test free of libc.
-    let term = Command::new("kill").args(["-TERM", &first.id().to_string()]).status().expect("kill");
+    let term = Command::new("kill")
+        .args(["-TERM", &first.id().to_string()])
+        .status()
+        .expect("kill");
     assert!(term.success());
     let status = first.wait().expect("wait");
-    assert!(status.success(), "SIGTERM stops serve with exit code 0, got {status:?}");
+    assert!(
+        status.success(),
+        "SIGTERM stops serve with exit code 0, got {status:?}"
+    );
     let mut out = String::new();
     if let Some(mut o) = first.stdout.take() {
         use std::io::Read;
         let _ = o.read_to_string(&mut out);
     }
-    assert!(out.contains(secret.trim()), "the first start prints the new secret and how to use it");
+    assert!(
+        out.contains(secret.trim()),
+        "the first start prints the new secret and how to use it"
+    );
     let mut second = start();
     tokio::time::sleep(Duration::from_millis(500)).await;
     let again = std::fs::read_to_string(dir.path().join("secret")).expect("secret");
