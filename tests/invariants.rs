@@ -106,8 +106,13 @@ struct Sim {
 
 impl Sim {
     fn new() -> Sim {
+        Sim::with(|_| {})
+    }
+
+    fn with(change: impl FnOnce(&mut Config)) -> Sim {
         let mut config = Config::new(SECRET);
         config.lease_ms = LEASE_MS;
+        change(&mut config);
         Sim {
             store: Memory::new(),
             config,
@@ -695,4 +700,63 @@ fn the_core_keeps_its_invariants() {
     if let Err(e) = result {
         panic!("{e}");
     }
+}
+
+/// An attempt's log is bounded (`log_chunks_per_attempt` chunks of `log_chunk_bytes`): past it
+/// the chunks are dropped but the heartbeat still extends the lease, so a chatty render cannot
+/// fill the store and does not die of it either.
+#[test]
+fn an_attempts_log_is_bounded_and_the_lease_lives_on() {
+    let sim = Sim::with(|c| c.limits.log_chunks_per_attempt = 3);
+    let (status, _) = sim.call(
+        "POST",
+        "/v1/jobs",
+        Some(
+            json!({"id": "chatty", "type": "command", "queue": QUEUE, "params": {"program": "p"}}),
+        ),
+    );
+    assert_eq!(status, 202);
+    let (_, claim) = sim.call(
+        "POST",
+        &format!("/v1/queue/{QUEUE}"),
+        Some(json!({"node": "n0"})),
+    );
+    let lease = claim["tasks"][0]["lease"].clone();
+    for i in 0..5 {
+        sim.now.set(sim.now.get() + LEASE_MS / 2);
+        let (status, beat) = sim.call(
+            "POST",
+            "/v1/tasks/chatty.0/heartbeat",
+            Some(json!({"lease": lease, "log": format!("line {i}\n")})),
+        );
+        assert_eq!(status, 200, "heartbeat {i} keeps the lease: {beat}");
+        assert_eq!(
+            beat["lease_expires_ms"].as_u64(),
+            Some(sim.now.get() + LEASE_MS)
+        );
+    }
+    let logs = sim
+        .store
+        .snapshot()
+        .keys()
+        .filter(|k| k.starts_with("log/"))
+        .count();
+    assert_eq!(logs, 3, "only the first 3 chunks are kept");
+    let req = http::Request::builder()
+        .uri("/v1/tasks/chatty.0/log")
+        .header("authorization", format!("Bearer {SECRET}"))
+        .body(Bytes::new())
+        .expect("request");
+    let ctx = Ctx {
+        store: &sim.store,
+        config: &sim.config,
+        now_ms: sim.now.get(),
+        ids: &sim.ids,
+    };
+    let log = sim.rt.block_on(handle(req, &ctx));
+    assert_eq!(
+        log.body().as_ref(),
+        b"line 0\nline 1\nline 2\n",
+        "the log keeps its beginning"
+    );
 }
