@@ -5,7 +5,7 @@ use serde_json::{json, Value};
 
 /// What the API shows of the farm; compared before and after each rejected request (and the
 /// raw store too, in-process).
-async fn observable(
+pub(crate) async fn observable(
     f: &Farm,
 ) -> (
     Option<std::collections::BTreeMap<String, Vec<u8>>>,
@@ -29,7 +29,7 @@ async fn observable(
     (f.snapshot(), jobs_only, nodes)
 }
 
-async fn rejected(
+pub(crate) async fn rejected(
     f: &Farm,
     method: &str,
     path: &str,

@@ -3,6 +3,7 @@
 
 mod harness;
 
+mod auth;
 mod claims;
 mod errors;
 mod jobs;

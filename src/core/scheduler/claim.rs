@@ -8,6 +8,7 @@
 //! expiry: no reaper is needed).
 
 use super::index::{self, Entry, PageRead, Scan};
+use super::revoked::{held_by_revoked, revoked_ids, settle_revoked};
 use super::task_ref::task_id;
 use crate::core::error::Result;
 use crate::core::model::{
@@ -131,6 +132,7 @@ async fn claim_in_segment<S: Store>(
     seg: u32,
     claimer: &Claimer,
     want: usize,
+    revoked: &[String],
 ) -> Result<SegmentClaim> {
     let key = keys::segment(&job.spec.id, &job.gen, seg);
     for _ in 0..CAS_RETRIES {
@@ -146,6 +148,10 @@ async fn claim_in_segment<S: Store>(
             if lease_expired(task, ctx.now_ms) {
                 settle_expired(task, job.spec.max_attempts, ctx.now_ms);
                 newly_failed |= task.state == TaskState::Failed;
+                changed = true;
+            } else if held_by_revoked(task, revoked) {
+                // Its node was removed: it can never heartbeat or ack again.
+                settle_revoked(task, ctx.now_ms);
                 changed = true;
             }
             if claimed.len() < want && claimable(task, &claimer.node, ctx.now_ms) {
@@ -208,6 +214,7 @@ pub async fn claim<S: Store>(
     max: usize,
 ) -> Result<Vec<Claimed>> {
     let mut scan = Scan::open(ctx, queue, &claimer.types, &claimer.tags).await?;
+    let revoked = revoked_ids(ctx).await?;
     let mut jobs: HashMap<String, Option<JobRecord>> = HashMap::new();
     let mut out = Vec::new();
     let mut budget = SCAN_BUDGET;
@@ -248,7 +255,8 @@ pub async fn claim<S: Store>(
                 drops[i].push(entry.n);
                 continue;
             }
-            let got = claim_in_segment(ctx, job, entry.seg, claimer, max - out.len()).await?;
+            let got =
+                claim_in_segment(ctx, job, entry.seg, claimer, max - out.len(), &revoked).await?;
             if !got.live {
                 drops[i].push(entry.n);
             }
