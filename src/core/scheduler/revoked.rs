@@ -67,7 +67,7 @@ pub fn held_by_revoked(task: &Task, revoked: &[String]) -> bool {
         && task
             .lease
             .as_ref()
-            .is_some_and(|l| revoked.iter().any(|r| *r == l.node))
+            .is_some_and(|l| revoked.contains(&l.node))
 }
 
 /// Gives a removed node's task back to the queue. Not a failure: the task did nothing wrong.
