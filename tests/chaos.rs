@@ -15,7 +15,8 @@
 //! figures: executions per task (lines in the output files and granted attempts), kills,
 //! restarts, late acks refused, time lost to failed attempts and the wall time.
 //!
-//! Knobs: `EDGEFARM_CHAOS_TASKS`, `EDGEFARM_CHAOS_SEED`, `EDGEFARM_CHAOS_SERVER_KILLS` (3).
+//! Knobs: `EDGEFARM_CHAOS_TASKS`, `EDGEFARM_CHAOS_SEED`, `EDGEFARM_CHAOS_SERVER_KILLS` (3),
+//! `EDGEFARM_CHAOS_FAKETIME=0` (node 0 on the real clock), `EDGEFARM_CHAOS_KEEP=1` (keep the files).
 
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -273,7 +274,12 @@ async fn a_farm_under_chaos_loses_nothing_and_has_one_winner_per_task() {
     let faketime = ["/usr/bin/faketime", "/usr/local/bin/faketime"]
         .iter()
         .map(PathBuf::from)
-        .find(|p| p.is_file());
+        .find(|p| p.is_file())
+        .filter(|_| std::env::var("EDGEFARM_CHAOS_FAKETIME").as_deref() != Ok("0"));
+    assert!(
+        faketime.is_some() || std::env::var_os("CI").is_none(),
+        "CI must run the skewed-clock node: install faketime (scripts/test does), and leave EDGEFARM_CHAOS_FAKETIME unset"
+    );
     say(&format!(
         "{tasks} tasks in {jobs} jobs, {NODES} nodes x 2 slots, lease {LEASE_MS} ms, seed {seed}, faketime {}",
         faketime.as_ref().map_or("not installed (node 0 runs on the real clock)".to_string(), |p| p.display().to_string())
