@@ -252,6 +252,8 @@ fn job_spec(k: u64) -> Value {
 #[derive(Default)]
 struct Figures {
     node_kills: u32,
+    kills_by_node: [u32; NODES],
+    stops_by_node: [u32; NODES],
     server_kills: u32,
     stops: u32,
     submit_retries: u32,
@@ -362,6 +364,7 @@ async fn a_farm_under_chaos_loses_nothing_and_has_one_winner_per_task() {
             if stopped.map(|(s, _)| s) != Some(i) {
                 farm.kill_node(i);
                 fig.node_kills += 1;
+                fig.kills_by_node[i] += 1;
                 farm.spawn_node(i);
             }
             next_node_kill = now + Duration::from_millis(2_000 + rng.below(2_000));
@@ -379,6 +382,7 @@ async fn a_farm_under_chaos_loses_nothing_and_has_one_winner_per_task() {
                 if let Some(c) = &farm.nodes[i] {
                     signal(c, libc::SIGSTOP);
                     fig.stops += 1;
+                    fig.stops_by_node[i] += 1;
                     stopped = Some((i, now + Duration::from_millis(3 * LEASE_MS)));
                 }
             }
@@ -543,7 +547,8 @@ async fn a_farm_under_chaos_loses_nothing_and_has_one_winner_per_task() {
         lost_ms as f64 / 1000.0
     ));
     say(&format!(
-        "wins by node {wins_by_node:?} (node 0 runs 7 h ahead when faketime is installed)"
+        "wins by node {wins_by_node:?}, SIGKILLs by node {:?}, SIGSTOPs by node {:?} (node 0 runs 7 h ahead when faketime is installed)",
+        fig.kills_by_node, fig.stops_by_node
     ));
     assert_eq!(lost, 0, "no task lost");
     assert_eq!(double_winners, 0, "no task has two winners");
