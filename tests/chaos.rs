@@ -144,15 +144,15 @@ impl Farm {
             .open(self.dir.join(format!("node-{i}/node.log")))
             .expect("node log");
         // Node 0 lives 7 hours in the future (wall clock only: timers use the monotonic clock).
-        let mut cmd = match (i, &self.faketime) {
-            (0, Some(faketime)) => {
-                let mut c = Command::new(faketime);
-                c.args(["-f", "+7h", BIN]);
-                c.env("FAKETIME_DONT_FAKE_MONOTONIC", "1");
-                c
-            }
-            _ => Command::new(BIN),
-        };
+        // libfaketime is preloaded into the node itself rather than run through the `faketime`
+        // wrapper, which forks: the child we signal must be the node, or a SIGKILL would leave
+        // the node running (and SIGSTOP would not freeze it).
+        let mut cmd = Command::new(BIN);
+        if let (0, Some(lib)) = (i, &self.faketime) {
+            cmd.env("LD_PRELOAD", lib)
+                .env("FAKETIME", "+7h")
+                .env("FAKETIME_DONT_FAKE_MONOTONIC", "1");
+        }
         let child = cmd
             .arg("node")
             .arg("--config")
@@ -273,11 +273,15 @@ async fn a_farm_under_chaos_loses_nothing_and_has_one_winner_per_task() {
     );
     let server_kills = env_u64("EDGEFARM_CHAOS_SERVER_KILLS", 3) as u32;
     let mut rng = Rng(seed);
-    let faketime = ["/usr/bin/faketime", "/usr/local/bin/faketime"]
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.is_file())
-        .filter(|_| std::env::var("EDGEFARM_CHAOS_FAKETIME").as_deref() != Ok("0"));
+    let faketime = [
+        "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1",
+        "/usr/lib/aarch64-linux-gnu/faketime/libfaketime.so.1",
+        "/usr/local/lib/faketime/libfaketime.so.1",
+    ]
+    .iter()
+    .map(PathBuf::from)
+    .find(|p| p.is_file())
+    .filter(|_| std::env::var("EDGEFARM_CHAOS_FAKETIME").as_deref() != Ok("0"));
     assert!(
         faketime.is_some() || std::env::var_os("CI").is_none(),
         "CI must run the skewed-clock node: install faketime (scripts/test does), and leave EDGEFARM_CHAOS_FAKETIME unset"

@@ -7,4 +7,5 @@ mod auth;
 mod claims;
 mod errors;
 mod jobs;
+mod late_acks;
 mod nodes;
