@@ -257,6 +257,7 @@ struct Figures {
     server_kills: u32,
     stops: u32,
     submit_retries: u32,
+    inflight_answered: u32,
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -324,7 +325,6 @@ async fn a_farm_under_chaos_loses_nothing_and_has_one_winner_per_task() {
     let mut fig = Figures::default();
     let mut acknowledged: Vec<String> = Vec::new();
     let mut next_job = 0u64;
-    // Half the jobs up front, the rest one at a time while the chaos runs.
     let mut next_node_kill = start + Duration::from_millis(2_000);
     // Server kills and node stops happen at fractions of the work done, so every size gets
     // all of them: kill k of K at k/(K+1) of the tasks completed, stops at 10%, 40% and 65%.
@@ -341,13 +341,10 @@ async fn a_farm_under_chaos_loses_nothing_and_has_one_winner_per_task() {
             "chaos: not done in time ({completed_jobs}/{jobs} jobs completed); logs in {} (set EDGEFARM_CHAOS_KEEP=1 to keep them)",
             farm.dir.display()
         );
-        // Submissions: all of the first half at once, then one per turn.
-        let want = if next_job < jobs / 2 {
-            jobs / 2
-        } else {
-            next_job + 1
-        }
-        .min(jobs);
+        // Submissions go on through the whole run: half the jobs at once, then more as tasks
+        // complete (at most half the work outstanding), so some land around server kills.
+        let window = (jobs / 2).max(1) * FRAMES_PER_JOB;
+        let want = ((done_tasks + window) / FRAMES_PER_JOB).min(jobs);
         while next_job < want {
             match farm.submit(&job_spec(next_job)).await {
                 Some(200 | 202) => {
@@ -394,8 +391,34 @@ async fn a_farm_under_chaos_loses_nothing_and_has_one_winner_per_task() {
         }
         // The server dies (kill -9) and comes back on the same data.
         if fig.server_kills < server_kills && done_tasks >= server_kill_at(fig.server_kills) {
+            // A submission is in flight when the server dies: if it was answered it must be
+            // there after the restart; if not, it is sent again later with the same id.
+            let inflight = (next_job < jobs).then(|| {
+                let (client, url, spec) = (
+                    farm.client.clone(),
+                    format!("{}/v1/jobs", farm.base),
+                    job_spec(next_job),
+                );
+                tokio::spawn(async move {
+                    let r = client.post(url).bearer_auth(SECRET).json(&spec);
+                    let r = r.timeout(Duration::from_secs(10)).send().await.ok()?;
+                    Some(r.status().as_u16())
+                })
+            });
+            tokio::time::sleep(Duration::from_millis(rng.below(4))).await;
             farm.kill_server();
             fig.server_kills += 1;
+            if let Some(h) = inflight {
+                match h.await.ok().flatten() {
+                    Some(200 | 202) => {
+                        fig.inflight_answered += 1;
+                        acknowledged.push(format!("chaos-{next_job}"));
+                        next_job += 1;
+                    }
+                    Some(other) => panic!("submit answered {other}"),
+                    None => fig.submit_retries += 1,
+                }
+            }
             tokio::time::sleep(Duration::from_millis(500 + rng.below(1_000))).await;
             farm.spawn_server();
             farm.wait_healthy().await;
@@ -537,8 +560,8 @@ async fn a_farm_under_chaos_loses_nothing_and_has_one_winner_per_task() {
         tasks as f64 / wall.as_secs_f64()
     ));
     say(&format!(
-        "node SIGKILLs {}, server kill -9 + restarts {}, SIGSTOP/SIGCONT {}, submits retried {}",
-        fig.node_kills, fig.server_kills, fig.stops, fig.submit_retries
+        "node SIGKILLs {}, server kill -9 + restarts {}, SIGSTOP/SIGCONT {}, submits in flight at a kill: {} answered (found after the restart), {} unanswered (sent again)",
+        fig.node_kills, fig.server_kills, fig.stops, fig.inflight_answered, fig.submit_retries
     ));
     say(&format!(
         "lost {lost}, double winners {double_winners}, executions {executions} ({} duplicates, {:.3} per task), attempts granted {grants} ({:.3} per task)",
