@@ -32,21 +32,110 @@ fn run<F: Future>(f: F) -> F::Output {
 
 const METHODS: [&str; 6] = ["GET", "POST", "PATCH", "DELETE", "PUT", "HEAD"];
 const WORDS: [&str; 40] = [
-    "v1", "jobs", "tasks", "queue", "nodes", "health", "log", "heartbeat", "ack", "release",
-    "cancel", "pause", "resume", "requeue", "drain", "default", "q", "job1", "job1.0", "job1.1",
-    "job1.64", "..", ".", "%2e%2e", "%2F", "", "job1.-1", "job1.4294967296", "a b", "%00",
-    "nodes", "x", "preview", "metrics", "job1.", ".0", "jobs?limit=2", "tasks?cursor=x", "é", "*",
+    "v1",
+    "jobs",
+    "tasks",
+    "queue",
+    "nodes",
+    "health",
+    "log",
+    "heartbeat",
+    "ack",
+    "release",
+    "cancel",
+    "pause",
+    "resume",
+    "requeue",
+    "drain",
+    "default",
+    "q",
+    "job1",
+    "job1.0",
+    "job1.1",
+    "job1.64",
+    "..",
+    ".",
+    "%2e%2e",
+    "%2F",
+    "",
+    "job1.-1",
+    "job1.4294967296",
+    "a b",
+    "%00",
+    "nodes",
+    "x",
+    "preview",
+    "metrics",
+    "job1.",
+    ".0",
+    "jobs?limit=2",
+    "tasks?cursor=x",
+    "é",
+    "*",
 ];
 const KEYS: [&str; 36] = [
-    "type", "frames", "chunk_size", "params", "program", "args", "lease", "status", "result",
-    "error", "node", "max", "tasks", "_id", "id", "priority", "tags", "name", "queue", "all",
-    "progress", "done", "total", "activity", "log", "file", "output", "engine", "scene", "slots",
-    "types", "max_attempts", "on_failure", "task_timeout_s", "format", "exit_code",
+    "type",
+    "frames",
+    "chunk_size",
+    "params",
+    "program",
+    "args",
+    "lease",
+    "status",
+    "result",
+    "error",
+    "node",
+    "max",
+    "tasks",
+    "_id",
+    "id",
+    "priority",
+    "tags",
+    "name",
+    "queue",
+    "all",
+    "progress",
+    "done",
+    "total",
+    "activity",
+    "log",
+    "file",
+    "output",
+    "engine",
+    "scene",
+    "slots",
+    "types",
+    "max_attempts",
+    "on_failure",
+    "task_timeout_s",
+    "format",
+    "exit_code",
 ];
 const STRINGS: [&str; 24] = [
-    "command", "blender", "nexrender", "done", "failed", "fail", "continue", "1-10", "1,5,10-20",
-    "1-100x5", "10-1", "1-4", "p", "{frame}", "gpu", "default", "q", "job1", "job1.0", "../x",
-    "", "-1", "18446744073709551615", "1-999999999",
+    "command",
+    "blender",
+    "nexrender",
+    "done",
+    "failed",
+    "fail",
+    "continue",
+    "1-10",
+    "1,5,10-20",
+    "1-100x5",
+    "10-1",
+    "1-4",
+    "p",
+    "{frame}",
+    "gpu",
+    "default",
+    "q",
+    "job1",
+    "job1.0",
+    "../x",
+    "",
+    "-1",
+    "18446744073709551615",
+    "1-999999999",
 ];
 
 /// A JSON value made of the API's words, ids seen so far and fuzzer bytes.
@@ -112,7 +201,13 @@ struct Farm {
 }
 
 impl Farm {
-    fn send(&self, method: &str, uri: &str, headers: &[(String, String)], body: Vec<u8>) -> (u16, Value) {
+    fn send(
+        &self,
+        method: &str,
+        uri: &str,
+        headers: &[(String, String)],
+        body: Vec<u8>,
+    ) -> (u16, Value) {
         let mut req = http::Request::builder().method(method).uri(uri);
         for (k, v) in headers {
             req = req.header(k.as_str(), v.as_str());
@@ -131,7 +226,10 @@ impl Farm {
         let resp = run(handle(req, &ctx));
         let status = resp.status().as_u16();
         let parsed: Value = serde_json::from_slice(resp.body()).unwrap_or(Value::Null);
-        assert_ne!(status, 500, "{method} {uri}: an internal error on the memory store: {parsed}");
+        assert_ne!(
+            status, 500,
+            "{method} {uri}: an internal error on the memory store: {parsed}"
+        );
         if status >= 400 {
             assert!(
                 parsed["error"]["code"].is_string() && parsed["error"]["message"].is_string(),
@@ -161,7 +259,12 @@ fn one_sequence(u: &mut Unstructured) -> Result<()> {
     // Something to act on: a job of 70 tasks (two segments) and an enrolled node.
     let spec = json!({"id": "job1", "type": "command", "frames": "1-70", "chunk_size": 1,
                       "params": {"program": "p", "args": ["{frame}"]}});
-    let (_, job) = farm.send("POST", "/v1/jobs", &admin, serde_json::to_vec(&spec).unwrap_or_default());
+    let (_, job) = farm.send(
+        "POST",
+        "/v1/jobs",
+        &admin,
+        serde_json::to_vec(&spec).unwrap_or_default(),
+    );
     harvest(&job, &mut seen);
     let (_, node) = farm.send("POST", "/v1/nodes", &admin, br#"{"name":"n"}"#.to_vec());
     harvest(&node, &mut seen);
