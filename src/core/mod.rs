@@ -43,6 +43,9 @@ pub struct Limits {
     pub params_bytes: usize,
     /// Largest log chunk in one heartbeat, bytes.
     pub log_chunk_bytes: usize,
+    /// Most log chunks kept per attempt (with `log_chunk_bytes`, bounds the log of one attempt);
+    /// later chunks are dropped, the heartbeat still extends the lease.
+    pub log_chunks_per_attempt: u32,
     /// Largest result of one task, bytes of JSON.
     pub result_bytes: usize,
     /// Most acks in one queue request.
@@ -61,6 +64,8 @@ impl Default for Limits {
             tags: 16,
             params_bytes: 64 << 10,
             log_chunk_bytes: 64 << 10,
+            // 1024 chunks of at most 64 KiB: at most 64 MiB of log per attempt.
+            log_chunks_per_attempt: 1024,
             result_bytes: 64 << 10,
             acks_per_request: 64,
             claim_max: 16,

@@ -30,7 +30,7 @@ pub struct Roots {
     pub output: PathBuf,
 }
 
-/// Builds `blender -b FILE [-S scene] -o OUT [-E engine] [-F format] -s A -e B -j S -t T -a`.
+/// Builds `blender -Y -b FILE [-S scene] -o OUT [-E engine] [-F format] -s A -e B -j S -t T -a`.
 pub fn argv(
     cfg: &BlenderType,
     roots: &Roots,
@@ -39,8 +39,15 @@ pub fn argv(
 ) -> Result<Launch, NodeError> {
     let file = required_str(params, "file")?;
     let file = paths::confine_existing("file", &roots.project, file)?;
-    let output = paths::confine("output", &roots.output, required_str(params, "output")?)?;
-    let mut argv = vec!["-b".to_string(), file.to_string_lossy().into_owned()];
+    let output = paths::confine_output("output", &roots.output, required_str(params, "output")?)?;
+    // `-Y` (no auto-run of Python scripts embedded in the .blend) must come before the file:
+    // a scene from the project root is data, and a job must not turn it into code the node runs
+    // (whatever the node user's Blender preferences say).
+    let mut argv = vec![
+        "-Y".to_string(),
+        "-b".to_string(),
+        file.to_string_lossy().into_owned(),
+    ];
     if let Some(scene) = optional_str(params, "scene")? {
         check_value("scene", scene, |c| !c.is_control())?;
         argv.extend(["-S".to_string(), scene.to_string()]);

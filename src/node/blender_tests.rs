@@ -13,9 +13,11 @@ fn fixture() -> Fixture {
     let project = tmp.path().join("project").canonicalize().unwrap();
     std::fs::create_dir_all(project.join("shots")).unwrap();
     std::fs::write(project.join("shots/a.blend"), b"BLENDER").unwrap();
+    // As the node's config makes them: both roots exist and are canonical.
+    std::fs::create_dir(tmp.path().join("out")).unwrap();
     let roots = Roots {
         project,
-        output: tmp.path().join("out"),
+        output: tmp.path().join("out").canonicalize().unwrap(),
     };
     let cfg = BlenderType {
         program: "/usr/bin/blender".into(),
@@ -51,8 +53,8 @@ fn argv_orders_output_and_range_before_render() {
         .to_string_lossy()
         .into_owned();
     let expected: Vec<String> = [
-        "-b", &file, "-S", "Main", "-o", &out, "-E", "CYCLES", "-F", "PNG", "-s", "4", "-e", "6",
-        "-j", "1", "-t", "2", "-a",
+        "-Y", "-b", &file, "-S", "Main", "-o", &out, "-E", "CYCLES", "-F", "PNG", "-s", "4", "-e",
+        "6", "-j", "1", "-t", "2", "-a",
     ]
     .iter()
     .map(|s| s.to_string())

@@ -104,6 +104,9 @@ fn check_arg(arg: &str) -> Result<(), &'static str> {
     if arg.split(['/', '=', ':']).any(|seg| seg == "..") {
         return Err("contains a '..' path segment");
     }
+    if glued_absolute_path(arg) {
+        return Err("holds an absolute path after a flag or separator (as in -o/etc/x or @/x); use {project_root} or {output_root}");
+    }
     let mut rest = arg;
     while let Some(open) = rest.find('{') {
         let close = rest[open..].find('}').ok_or("has an unclosed '{'")? + open;
@@ -113,6 +116,23 @@ fn check_arg(arg: &str) -> Result<(), &'static str> {
         rest = &rest[close + 1..];
     }
     Ok(())
+}
+
+/// Whether a `/` in `arg` starts an absolute path that is not one of the roots: right after a
+/// separator programs split values on (`=`, `:`, `,`, `@`, `;`, space), or at the end of a word
+/// that starts with `-` (a short flag with its value glued on, `-o/etc/x`, `-C/`). A `/` right
+/// after `{project_root}` or `{output_root}` is the root itself and fine; a `/` inside a plain
+/// relative word (`shots/a`) stays under the working directory, the project root.
+fn glued_absolute_path(arg: &str) -> bool {
+    const SEPARATORS: [char; 6] = ['=', ':', ',', '@', ';', ' '];
+    arg.match_indices('/').any(|(i, _)| {
+        let before = &arg[..i];
+        if before.ends_with("{project_root}") || before.ends_with("{output_root}") {
+            return false;
+        }
+        let word = before.rsplit(SEPARATORS).next().unwrap_or(before);
+        word.is_empty() || word.starts_with('-') || word.starts_with('~')
+    })
 }
 
 fn substitute(arg: &str, roots: &Roots, frames: Option<Frames>, frame: Option<i64>) -> String {

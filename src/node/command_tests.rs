@@ -83,9 +83,38 @@ fn escaping_paths_and_unknown_placeholders_are_rejected() {
         "{home}",
         "~/x",
         "a\nb",
+        "-o/etc/x",
+        "-C/",
+        "--out:/etc/x",
+        "@/etc/passwd",
+        "a,/etc/x",
+        "x y/../z",
+        "{output_root}/a/../../b",
+        "-O~/x",
     ] {
         let params = json!({"program": "touchframes", "args": [arg]});
         let err = argv(&programs, &roots, &params, None).unwrap_err();
         assert!(matches!(err, NodeError::Rejected(_)), "{arg}: {err}");
+    }
+}
+
+#[test]
+fn roots_relative_paths_and_flags_with_separate_values_are_accepted() {
+    let (programs, roots) = setup();
+    for arg in [
+        "{output_root}/f_{frame}.out",
+        "--out={output_root}/x",
+        "-o{output_root}/x",
+        "shots/a.blend",
+        "-o",
+        "--threads=4",
+        "a-b/c",
+        "scene:main",
+    ] {
+        let params = json!({"program": "touchframes", "args": [arg]});
+        assert!(
+            argv(&programs, &roots, &params, None).is_ok(),
+            "{arg} refused"
+        );
     }
 }

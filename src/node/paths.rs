@@ -58,6 +58,32 @@ pub fn confine_existing(field: &str, root: &Path, rel: &str) -> Result<PathBuf, 
     Ok(canonical)
 }
 
+/// Like [`confine`] for an output, which need not exist yet: the deepest part of it that exists
+/// must still be under `root` after following symlinks, so a symlink left in the output root
+/// (by an earlier program, or a person) cannot lead a render's files out of it.
+pub fn confine_output(field: &str, root: &Path, rel: &str) -> Result<PathBuf, NodeError> {
+    let joined = confine(field, root, rel)?;
+    let mut existing = joined.as_path();
+    // `symlink_metadata` sees a dangling symlink too: it is resolved (and refused) below.
+    while existing.symlink_metadata().is_err() {
+        match existing.parent() {
+            Some(parent) => existing = parent,
+            None => break,
+        }
+    }
+    let canonical = existing.canonicalize().map_err(|e| {
+        reject(
+            field,
+            rel,
+            &format!("cannot be resolved under the root: {e}"),
+        )
+    })?;
+    if !canonical.starts_with(root) {
+        return Err(reject(field, rel, "leads outside the output root"));
+    }
+    Ok(joined)
+}
+
 fn reject(field: &str, value: &str, why: &str) -> NodeError {
     NodeError::Rejected(format!("params.{field} {value:?} {why}"))
 }
@@ -107,5 +133,30 @@ mod tests {
             .unwrap();
         let err = confine_existing("file", &root, "link.blend").unwrap_err();
         assert!(err.to_string().contains("outside"), "{err}");
+    }
+
+    #[test]
+    fn output_through_a_symlink_out_of_root_is_rejected() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("out");
+        let elsewhere = tmp.path().join("elsewhere");
+        std::fs::create_dir_all(&root).unwrap();
+        std::fs::create_dir_all(&elsewhere).unwrap();
+        let root = root.canonicalize().unwrap();
+        std::os::unix::fs::symlink(&elsewhere, root.join("link")).unwrap();
+        std::os::unix::fs::symlink(tmp.path().join("nowhere"), root.join("dangling")).unwrap();
+        for rel in ["link/f_####", "link/new/dir/f_####", "dangling/f_####"] {
+            let err = confine_output("output", &root, rel).unwrap_err();
+            assert!(
+                err.to_string().contains("outside") || err.to_string().contains("resolved"),
+                "{rel}: {err}"
+            );
+        }
+        let ok = confine_output("output", &root, "shot/new/f_####").unwrap();
+        assert_eq!(
+            ok,
+            root.join("shot/new/f_####"),
+            "a path that does not exist yet is fine"
+        );
     }
 }

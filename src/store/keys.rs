@@ -50,6 +50,11 @@ pub fn node_list() -> String {
     "nodes".to_string()
 }
 
+/// Nodes removed within the last lease length (their leases are released by claims).
+pub fn revoked_nodes() -> String {
+    "nodes/revoked".to_string()
+}
+
 /// A result written by one attempt of a task.
 pub fn result(task: &str, attempt: u32) -> String {
     format!("result/{task}/{attempt}")

@@ -5,7 +5,7 @@ use serde_json::{json, Value};
 
 /// What the API shows of the farm; compared before and after each rejected request (and the
 /// raw store too, in-process).
-async fn observable(
+pub(crate) async fn observable(
     f: &Farm,
 ) -> (
     Option<std::collections::BTreeMap<String, Vec<u8>>>,
@@ -29,7 +29,7 @@ async fn observable(
     (f.snapshot(), jobs_only, nodes)
 }
 
-async fn rejected(
+pub(crate) async fn rejected(
     f: &Farm,
     method: &str,
     path: &str,
@@ -335,9 +335,150 @@ async fn bad_credentials_are_401_or_403(f: &Farm) {
     );
 }
 
+/// The limits `limits_answer_413` does not reach: params, result, activity, frame spec, argv,
+/// ids, node enrolment, PATCH and claim sizes. Each is refused with 413 or a 400 naming the
+/// field, and the store is unchanged.
+async fn every_other_limit_is_refused_and_changes_nothing(f: &Farm) {
+    let s = f.secret();
+    let t = Some(s.as_str());
+    let q = f.queue().to_string();
+    let to_vec = |v: &Value| serde_json::to_vec(v).unwrap_or_default();
+    let job = |extra: Value| {
+        let mut spec = json!({"type": "command", "queue": q, "params": {"program": "p"}});
+        if let (Some(s), Some(e)) = (spec.as_object_mut(), extra.as_object()) {
+            for (k, v) in e {
+                s.insert(k.clone(), v.clone());
+            }
+        }
+        to_vec(&spec)
+    };
+    // params: at most 64 KiB of JSON (the body limit is 1 MiB, so this one is the params limit).
+    let big_params = job(
+        json!({"params": {"program": "p", "args": ["{frame}"], "note": "x".repeat(70 * 1024)}}),
+    );
+    rejected(f, "POST", "/v1/jobs", &big_params, t, 413, None).await;
+    // The frame spec string.
+    let long_frames = job(json!({"frames": vec!["1"; 3000].join(",")}));
+    rejected(f, "POST", "/v1/jobs", &long_frames, t, 413, None).await;
+    // argv: at most 256 arguments of at most 4 KiB each.
+    let many_args = job(json!({"params": {"program": "p", "args": vec!["a"; 300]}}));
+    rejected(
+        f,
+        "POST",
+        "/v1/jobs",
+        &many_args,
+        t,
+        400,
+        Some("params.args"),
+    )
+    .await;
+    let long_arg = job(json!({"params": {"program": "p", "args": ["a", "b".repeat(5000)]}}));
+    rejected(
+        f,
+        "POST",
+        "/v1/jobs",
+        &long_arg,
+        t,
+        400,
+        Some("params.args[1]"),
+    )
+    .await;
+    // Ids and queue names: 64 characters.
+    let long_id = job(json!({"id": "i".repeat(65)}));
+    rejected(f, "POST", "/v1/jobs", &long_id, t, 400, Some("id")).await;
+    let long_queue = job(json!({"queue": "q".repeat(65)}));
+    rejected(f, "POST", "/v1/jobs", &long_queue, t, 400, Some("queue")).await;
+    let long_tag = job(json!({"tags": ["t".repeat(33)]}));
+    rejected(f, "POST", "/v1/jobs", &long_tag, t, 400, Some("tags")).await;
+    // Node enrolment: name length, tag count, slots.
+    let long_node = to_vec(&json!({"name": "n".repeat(300)}));
+    rejected(f, "POST", "/v1/nodes", &long_node, t, 400, Some("name")).await;
+    let tags: Vec<String> = (0..40).map(|i| format!("t{i}")).collect();
+    rejected(
+        f,
+        "POST",
+        "/v1/nodes",
+        &to_vec(&json!({"tags": tags})),
+        t,
+        413,
+        None,
+    )
+    .await;
+    rejected(
+        f,
+        "POST",
+        "/v1/nodes",
+        &to_vec(&json!({"slots": 10_000})),
+        t,
+        400,
+        Some("slots"),
+    )
+    .await;
+
+    let submitted = f.submit(json!({"frames": "1"})).await;
+    let jid = submitted["id"].as_str().unwrap_or_default().to_string();
+    // PATCH: the same tag limit as a submit.
+    rejected(
+        f,
+        "PATCH",
+        &format!("/v1/jobs/{jid}"),
+        &to_vec(&json!({"tags": tags})),
+        t,
+        413,
+        None,
+    )
+    .await;
+    // A claim: at most `max_tasks` (16) at once.
+    let greedy = to_vec(&json!({"node": "n", "max": 1000}));
+    rejected(
+        f,
+        "POST",
+        &format!("/v1/queue/{q}"),
+        &greedy,
+        t,
+        400,
+        Some("max"),
+    )
+    .await;
+
+    let task = f.claim("n", 1).await.remove(0);
+    let id = task["_id"].as_str().unwrap_or_default().to_string();
+    // A result: at most 64 KiB of JSON.
+    let big_result = json!({"lease": task["lease"], "status": "done", "result": {"log_tail": "x".repeat(70 * 1024)}});
+    rejected(
+        f,
+        "POST",
+        &format!("/v1/tasks/{id}/ack"),
+        &to_vec(&big_result),
+        t,
+        413,
+        None,
+    )
+    .await;
+    // An activity line: at most 1 KiB.
+    let long_activity = json!({"lease": task["lease"], "activity": "x".repeat(2000)});
+    rejected(
+        f,
+        "POST",
+        &format!("/v1/tasks/{id}/heartbeat"),
+        &to_vec(&long_activity),
+        t,
+        400,
+        Some("activity"),
+    )
+    .await;
+    // The limits did not break the lease: the same lease still acks.
+    assert_eq!(
+        f.done(&task).await.status,
+        200,
+        "the task is still the node's after refused requests"
+    );
+}
+
 crate::cases!(
     bad_job_specs_name_the_field_and_change_nothing,
     limits_answer_413,
     unknown_ids_and_routes_are_404,
-    bad_credentials_are_401_or_403
+    bad_credentials_are_401_or_403,
+    every_other_limit_is_refused_and_changes_nothing,
 );

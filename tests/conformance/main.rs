@@ -5,9 +5,11 @@ mod harness;
 #[path = "../support/png.rs"]
 mod png;
 
+mod auth;
 mod claims;
 mod errors;
 mod jobs;
+mod late_acks;
 mod nexrender;
 mod nodes;
 mod openapi;

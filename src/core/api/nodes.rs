@@ -163,10 +163,11 @@ pub async fn action<S: Store>(ctx: &Ctx<'_, S>, id: &str, action: &str) -> Resul
     Ok(json(StatusCode::OK, &view(&n)))
 }
 
-/// `DELETE /v1/nodes/{id}`: the token stops working at once; its leases lapse and go back to
-/// the queue at the next claim after they expire.
+/// `DELETE /v1/nodes/{id}`: the token stops working at once, and the next claim that meets one
+/// of its leases gives the task to another node (see `scheduler::revoked`).
 pub async fn delete<S: Store>(ctx: &Ctx<'_, S>, id: &str) -> Result<Response<Bytes>> {
     load_node(ctx, id).await?;
+    crate::core::scheduler::revoked::revoke(ctx, id).await?;
     ctx.store.delete(&keys::node(id), Cond::Any).await?;
     update_list(ctx, |l| l.ids.retain(|n| n != id)).await?;
     Ok(json(StatusCode::OK, &json!({"id": id, "deleted": true})))

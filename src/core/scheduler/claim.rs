@@ -12,6 +12,7 @@
 //! is no longer ours (`still_ours`). Only there; everywhere else the CAS alone decides.
 
 use super::index::{self, Entry, PageRead, Scan};
+use super::revoked::{held_by_revoked, revoked_ids, settle_revoked};
 pub use super::select::{Order, Selection};
 use super::task_ref::task_id;
 use crate::core::error::Result;
@@ -139,6 +140,7 @@ async fn claim_in_segment<S: Store>(
     seg: u32,
     claimer: &Claimer,
     want: usize,
+    revoked: &[String],
 ) -> Result<SegmentClaim> {
     let key = keys::segment(&job.spec.id, &job.gen, seg);
     for _ in 0..CAS_RETRIES {
@@ -157,6 +159,10 @@ async fn claim_in_segment<S: Store>(
                 settle_expired(task, job.spec.max_attempts, ctx.now_ms);
                 newly_failed |= task.state == TaskState::Failed;
                 expired += 1;
+                changed = true;
+            } else if held_by_revoked(task, revoked) {
+                // Its node was removed: it can never heartbeat or ack again.
+                settle_revoked(task, ctx.now_ms);
                 changed = true;
             }
             if claimed.len() < want && claimable(task, &claimer.node, ctx.now_ms) {
@@ -265,6 +271,7 @@ pub async fn claim_where<S: Store>(
     sel: &Selection<'_>,
 ) -> Result<Vec<Claimed>> {
     let mut scan = Scan::open_parts(ctx, queue, sel.parts, sel.order == Order::NewestFirst).await?;
+    let revoked = revoked_ids(ctx).await?;
     let mut jobs: HashMap<String, Option<JobRecord>> = HashMap::new();
     let mut out = Vec::new();
     let mut budget = SCAN_BUDGET;
@@ -312,7 +319,8 @@ pub async fn claim_where<S: Store>(
                 drops[i].push(entry.n);
                 continue;
             }
-            let got = claim_in_segment(ctx, job, entry.seg, claimer, max - out.len()).await?;
+            let got =
+                claim_in_segment(ctx, job, entry.seg, claimer, max - out.len(), &revoked).await?;
             if !got.live {
                 drops[i].push(entry.n);
             }

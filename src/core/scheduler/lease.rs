@@ -81,6 +81,16 @@ pub async fn extend_if_lease<S: Store>(
             .rev()
             .find(|a| a.attempt == lease.attempt)
             .map_or(0, |a| a.log_chunks);
+        if chunk >= ctx.config.limits.log_chunks_per_attempt {
+            // The attempt's log is full: keep its beginning and keep the lease alive (a render
+            // must not die of its own verbosity), but store no more text for it.
+            return update_task(ctx, task, |job, t| {
+                check_lease(job, t, &beat.token, node)?;
+                apply_beat(ctx, t, &beat);
+                Ok(())
+            })
+            .await;
+        }
         ctx.store
             .put(
                 &keys::log_chunk(&task.id(), lease.attempt, chunk),

@@ -5,6 +5,7 @@
 //! - `claim.rs`: `claimable()` and the claim itself.
 //! - `lease.rs`: heartbeat (extend) and release, guarded by the lease token.
 //! - `ack.rs`: done / failed, guarded by the lease token; first success wins.
+//! - `revoked.rs`: removed nodes, whose leases claims release at once.
 //! - `select.rs`: which partitions a claim reads and in which order.
 //! - `task_ref.rs`: task ids and the read-modify-CAS loop on one task.
 
@@ -12,5 +13,6 @@ pub mod ack;
 pub mod claim;
 pub mod index;
 pub mod lease;
+pub mod revoked;
 pub mod select;
 pub mod task_ref;
