@@ -102,6 +102,13 @@ pub async fn run(loader: Loader) -> Result<Exit, NodeError> {
             long_polling = false;
         }
         if in_flight.is_none() && pool.busy() == 0 {
+            // A slot can be seen gone (supervise) before its last report is read: handle every
+            // report still queued before deciding to exit, or its ack or release is lost.
+            while let Ok(report) = reports.try_recv() {
+                on_report(report, &shared, &mut pool, &mut outbox).await;
+            }
+        }
+        if in_flight.is_none() && pool.busy() == 0 {
             if draining && forced_at.is_none() && outbox.is_empty() {
                 tracing::info!("drained: every task finished and acked");
                 return Ok(Exit::Drained);
@@ -153,17 +160,7 @@ pub async fn run(loader: Loader) -> Result<Exit, NodeError> {
             _ = int.recv() => stop_signal(&mut draining, &mut forced_at, &mut pool, &abort_tx),
             _ = hup.recv() => reload(&loader, &shared, &mut pool, draining),
             Some(report) = reports.recv() => {
-                pool.finished(report.slot);
-                let task = report.task;
-                match report.outcome {
-                    Outcome::Done(result) => outbox.push(Ack { id: task.id, status: AckStatus::Done, lease: task.lease, result: Some(result), error: None }),
-                    Outcome::Failed(error) => {
-                        tracing::warn!(task = %task.id, %error, "task failed");
-                        outbox.push(Ack { id: task.id, status: AckStatus::Failed, lease: task.lease, result: None, error: Some(error) });
-                    }
-                    Outcome::LeaseLost => tracing::warn!(task = %task.id, "lease lost; not acking"),
-                    Outcome::Aborted => poll::release(&shared, &task).await,
-                }
+                on_report(report, &shared, &mut pool, &mut outbox).await;
                 if !backoff.failing() {
                     next_poll = Instant::now();
                 }
@@ -188,6 +185,38 @@ pub async fn run(loader: Loader) -> Result<Exit, NodeError> {
             }
             _ = sleep_until(next_poll), if in_flight.is_none() => {}
         }
+    }
+}
+
+/// What a slot's report of a finished task turns into: an ack to send, or a release.
+async fn on_report(
+    report: super::slot::Report,
+    shared: &Shared,
+    pool: &mut Pool,
+    outbox: &mut Outbox,
+) {
+    pool.finished(report.slot);
+    let task = report.task;
+    match report.outcome {
+        Outcome::Done(result) => outbox.push(Ack {
+            id: task.id,
+            status: AckStatus::Done,
+            lease: task.lease,
+            result: Some(result),
+            error: None,
+        }),
+        Outcome::Failed(error) => {
+            tracing::warn!(task = %task.id, %error, "task failed");
+            outbox.push(Ack {
+                id: task.id,
+                status: AckStatus::Failed,
+                lease: task.lease,
+                result: None,
+                error: Some(error),
+            });
+        }
+        Outcome::LeaseLost => tracing::warn!(task = %task.id, "lease lost; not acking"),
+        Outcome::Aborted => poll::release(shared, &task).await,
     }
 }
 
