@@ -212,6 +212,11 @@ impl Farm {
         matches!(health["store"]["kind"].as_str(), Some("sqlite" | "memory"))
     }
 
+    /// Whether other cases use the same server at the same time (`EDGEFARM_URL`).
+    pub fn is_shared(&self) -> bool {
+        matches!(self, Farm::Http { server: None, .. })
+    }
+
     pub fn is_http(&self) -> bool {
         matches!(self, Farm::Http { .. })
     }
