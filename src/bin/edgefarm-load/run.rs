@@ -244,9 +244,9 @@ pub async fn run(plan: &Plan) -> anyhow::Result<Report> {
     };
     let (mut queued, mut ids) = (0u64, Vec::<String>::new());
     for &n in &plan.sizes {
-        let size_deadline = plan
-            .deadline
-            .min(Instant::now() + Duration::from_secs(plan.seconds_per_size));
+        // Claiming time at this depth; filling is bounded by the run's deadline only, since
+        // the claims must be measured at the depth asked for.
+        let claim_time = Duration::from_secs(plan.seconds_per_size);
         let mut r = SizeResult {
             queued: n,
             ..Default::default()
@@ -254,11 +254,9 @@ pub async fn run(plan: &Plan) -> anyhow::Result<Report> {
         let (mut submit_lat, mut submit_wall) = (Latencies::default(), Duration::ZERO);
         let (mut claim, mut finish, mut claim_wall) =
             (Latencies::default(), Latencies::default(), Duration::ZERO);
-        while r.cycles < plan.cycles && Instant::now() < size_deadline {
+        while r.cycles < plan.cycles && claim_wall < claim_time && Instant::now() < plan.deadline {
             let jobs = n.saturating_sub(queued).div_ceil(tpj);
             if jobs > 0 {
-                // Filling is bounded by the run's deadline, not the size's: the claims must be
-                // measured at the depth asked for.
                 let fill = submit(&submitters, jobs, ids.len() as u64, plan.deadline).await?;
                 r.submitted_jobs += fill.ids.len() as u64;
                 queued += fill.ids.len() as u64 * tpj;
@@ -270,7 +268,10 @@ pub async fn run(plan: &Plan) -> anyhow::Result<Report> {
                 anyhow::bail!("the deadline passed while filling the queue to {n}");
             }
             let budget = (plan.cycles - r.cycles).min(n.div_ceil(2)).max(1);
-            let round = claim_round(&mut pickers, budget, size_deadline).await?;
+            let round_deadline = plan
+                .deadline
+                .min(Instant::now() + (claim_time - claim_wall));
+            let round = claim_round(&mut pickers, budget, round_deadline).await?;
             queued = queued.saturating_sub(round.claimed);
             r.cycles += round.claimed;
             r.rounds += 1;
