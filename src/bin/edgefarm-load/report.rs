@@ -11,16 +11,17 @@ pub fn table(r: &Report) -> String {
         "\n### {} ({} protocol, {} pickers, {} submitting clients, {} task(s) per job)\n",
         r.label, r.protocol, r.pickers, r.clients, r.tasks_per_job
     );
-    let _ = writeln!(out, "| queued tasks | claims/s | vs first | claim p50 ms | claim p99 ms | finish p50 ms | finish p99 ms | submit jobs/s | submit p99 ms |");
-    let _ = writeln!(out, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(out, "| queued tasks | claims/s | vs first | server CPU ms/claim | claim p50 ms | claim p99 ms | finish p50 ms | finish p99 ms | submit jobs/s | submit p99 ms |");
+    let _ = writeln!(out, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let first = r.sizes.first().map_or(0.0, |s| s.claims_per_s);
     for s in &r.sizes {
         let _ = writeln!(
             out,
-            "| {} | {:.0} | {} | {:.2} | {:.2} | {} | {} | {:.0} | {:.2} |",
+            "| {} | {:.0} | {} | {:.3} | {:.2} | {:.2} | {} | {} | {:.0} | {:.2} |",
             s.queued,
             s.claims_per_s,
             ratio(s.claims_per_s, first),
+            s.server_cpu_ms_per_claim,
             s.claim.p50_ms,
             s.claim.p99_ms,
             opt_ms(s.finish.count, s.finish.p50_ms),
@@ -87,6 +88,12 @@ pub fn compare(a: &Report, b: &Report) -> String {
             sa.claims_per_s,
             sb.claims_per_s,
             true,
+        );
+        row(
+            format!("server CPU ms per pickup cycle, {n} queued"),
+            sa.server_cpu_ms_per_claim,
+            sb.server_cpu_ms_per_claim,
+            false,
         );
         row(
             format!("pickup p50 ms, {n} queued"),

@@ -45,6 +45,10 @@ pub struct SizeResult {
     /// nexrender's `PUT state: finished` (the `/v1` ack rides on the claim request).
     pub finish: Summary,
     pub rounds: u64,
+    /// CPU time the server process spent per claim cycle (user + system, all its threads):
+    /// the cost of a claim, far less sensitive than claims/s to other load on the machine.
+    #[serde(default)]
+    pub server_cpu_ms_per_claim: f64,
 }
 
 /// Everything one run measured.
@@ -254,6 +258,7 @@ pub async fn run(plan: &Plan) -> anyhow::Result<Report> {
         let (mut submit_lat, mut submit_wall) = (Latencies::default(), Duration::ZERO);
         let (mut claim, mut finish, mut claim_wall) =
             (Latencies::default(), Latencies::default(), Duration::ZERO);
+        let mut claim_ticks = 0u64;
         while r.cycles < plan.cycles && claim_wall < claim_time && Instant::now() < plan.deadline {
             let jobs = n.saturating_sub(queued).div_ceil(tpj);
             if jobs > 0 {
@@ -271,7 +276,16 @@ pub async fn run(plan: &Plan) -> anyhow::Result<Report> {
             let round_deadline = plan
                 .deadline
                 .min(Instant::now() + (claim_time - claim_wall));
+            let cpu_before = plan.pid.and_then(cpu_ticks);
             let round = claim_round(&mut pickers, budget, round_deadline).await?;
+            if let (Some(b), Some(a)) = (cpu_before, plan.pid.and_then(cpu_ticks)) {
+                claim_ticks += a.saturating_sub(b);
+            }
+            // Acks still owed are sent now, untimed: a lease must not lapse while the next
+            // fill runs (a fill to 100,000 can take longer than the 60 s lease).
+            for p in pickers.iter_mut() {
+                p.flush().await?;
+            }
             queued = queued.saturating_sub(round.claimed);
             r.cycles += round.claimed;
             r.rounds += 1;
@@ -286,15 +300,16 @@ pub async fn run(plan: &Plan) -> anyhow::Result<Report> {
         r.submit = submit_lat.summary();
         r.claims_per_s = per_second(r.cycles, claim_wall);
         r.claim = claim.summary();
+        if plan.pid.is_some() && r.cycles > 0 {
+            r.server_cpu_ms_per_claim =
+                claim_ticks as f64 / ticks_per_second() * 1000.0 / r.cycles as f64;
+        }
         r.finish = finish.summary();
         eprintln!(
-            "[{}] {n} queued: {} jobs submitted at {:.0}/s; {} claims at {:.0}/s, p50 {:.2} ms, p99 {:.2} ms",
-            plan.label, r.submitted_jobs, r.submit_jobs_per_s, r.cycles, r.claims_per_s, r.claim.p50_ms, r.claim.p99_ms
+            "[{}] {n} queued: {} jobs submitted at {:.0}/s; {} claims at {:.0}/s, p50 {:.2} ms, p99 {:.2} ms, server CPU {:.3} ms/claim",
+            plan.label, r.submitted_jobs, r.submit_jobs_per_s, r.cycles, r.claims_per_s, r.claim.p50_ms, r.claim.p99_ms, r.server_cpu_ms_per_claim
         );
         report.sizes.push(r);
-    }
-    for p in pickers.iter_mut() {
-        p.flush().await?;
     }
     let ids = Arc::new(ids);
     let (lat, wall) = reads(&submitters, ids.clone(), plan.reads, plan.deadline).await?;
