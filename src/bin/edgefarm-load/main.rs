@@ -64,6 +64,10 @@ struct RunArgs {
     /// Concurrent pickers claiming tasks.
     #[arg(long, default_value_t = 8)]
     pickers: usize,
+    /// Concurrent clients submitting during the claim phase to hold the queue depth (default:
+    /// as many as pickers, so that the refill keeps up with the claims).
+    #[arg(long)]
+    refillers: Option<usize>,
     /// Claim cycles measured at each queue depth (at most).
     #[arg(long, default_value_t = 2000)]
     cycles: u64,
@@ -132,6 +136,7 @@ fn main() -> anyhow::Result<()> {
                 sizes: args.sizes,
                 clients: args.clients.max(1),
                 pickers: args.pickers.max(1),
+                refillers: args.refillers.unwrap_or(args.pickers).max(1),
                 cycles: args.cycles,
                 seconds_per_size: args.seconds,
                 reads: args.reads,

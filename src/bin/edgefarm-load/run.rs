@@ -1,18 +1,23 @@
-//! One benchmark run against one server: for each queue depth, top the queue up to that many
-//! tasks (submit phase), then claim and finish tasks with concurrent pickers (claim phase);
-//! then status reads, and the server's memory and idle CPU.
+//! One benchmark run against one server: for each queue depth N, fill the queue to N tasks
+//! (submit phase: jobs/s), then claim and finish tasks with concurrent pickers while refillers
+//! keep N tasks queued (claim phase: claims/s, latencies, server CPU per cycle); then status
+//! reads, and the server's memory and idle CPU.
 //!
-//! The queue is refilled between rounds rather than drained: a round claims at most half of
-//! the tasks queued, so every claim is measured with between N/2 and N tasks waiting. The
-//! generator assumes it is the only client of an empty server and counts queued tasks itself.
-//! Every loop is bounded by a count and by a deadline.
+//! Steady state rather than drain-and-refill rounds: every claim is measured with N tasks
+//! queued (less the few claimed since the last refill), and the load has the same shape at
+//! every depth — P pickers, each claim followed by one refill submit — so that the numbers of
+//! two depths differ only by the depth. (Rounds that stop to refill were tried first: at small
+//! depths the pickers spent much of each round starting and stopping, which made shallow queues
+//! look slower than deep ones.) The generator assumes it is the only client of an empty server
+//! and counts queued tasks itself. Every loop is bounded by a count and by a deadline.
 
 use crate::proto::{Client, Cycle, Protocol, Target};
 use crate::stats::{cpu_ticks, rss_kib, ticks_per_second, Latencies, RssSampler, Summary};
 use serde::{Deserialize, Serialize};
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio::sync::Notify;
 use tokio::task::JoinSet;
 
 /// What to run.
@@ -24,6 +29,7 @@ pub struct Plan {
     pub sizes: Vec<u64>,
     pub clients: usize,
     pub pickers: usize,
+    pub refillers: usize,
     pub cycles: u64,
     pub seconds_per_size: u64,
     pub reads: u64,
@@ -35,6 +41,7 @@ pub struct Plan {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct SizeResult {
     pub queued: u64,
+    /// Jobs submitted to fill the queue to this depth (without claims running).
     pub submitted_jobs: u64,
     pub submit_jobs_per_s: f64,
     pub submit: Summary,
@@ -44,9 +51,15 @@ pub struct SizeResult {
     pub claim: Summary,
     /// nexrender's `PUT state: finished` (the `/v1` ack rides on the claim request).
     pub finish: Summary,
-    pub rounds: u64,
-    /// CPU time the server process spent per claim cycle (user + system, all its threads):
-    /// the cost of a claim, far less sensitive than claims/s to other load on the machine.
+    /// Submits made during the claim phase to hold the depth.
+    #[serde(default)]
+    pub refills: u64,
+    /// Claim requests that found nothing (the refillers fell behind).
+    #[serde(default)]
+    pub empty_claims: u64,
+    /// CPU time the server process spent per claim cycle (user + system, all its threads),
+    /// refill included: the cost of a cycle, far less sensitive than claims/s to other load on
+    /// the machine.
     #[serde(default)]
     pub server_cpu_ms_per_claim: f64,
 }
@@ -114,72 +127,132 @@ async fn submit(
     Ok(fill)
 }
 
-struct Round {
+/// The claim phase at one depth.
+struct Steady {
     claimed: u64,
+    empty: u64,
     claim: Latencies,
     finish: Latencies,
     wall: Duration,
+    refill_ids: Vec<String>,
 }
 
-/// Runs `budget` claim cycles spread over the pickers; the pickers come back for the next round.
-async fn claim_round(
-    pickers: &mut Vec<Client>,
-    budget: u64,
+/// Shared between pickers and refillers: tasks queued as far as the generator knows.
+struct Level {
+    queued: AtomicI64,
+    depth: i64,
+    tasks_per_job: i64,
+    claimed: Notify,
+    stop: AtomicBool,
+}
+
+async fn picker(
+    mut p: Client,
+    level: Arc<Level>,
+    left: Arc<AtomicI64>,
     deadline: Instant,
-) -> anyhow::Result<Round> {
-    let left = Arc::new(AtomicI64::new(i64::try_from(budget).unwrap_or(i64::MAX)));
-    let start = Instant::now();
-    let mut set = JoinSet::new();
-    for mut p in pickers.drain(..) {
-        let left = left.clone();
-        set.spawn(async move {
-            let (mut claim, mut finish, mut claimed) =
-                (Latencies::default(), Latencies::default(), 0u64);
-            let mut outcome = Ok(());
-            while left.fetch_sub(1, Ordering::Relaxed) > 0 && Instant::now() < deadline {
-                match p.cycle().await {
-                    Ok(Cycle::Claimed(took)) => {
-                        claimed += 1;
-                        let mut it = took.into_iter();
-                        if let Some(t) = it.next() {
-                            claim.push(t);
-                        }
-                        for t in it {
-                            finish.push(t);
-                        }
-                    }
-                    // The queue ran dry earlier than counted: end the round.
-                    Ok(Cycle::Empty) => break,
-                    Err(e) => {
-                        outcome = Err(e);
-                        break;
-                    }
+) -> (Client, Latencies, Latencies, u64, u64, anyhow::Result<()>) {
+    let (mut claim, mut finish, mut claimed, mut empty) =
+        (Latencies::default(), Latencies::default(), 0u64, 0u64);
+    while left.fetch_sub(1, Ordering::Relaxed) > 0 && Instant::now() < deadline {
+        match p.cycle().await {
+            Ok(Cycle::Claimed(took)) => {
+                claimed += 1;
+                level.queued.fetch_sub(1, Ordering::Relaxed);
+                level.claimed.notify_one();
+                let mut it = took.into_iter();
+                if let Some(t) = it.next() {
+                    claim.push(t);
+                }
+                for t in it {
+                    finish.push(t);
                 }
             }
-            (p, claim, finish, claimed, outcome)
-        });
+            Ok(Cycle::Empty) => {
+                // The refillers fell behind (possible at tiny depths): count it, let them run.
+                empty += 1;
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            Err(e) => return (p, claim, finish, claimed, empty, Err(e)),
+        }
     }
-    let mut round = Round {
+    (p, claim, finish, claimed, empty, Ok(()))
+}
+
+async fn refiller(c: Arc<Client>, level: Arc<Level>, first: u64) -> anyhow::Result<Vec<String>> {
+    let mut ids = Vec::new();
+    while !level.stop.load(Ordering::Relaxed) {
+        // Reserve the tasks before submitting, so concurrent refillers do not overshoot.
+        let before = level
+            .queued
+            .fetch_add(level.tasks_per_job, Ordering::Relaxed);
+        if before + level.tasks_per_job > level.depth {
+            level
+                .queued
+                .fetch_sub(level.tasks_per_job, Ordering::Relaxed);
+            // Full: wait for a claim (or a moment, so a missed wake-up or the stop is seen).
+            let _ = tokio::time::timeout(Duration::from_millis(5), level.claimed.notified()).await;
+            continue;
+        }
+        let (id, _) = c.submit(first + ids.len() as u64).await?;
+        ids.push(id);
+    }
+    Ok(ids)
+}
+
+/// Runs up to `budget` claim cycles over the pickers while the refillers hold the depth.
+async fn steady(
+    pickers: &mut Vec<Client>,
+    refillers: &[Arc<Client>],
+    level: Arc<Level>,
+    budget: u64,
+    deadline: Instant,
+) -> anyhow::Result<Steady> {
+    let left = Arc::new(AtomicI64::new(i64::try_from(budget).unwrap_or(i64::MAX)));
+    let mut fill_set = JoinSet::new();
+    for (i, c) in refillers.iter().enumerate() {
+        // Distinct job names per refiller; names are informational only.
+        let first = 1_000_000_000 * (i as u64 + 1);
+        fill_set.spawn(refiller(c.clone(), level.clone(), first));
+    }
+    let start = Instant::now();
+    let mut set = JoinSet::new();
+    for p in pickers.drain(..) {
+        set.spawn(picker(p, level.clone(), left.clone(), deadline));
+    }
+    let mut out = Steady {
         claimed: 0,
+        empty: 0,
         claim: Latencies::default(),
         finish: Latencies::default(),
         wall: Duration::ZERO,
+        refill_ids: Vec::new(),
     };
     let mut first_error = None;
     while let Some(done) = set.join_next().await {
-        let (p, claim, finish, claimed, outcome) = done?;
+        let (p, claim, finish, claimed, empty, outcome) = done?;
         pickers.push(p);
-        round.claimed += claimed;
-        round.claim.extend(claim);
-        round.finish.extend(finish);
+        out.claimed += claimed;
+        out.empty += empty;
+        out.claim.extend(claim);
+        out.finish.extend(finish);
         if let Err(e) = outcome {
             first_error.get_or_insert(e);
         }
     }
-    round.wall = start.elapsed();
+    out.wall = start.elapsed();
+    level.stop.store(true, Ordering::Relaxed);
+    while let Some(done) = fill_set.join_next().await {
+        match done? {
+            Ok(ids) => out.refill_ids.extend(ids),
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
+    }
     match first_error {
         Some(e) => Err(e),
-        None => Ok(round),
+        None => Ok(out),
     }
 }
 
@@ -231,9 +304,13 @@ pub async fn run(plan: &Plan) -> anyhow::Result<Report> {
         Protocol::V1 => plan.target.tasks_per_job.max(1),
         Protocol::Nexrender => 1,
     };
-    let submitters = (0..plan.clients)
-        .map(|i| Client::new(&plan.target, format!("load-submit-{i}")).map(Arc::new))
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    let clients = |n: usize, what: &str| {
+        (0..n)
+            .map(|i| Client::new(&plan.target, format!("load-{what}-{i}")).map(Arc::new))
+            .collect::<anyhow::Result<Vec<_>>>()
+    };
+    let submitters = clients(plan.clients, "submit")?;
+    let refillers = clients(plan.refillers, "refill")?;
     let mut pickers = (0..plan.pickers)
         .map(|i| Client::new(&plan.target, format!("load-picker-{i}")))
         .collect::<anyhow::Result<Vec<_>>>()?;
@@ -248,66 +325,62 @@ pub async fn run(plan: &Plan) -> anyhow::Result<Report> {
     };
     let (mut queued, mut ids) = (0u64, Vec::<String>::new());
     for &n in &plan.sizes {
-        // Claiming time at this depth; filling is bounded by the run's deadline only, since
-        // the claims must be measured at the depth asked for.
-        let claim_time = Duration::from_secs(plan.seconds_per_size);
         let mut r = SizeResult {
             queued: n,
             ..Default::default()
         };
-        let (mut submit_lat, mut submit_wall) = (Latencies::default(), Duration::ZERO);
-        let (mut claim, mut finish, mut claim_wall) =
-            (Latencies::default(), Latencies::default(), Duration::ZERO);
-        let mut claim_ticks = 0u64;
-        while r.cycles < plan.cycles && claim_wall < claim_time && Instant::now() < plan.deadline {
-            let jobs = n.saturating_sub(queued).div_ceil(tpj);
-            if jobs > 0 {
-                let fill = submit(&submitters, jobs, ids.len() as u64, plan.deadline).await?;
-                r.submitted_jobs += fill.ids.len() as u64;
-                queued += fill.ids.len() as u64 * tpj;
-                ids.extend(fill.ids);
-                submit_lat.extend(fill.lat);
-                submit_wall += fill.wall;
-            }
-            if queued < n {
-                anyhow::bail!("the deadline passed while filling the queue to {n}");
-            }
-            let budget = (plan.cycles - r.cycles).min(n.div_ceil(2)).max(1);
-            let round_deadline = plan
-                .deadline
-                .min(Instant::now() + (claim_time - claim_wall));
-            let cpu_before = plan.pid.and_then(cpu_ticks);
-            let round = claim_round(&mut pickers, budget, round_deadline).await?;
-            if let (Some(b), Some(a)) = (cpu_before, plan.pid.and_then(cpu_ticks)) {
-                claim_ticks += a.saturating_sub(b);
-            }
-            // Acks still owed are sent now, untimed: a lease must not lapse while the next
-            // fill runs (a fill to 100,000 can take longer than the 60 s lease).
-            for p in pickers.iter_mut() {
-                p.flush().await?;
-            }
-            queued = queued.saturating_sub(round.claimed);
-            r.cycles += round.claimed;
-            r.rounds += 1;
-            claim.extend(round.claim);
-            finish.extend(round.finish);
-            claim_wall += round.wall;
-            if round.claimed == 0 {
-                break;
+        let jobs = n.saturating_sub(queued).div_ceil(tpj);
+        let fill = submit(&submitters, jobs, ids.len() as u64, plan.deadline).await?;
+        r.submitted_jobs = fill.ids.len() as u64;
+        r.submit_jobs_per_s = per_second(r.submitted_jobs, fill.wall);
+        r.submit = fill.lat.summary();
+        queued += r.submitted_jobs * tpj;
+        ids.extend(fill.ids);
+        if queued < n {
+            anyhow::bail!("the deadline passed while filling the queue to {n}");
+        }
+        let level = Arc::new(Level {
+            queued: AtomicI64::new(i64::try_from(queued).unwrap_or(i64::MAX)),
+            depth: i64::try_from(n).unwrap_or(i64::MAX),
+            tasks_per_job: i64::try_from(tpj).unwrap_or(1),
+            claimed: Notify::new(),
+            stop: AtomicBool::new(false),
+        });
+        let deadline = plan
+            .deadline
+            .min(Instant::now() + Duration::from_secs(plan.seconds_per_size));
+        let cpu_before = plan.pid.and_then(cpu_ticks);
+        let s = steady(
+            &mut pickers,
+            &refillers,
+            level.clone(),
+            plan.cycles,
+            deadline,
+        )
+        .await?;
+        let cpu_after = plan.pid.and_then(cpu_ticks);
+        // Acks still owed are sent now, untimed: a lease must not lapse while the next fill
+        // runs (a fill to 100,000 can take longer than the 60 s lease).
+        for p in pickers.iter_mut() {
+            p.flush().await?;
+        }
+        queued = u64::try_from(level.queued.load(Ordering::Relaxed)).unwrap_or(0);
+        r.cycles = s.claimed;
+        r.empty_claims = s.empty;
+        r.refills = s.refill_ids.len() as u64;
+        ids.extend(s.refill_ids);
+        r.claims_per_s = per_second(s.claimed, s.wall);
+        r.claim = s.claim.summary();
+        r.finish = s.finish.summary();
+        if let (Some(b), Some(a)) = (cpu_before, cpu_after) {
+            if r.cycles > 0 {
+                r.server_cpu_ms_per_claim =
+                    a.saturating_sub(b) as f64 / ticks_per_second() * 1000.0 / r.cycles as f64;
             }
         }
-        r.submit_jobs_per_s = per_second(submit_lat.0.len() as u64, submit_wall);
-        r.submit = submit_lat.summary();
-        r.claims_per_s = per_second(r.cycles, claim_wall);
-        r.claim = claim.summary();
-        if plan.pid.is_some() && r.cycles > 0 {
-            r.server_cpu_ms_per_claim =
-                claim_ticks as f64 / ticks_per_second() * 1000.0 / r.cycles as f64;
-        }
-        r.finish = finish.summary();
         eprintln!(
-            "[{}] {n} queued: {} jobs submitted at {:.0}/s; {} claims at {:.0}/s, p50 {:.2} ms, p99 {:.2} ms, server CPU {:.3} ms/claim",
-            plan.label, r.submitted_jobs, r.submit_jobs_per_s, r.cycles, r.claims_per_s, r.claim.p50_ms, r.claim.p99_ms, r.server_cpu_ms_per_claim
+            "[{}] {n} queued: {} jobs submitted at {:.0}/s; {} claims at {:.0}/s, p50 {:.2} ms, p99 {:.2} ms, server CPU {:.3} ms/cycle ({} refills, {} empty claims)",
+            plan.label, r.submitted_jobs, r.submit_jobs_per_s, r.cycles, r.claims_per_s, r.claim.p50_ms, r.claim.p99_ms, r.server_cpu_ms_per_claim, r.refills, r.empty_claims
         );
         report.sizes.push(r);
     }
