@@ -12,6 +12,7 @@
 //! (the real nexrender-server included) and so that `cargo test --all-targets` builds it
 //! without running it.
 
+mod paired;
 mod proto;
 mod report;
 mod run;
@@ -68,6 +69,14 @@ struct RunArgs {
     /// as many as pickers, so that the refill keeps up with the claims).
     #[arg(long)]
     refillers: Option<usize>,
+    /// After the sweep, pairs of alternating slots on a shallow queue (the first size) and the
+    /// deep one (the last size) on the same server, for a depth ratio that other load on the
+    /// machine does not skew (`/v1` only; 0: none).
+    #[arg(long, default_value_t = 0)]
+    pairs: u64,
+    /// Seconds per slot of the paired comparison.
+    #[arg(long, default_value_t = 3)]
+    slot_seconds: u64,
     /// Claim cycles measured at each queue depth (at most).
     #[arg(long, default_value_t = 2000)]
     cycles: u64,
@@ -130,6 +139,7 @@ fn main() -> anyhow::Result<()> {
                     secret: args.secret,
                     protocol: args.protocol,
                     tasks_per_job: args.tasks_per_job,
+                    queue: "default".into(),
                 },
                 label: args.label,
                 pid: args.pid,
@@ -137,6 +147,8 @@ fn main() -> anyhow::Result<()> {
                 clients: args.clients.max(1),
                 pickers: args.pickers.max(1),
                 refillers: args.refillers.unwrap_or(args.pickers).max(1),
+                pairs: args.pairs,
+                slot_seconds: args.slot_seconds.max(1),
                 cycles: args.cycles,
                 seconds_per_size: args.seconds,
                 reads: args.reads,
@@ -148,6 +160,7 @@ fn main() -> anyhow::Result<()> {
                 plan.cycles = 200;
                 plan.reads = 200;
                 plan.idle_seconds = 1;
+                plan.pairs = plan.pairs.min(2);
             }
             // One thread: the generator shares the machine with the server it measures, and
             // an HTTP client needs far less CPU per request than the server does.

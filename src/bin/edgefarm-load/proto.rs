@@ -25,6 +25,8 @@ pub struct Target {
     pub protocol: Protocol,
     /// Tasks per `/v1` job (nexrender jobs always have one).
     pub tasks_per_job: u64,
+    /// The `/v1` queue jobs go to and tasks are claimed from.
+    pub queue: String,
 }
 
 /// One simulated client: its own connection and, for a `/v1` picker, the ack it still owes.
@@ -91,6 +93,7 @@ impl Client {
                     k => format!("1-{k}"),
                 };
                 let body = json!({"name": format!("load {n}"), "type": "command", "frames": frames,
+                    "queue": self.target.queue,
                     "chunk_size": 1, "params": {"program": "load", "args": ["{frame}"]}});
                 ("/v1/jobs", body, "id")
             }
@@ -127,8 +130,11 @@ impl Client {
         let body = json!({"node": self.name, "max": 1, "types": ["command"], "tasks": acks});
         let (status, answer, took) = self
             .send(
-                self.request(reqwest::Method::POST, "/v1/queue/default")
-                    .json(&body),
+                self.request(
+                    reqwest::Method::POST,
+                    &format!("/v1/queue/{}", self.target.queue),
+                )
+                .json(&body),
             )
             .await?;
         if status == 204 {

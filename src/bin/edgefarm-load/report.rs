@@ -35,6 +35,36 @@ pub fn table(r: &Report) -> String {
         "\nstatus reads: {} at {:.0}/s, p50 {:.2} ms, p99 {:.2} ms; jobs stored: {}; server RSS at the end {:.1} MiB (peak {:.1} MiB); idle CPU {:.2}%",
         r.reads.count, r.reads_per_s, r.reads.p50_ms, r.reads.p99_ms, r.jobs_stored, r.rss_end_mib, r.rss_peak_mib, r.idle_cpu_percent
     );
+    if let Some(p) = &r.paired {
+        let _ = writeln!(
+            out,
+            "\npaired slots ({} s each, alternating, same server): {} queued vs {} queued\n\n| pair | claims/s at {} | claims/s at {} | ratio | CPU ms/cycle at {} | CPU ms/cycle at {} |\n|---:|---:|---:|---:|---:|---:|",
+            p.slot_seconds, p.big_depth, p.small_depth, p.small_depth, p.big_depth, p.small_depth, p.big_depth
+        );
+        for (i, (s, b)) in p
+            .small_claims_per_s
+            .iter()
+            .zip(&p.big_claims_per_s)
+            .enumerate()
+        {
+            let (sc, bc) = (
+                p.small_cpu_ms_per_claim.get(i).copied().unwrap_or(0.0),
+                p.big_cpu_ms_per_claim.get(i).copied().unwrap_or(0.0),
+            );
+            let _ = writeln!(
+                out,
+                "| {} | {s:.0} | {b:.0} | {} | {sc:.3} | {bc:.3} |",
+                i + 1,
+                ratio(*b, *s)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "\nmedian of the pairs: claims/s at {} = {:.2}× claims/s at {}; server CPU per cycle {:.2}×; claim p50/p99 {:.2}/{:.2} ms at {} vs {:.2}/{:.2} ms at {}",
+            p.big_depth, p.claims_ratio_median, p.small_depth, p.cpu_ratio_median,
+            p.big_claim.p50_ms, p.big_claim.p99_ms, p.big_depth, p.small_claim.p50_ms, p.small_claim.p99_ms, p.small_depth
+        );
+    }
     out
 }
 

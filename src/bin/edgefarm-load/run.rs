@@ -30,6 +30,9 @@ pub struct Plan {
     pub clients: usize,
     pub pickers: usize,
     pub refillers: usize,
+    /// Alternating slot pairs of the paired comparison (0: none).
+    pub pairs: u64,
+    pub slot_seconds: u64,
     pub cycles: u64,
     pub seconds_per_size: u64,
     pub reads: u64,
@@ -80,16 +83,19 @@ pub struct Report {
     pub rss_end_mib: f64,
     pub rss_peak_mib: f64,
     pub idle_cpu_percent: f64,
+    /// The alternating small-queue / deep-queue comparison (`--pairs`).
+    #[serde(default)]
+    pub paired: Option<crate::paired::Paired>,
 }
 
-struct Fill {
-    ids: Vec<String>,
-    lat: Latencies,
-    wall: Duration,
+pub(crate) struct Fill {
+    pub ids: Vec<String>,
+    pub lat: Latencies,
+    pub wall: Duration,
 }
 
 /// Submits `jobs` jobs with every client at once.
-async fn submit(
+pub(crate) async fn submit(
     clients: &[Arc<Client>],
     jobs: u64,
     first: u64,
@@ -128,22 +134,39 @@ async fn submit(
 }
 
 /// The claim phase at one depth.
-struct Steady {
-    claimed: u64,
-    empty: u64,
-    claim: Latencies,
-    finish: Latencies,
-    wall: Duration,
-    refill_ids: Vec<String>,
+pub(crate) struct Steady {
+    pub claimed: u64,
+    pub empty: u64,
+    pub claim: Latencies,
+    pub finish: Latencies,
+    pub wall: Duration,
+    pub refill_ids: Vec<String>,
 }
 
 /// Shared between pickers and refillers: tasks queued as far as the generator knows.
-struct Level {
-    queued: AtomicI64,
+pub(crate) struct Level {
+    pub queued: AtomicI64,
     depth: i64,
     tasks_per_job: i64,
     claimed: Notify,
     stop: AtomicBool,
+}
+
+impl Level {
+    pub fn new(queued: u64, depth: u64, tasks_per_job: u64) -> Arc<Level> {
+        Arc::new(Level {
+            queued: AtomicI64::new(i64::try_from(queued).unwrap_or(i64::MAX)),
+            depth: i64::try_from(depth).unwrap_or(i64::MAX),
+            tasks_per_job: i64::try_from(tasks_per_job).unwrap_or(1),
+            claimed: Notify::new(),
+            stop: AtomicBool::new(false),
+        })
+    }
+
+    /// Tasks queued at the end of a phase.
+    pub fn queued(&self) -> u64 {
+        u64::try_from(self.queued.load(Ordering::Relaxed)).unwrap_or(0)
+    }
 }
 
 async fn picker(
@@ -201,7 +224,7 @@ async fn refiller(c: Arc<Client>, level: Arc<Level>, first: u64) -> anyhow::Resu
 }
 
 /// Runs up to `budget` claim cycles over the pickers while the refillers hold the depth.
-async fn steady(
+pub(crate) async fn steady(
     pickers: &mut Vec<Client>,
     refillers: &[Arc<Client>],
     level: Arc<Level>,
@@ -289,7 +312,7 @@ async fn reads(
     Ok((all, start.elapsed()))
 }
 
-fn per_second(count: u64, wall: Duration) -> f64 {
+pub(crate) fn per_second(count: u64, wall: Duration) -> f64 {
     if wall.is_zero() {
         0.0
     } else {
@@ -339,13 +362,7 @@ pub async fn run(plan: &Plan) -> anyhow::Result<Report> {
         if queued < n {
             anyhow::bail!("the deadline passed while filling the queue to {n}");
         }
-        let level = Arc::new(Level {
-            queued: AtomicI64::new(i64::try_from(queued).unwrap_or(i64::MAX)),
-            depth: i64::try_from(n).unwrap_or(i64::MAX),
-            tasks_per_job: i64::try_from(tpj).unwrap_or(1),
-            claimed: Notify::new(),
-            stop: AtomicBool::new(false),
-        });
+        let level = Level::new(queued, n, tpj);
         let deadline = plan
             .deadline
             .min(Instant::now() + Duration::from_secs(plan.seconds_per_size));
@@ -364,7 +381,7 @@ pub async fn run(plan: &Plan) -> anyhow::Result<Report> {
         for p in pickers.iter_mut() {
             p.flush().await?;
         }
-        queued = u64::try_from(level.queued.load(Ordering::Relaxed)).unwrap_or(0);
+        queued = level.queued();
         r.cycles = s.claimed;
         r.empty_claims = s.empty;
         r.refills = s.refill_ids.len() as u64;
@@ -383,6 +400,17 @@ pub async fn run(plan: &Plan) -> anyhow::Result<Report> {
             plan.label, r.submitted_jobs, r.submit_jobs_per_s, r.cycles, r.claims_per_s, r.claim.p50_ms, r.claim.p99_ms, r.server_cpu_ms_per_claim, r.refills, r.empty_claims
         );
         report.sizes.push(r);
+    }
+    if plan.pairs > 0 && plan.target.protocol == Protocol::V1 {
+        let big = crate::paired::Big {
+            pickers: &mut pickers,
+            refillers: &refillers,
+            queued: &mut queued,
+            depth: plan.sizes.last().copied().unwrap_or(0),
+        };
+        let (result, new_ids) = crate::paired::run(plan, big).await?;
+        ids.extend(new_ids);
+        report.paired = Some(result);
     }
     let ids = Arc::new(ids);
     let (lat, wall) = reads(&submitters, ids.clone(), plan.reads, plan.deadline).await?;
