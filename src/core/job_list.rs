@@ -9,8 +9,11 @@ use crate::store::{keys, Store};
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 
-/// Ids per page.
-pub const LIST_PAGE: usize = 256;
+/// Ids per page. Every submit reads, decodes, encodes and writes the tail page whole, so its
+/// cost grows with this number: at 256 the list append was the largest single cost of a submit
+/// (BENCHMARKS.md). A listing of 1,000 jobs reads 16 pages of 64, next to its 1,000 job reads.
+/// Pages written when this was larger are read as they are.
+pub const LIST_PAGE: usize = 64;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct Meta {

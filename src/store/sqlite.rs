@@ -134,20 +134,40 @@ impl Store for Sqlite {
     async fn put(&self, key: &str, value: &[u8], cond: Cond) -> Result<Write, StoreError> {
         self.ops.set(self.ops.get() + 1);
         let conn = self.conn.borrow();
-        let current = Self::current_version(&conn, key)?;
-        if !cond_holds(cond, current) {
-            return Ok(Write::Lost);
-        }
+        // One statement per write, its condition in its WHERE / ON CONFLICT clause, rather than
+        // a SELECT of the version followed by an upsert: the same compare-and-swap (one
+        // connection, one statement, nothing runs in between) with one B-tree search instead
+        // of two. A write is the most frequent store call of a claim and of a submit.
         let version = self.seq.get() + 1;
-        self.seq.set(version);
-        let mut stmt = conn
-            .prepare_cached(
+        let want = match cond {
+            Cond::Version(v) => v,
+            Cond::Any | Cond::Absent => 0,
+        };
+        let (sql, args) = match cond {
+            Cond::Any => (
                 "INSERT INTO kv (key, value, version) VALUES (?1, ?2, ?3)
                  ON CONFLICT(key) DO UPDATE SET value = excluded.value, version = excluded.version",
-            )
+                params![key, value, version],
+            ),
+            Cond::Absent => (
+                "INSERT INTO kv (key, value, version) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(key) DO NOTHING",
+                params![key, value, version],
+            ),
+            Cond::Version(_) => (
+                "UPDATE kv SET value = ?2, version = ?3 WHERE key = ?1 AND version = ?4",
+                params![key, value, version, want],
+            ),
+        };
+        let changed = conn
+            .prepare_cached(sql)
+            .map_err(backend)?
+            .execute(args)
             .map_err(backend)?;
-        stmt.execute(params![key, value, version])
-            .map_err(backend)?;
+        if changed == 0 {
+            return Ok(Write::Lost);
+        }
+        self.seq.set(version);
         self.autocommit(&conn)?;
         Ok(Write::Done(version))
     }

@@ -134,17 +134,25 @@ struct SegmentClaim {
     expired: u64,
 }
 
+/// `(segment number, the segment as the scan already read it)`: the first attempt uses that
+/// read, a retry after a lost CAS reads again.
+type SegmentRead = (u32, Option<Rec<Segment>>);
+
 async fn claim_in_segment<S: Store>(
     ctx: &Ctx<'_, S>,
     job: &JobRecord,
-    seg: u32,
+    (seg, mut read): SegmentRead,
     claimer: &Claimer,
     want: usize,
     revoked: &[String],
 ) -> Result<SegmentClaim> {
     let key = keys::segment(&job.spec.id, &job.gen, seg);
     for _ in 0..CAS_RETRIES {
-        let Some(Rec { mut value, version }) = load::<Segment, _>(ctx.store, &key).await? else {
+        let rec = match read.take() {
+            Some(r) => Some(r),
+            None => load::<Segment, _>(ctx.store, &key).await?,
+        };
+        let Some(Rec { mut value, version }) = rec else {
             return Ok(SegmentClaim {
                 claimed: vec![],
                 live: false,
@@ -177,10 +185,7 @@ async fn claim_in_segment<S: Store>(
                 changed = true;
             }
         }
-        let live = value
-            .tasks
-            .iter()
-            .any(|t| matches!(t.state, TaskState::Queued | TaskState::Leased));
+        let live = is_live(&value);
         if !changed {
             return Ok(SegmentClaim {
                 claimed,
@@ -238,6 +243,21 @@ async fn still_ours<S: Store>(
                 .any(|t| t.index == mine.index && token(t).is_some() && token(t) == token(mine))
         })
         .collect())
+}
+
+/// Something in the segment is still queued or leased: its index entry must stay.
+fn is_live(seg: &Segment) -> bool {
+    seg.tasks
+        .iter()
+        .any(|t| matches!(t.state, TaskState::Queued | TaskState::Leased))
+}
+
+/// Nothing in the segment can be claimed by `node` or settled now: every live task is leased
+/// to a node that is still within its lease and not removed (or was failed by `node`).
+fn nothing_to_do(seg: &Segment, node: &str, now_ms: u64, revoked: &[String]) -> bool {
+    !seg.tasks.iter().any(|t| {
+        lease_expired(t, now_ms) || held_by_revoked(t, revoked) || claimable(t, node, now_ms)
+    })
 }
 
 /// Why an index entry is no longer worth keeping, or `None` to keep looking at it.
@@ -305,6 +325,25 @@ pub async fn claim_where<S: Store>(
             }
             budget -= 1;
             let read: &PageRead = &pages[i];
+            // The segment first, the job only if there is work in it. The head of the index
+            // holds the entries of the tasks being rendered (leased, so kept in the index in
+            // case their lease lapses), and every claim walks past them: settling those from
+            // the segment alone saves a job record read and decode per in-flight task per
+            // claim. Keeping or dropping an entry depends on its segment only (the rule in
+            // `index.rs`), so the job is not needed for that; a stale entry whose tasks are
+            // all leased is dropped by a later claim, once they are not.
+            let seg =
+                load::<Segment, _>(ctx.store, &keys::segment(&entry.job, &entry.gen, entry.seg))
+                    .await?;
+            if let Some(s) = seg
+                .as_ref()
+                .filter(|s| nothing_to_do(&s.value, &claimer.node, ctx.now_ms, &revoked))
+            {
+                if !is_live(&s.value) {
+                    drops[i].push(entry.n);
+                }
+                continue;
+            }
             if !jobs.contains_key(&entry.job) {
                 let rec = load::<JobRecord, _>(ctx.store, &keys::job(&entry.job)).await?;
                 jobs.insert(entry.job.clone(), rec.map(|r| r.value));
@@ -319,8 +358,16 @@ pub async fn claim_where<S: Store>(
                 drops[i].push(entry.n);
                 continue;
             }
-            let got =
-                claim_in_segment(ctx, job, entry.seg, claimer, max - out.len(), &revoked).await?;
+            // Not stale, so `job.gen == entry.gen`: the segment read above is the job's.
+            let got = claim_in_segment(
+                ctx,
+                job,
+                (entry.seg, seg),
+                claimer,
+                max - out.len(),
+                &revoked,
+            )
+            .await?;
             if !got.live {
                 drops[i].push(entry.n);
             }
