@@ -12,6 +12,7 @@
 //! (the real nexrender-server included) and so that `cargo test --all-targets` builds it
 //! without running it.
 
+mod killtest;
 mod paired;
 mod proto;
 mod report;
@@ -33,6 +34,33 @@ struct Cli {
 enum Command {
     /// Runs the benchmark against one server.
     Run(RunArgs),
+    /// Submits, claims and acks with concurrent clients and sends SIGKILL to the server
+    /// midway; writes every write the server acknowledged to `--out` (for `kill-verify`).
+    KillTest {
+        #[command(flatten)]
+        server: ServerArgs,
+        /// Server process id (it is sent SIGKILL).
+        #[arg(long)]
+        pid: u32,
+        /// Concurrent submitters (and as many pickers).
+        #[arg(long, default_value_t = 8)]
+        clients: usize,
+        /// When to kill, ms after the load starts.
+        #[arg(long, default_value_t = 3000)]
+        kill_after_ms: u64,
+        /// Where to write the acknowledged writes (JSON).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// After a `kill-test` and a restart of the server on the same data: checks that every
+    /// acknowledged write is there; exits non-zero when one is missing.
+    KillVerify {
+        #[command(flatten)]
+        server: ServerArgs,
+        /// The file `kill-test` wrote.
+        #[arg(long)]
+        file: PathBuf,
+    },
     /// Prints two runs' results (JSON files written by `run --json`) side by side.
     Compare {
         /// The first run (the ratios are first / second).
@@ -40,6 +68,37 @@ enum Command {
         /// The second run.
         b: PathBuf,
     },
+}
+
+#[derive(clap::Args)]
+struct ServerArgs {
+    /// Base URL of the server (loopback only).
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    url: String,
+    /// Farm secret.
+    #[arg(long, env = "EDGEFARM_SECRET")]
+    secret: String,
+}
+
+impl ServerArgs {
+    fn target(&self) -> anyhow::Result<proto::Target> {
+        loopback_only(&self.url)?;
+        Ok(proto::Target {
+            base: self.url.trim_end_matches('/').to_string(),
+            secret: self.secret.clone(),
+            protocol: proto::Protocol::V1,
+            tasks_per_job: 1,
+            queue: "default".into(),
+        })
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    // One thread: the generator shares the machine with the server it measures, and an HTTP
+    // client needs far less CPU per request than the server does.
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
 }
 
 #[derive(clap::Args)]
@@ -131,6 +190,42 @@ fn main() -> anyhow::Result<()> {
             print!("{}", report::compare(&read(&a)?, &read(&b)?));
             Ok(())
         }
+        Command::KillTest {
+            server,
+            pid,
+            clients,
+            kill_after_ms,
+            out,
+        } => {
+            let target = server.target()?;
+            let acked = runtime()?.block_on(killtest::run(
+                &target,
+                pid,
+                clients.max(1),
+                Duration::from_millis(kill_after_ms),
+            ))?;
+            println!(
+                "killed the server (SIGKILL) under load; acknowledged before the kill: {} submits, {} acks",
+                acked.jobs.len(),
+                acked.completed.len()
+            );
+            std::fs::write(out, serde_json::to_vec(&acked)?)?;
+            Ok(())
+        }
+        Command::KillVerify { server, file } => {
+            let target = server.target()?;
+            let acked: killtest::Acknowledged = serde_json::from_slice(&std::fs::read(file)?)?;
+            let missing = runtime()?.block_on(killtest::verify(&target, &acked))?;
+            println!(
+                "after the restart: {} of {} acknowledged submits and {} of {} acknowledged acks found",
+                acked.jobs.len() - missing.iter().filter(|m| m.starts_with("job ")).count(),
+                acked.jobs.len(),
+                acked.completed.len() - missing.iter().filter(|m| m.starts_with("completion")).count(),
+                acked.completed.len()
+            );
+            anyhow::ensure!(missing.is_empty(), "lost after kill -9: {missing:?}");
+            Ok(())
+        }
         Command::Run(args) => {
             loopback_only(&args.url)?;
             let mut plan = run::Plan {
@@ -162,12 +257,7 @@ fn main() -> anyhow::Result<()> {
                 plan.idle_seconds = 1;
                 plan.pairs = plan.pairs.min(2);
             }
-            // One thread: the generator shares the machine with the server it measures, and
-            // an HTTP client needs far less CPU per request than the server does.
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
-            let report = rt.block_on(run::run(&plan))?;
+            let report = runtime()?.block_on(run::run(&plan))?;
             print!("{}", report::table(&report));
             if let Some(path) = args.json {
                 std::fs::write(&path, serde_json::to_vec_pretty(&report)?)?;

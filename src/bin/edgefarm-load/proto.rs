@@ -196,6 +196,47 @@ impl Client {
         Ok(())
     }
 
+    /// Claims one `/v1` task without acking anything: its id and lease, `None` when empty.
+    pub async fn claim_one(&self) -> anyhow::Result<Option<(String, Value)>> {
+        let body = json!({"node": self.name, "max": 1, "types": ["command"]});
+        let path = format!("/v1/queue/{}", self.target.queue);
+        let (status, answer, _) = self
+            .send(self.request(reqwest::Method::POST, &path).json(&body))
+            .await?;
+        match status {
+            204 => Ok(None),
+            200 => Ok(answer["tasks"]
+                .as_array()
+                .and_then(|t| t.first())
+                .and_then(|t| Some((t["_id"].as_str()?.to_string(), t["lease"].clone())))),
+            _ => bail!("claim answered {status}: {answer}"),
+        }
+    }
+
+    /// Acks a `/v1` task done on its own request.
+    pub async fn ack(&self, id: &str, lease: &Value) -> anyhow::Result<()> {
+        let body = json!({"lease": lease, "status": "done", "result": {"exit_code": 0}});
+        let path = format!("/v1/tasks/{id}/ack");
+        let (status, answer, _) = self
+            .send(self.request(reqwest::Method::POST, &path).json(&body))
+            .await?;
+        if status != 200 {
+            bail!("ack answered {status}: {answer}");
+        }
+        Ok(())
+    }
+
+    /// A `/v1` job as `GET /v1/jobs/{id}` shows it, `None` when it does not exist.
+    pub async fn job(&self, id: &str) -> anyhow::Result<Option<Value>> {
+        let path = format!("/v1/jobs/{id}");
+        let (status, body, _) = self.send(self.request(reqwest::Method::GET, &path)).await?;
+        match status {
+            200 | 202 => Ok(Some(body)),
+            404 => Ok(None),
+            _ => bail!("job read answered {status}: {body}"),
+        }
+    }
+
     /// Reads one job's status; returns the latency.
     pub async fn read(&self, id: &str) -> anyhow::Result<Duration> {
         let path = match self.target.protocol {
