@@ -18,6 +18,7 @@ mod proto;
 mod report;
 mod run;
 mod stats;
+mod steady;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
