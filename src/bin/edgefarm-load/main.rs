@@ -18,6 +18,7 @@ mod proto;
 mod report;
 mod run;
 mod stats;
+mod steady;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -171,7 +172,11 @@ fn loopback_only(url: &str) -> anyhow::Result<()> {
         .nth(1)
         .and_then(|r| r.split(['/', '?']).next())
         .unwrap_or("");
-    let host = host.rsplit_once(':').map_or(host, |(h, _)| h);
+    // `[::1]:80` and `[::1]` keep their brackets; `host:port` loses its port.
+    let host = match host.split_once(']') {
+        Some((v6, _)) => &host[..=v6.len()],
+        None => host.rsplit_once(':').map_or(host, |(h, _)| h),
+    };
     let ok = host == "localhost" || host == "[::1]" || host.starts_with("127.");
     anyhow::ensure!(
         ok,
@@ -263,6 +268,30 @@ fn main() -> anyhow::Result<()> {
                 std::fs::write(&path, serde_json::to_vec_pretty(&report)?)?;
             }
             Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::loopback_only;
+
+    #[test]
+    fn only_loopback_servers_are_load_tested() {
+        for ok in [
+            "http://127.0.0.1:8080",
+            "http://localhost:3000/",
+            "http://[::1]:80",
+            "http://[::1]",
+        ] {
+            assert!(loopback_only(ok).is_ok(), "{ok}");
+        }
+        for no in [
+            "http://10.0.0.1:8080",
+            "http://example.com",
+            "http://192.168.1.2",
+        ] {
+            assert!(loopback_only(no).is_err(), "{no}");
         }
     }
 }

@@ -124,3 +124,29 @@ impl Drop for RssSampler {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_are_read_from_the_sorted_latencies() {
+        let mut l = Latencies::default();
+        for ms in (1..=100).rev() {
+            l.push(Duration::from_millis(ms));
+        }
+        let s = l.summary();
+        assert_eq!(s.count, 100);
+        assert!((s.p50_ms - 51.0).abs() < 1.01, "p50 {}", s.p50_ms);
+        assert!((s.p99_ms - 99.0).abs() < 1.01, "p99 {}", s.p99_ms);
+        assert_eq!(s.max_ms, 100.0);
+        assert_eq!(Latencies::default().summary().p99_ms, 0.0, "empty: zeros");
+    }
+
+    #[test]
+    fn this_process_has_an_rss_and_cpu_time() {
+        let me = std::process::id();
+        assert!(rss_kib(me).is_some_and(|k| k > 0));
+        assert!(cpu_ticks(me).is_some());
+    }
+}

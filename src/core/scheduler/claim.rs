@@ -404,3 +404,7 @@ pub async fn claim_where<S: Store>(
 pub fn claimed_id(c: &Claimed) -> String {
     task_id(&c.job.spec.id, c.task.index)
 }
+
+#[cfg(test)]
+#[path = "claim_tests.rs"]
+mod tests;
