@@ -268,6 +268,16 @@ impl Task {
         let n = self.lease.as_ref()?.attempt;
         self.history.iter_mut().rev().find(|a| a.attempt == n)
     }
+
+    /// Ends the current attempt with `outcome` and drops the lease. Every way a lease ends goes
+    /// through here, so the history always says how.
+    pub fn end_attempt(&mut self, outcome: Outcome, now_ms: u64) {
+        if let Some(a) = self.current_attempt_mut() {
+            a.ended_ms = Some(now_ms);
+            a.outcome = Some(outcome);
+        }
+        self.lease = None;
+    }
 }
 
 /// A segment: consecutive tasks of one job.

@@ -65,14 +65,6 @@ fn held_by_other(t: &Task, who: &str, now_ms: u64) -> Option<String> {
         .then(|| l.node.clone())
 }
 
-fn end_attempt(t: &mut Task, outcome: Outcome, now_ms: u64) {
-    if let Some(a) = t.current_attempt_mut() {
-        a.ended_ms = Some(now_ms);
-        a.outcome = Some(outcome);
-    }
-    t.lease = None;
-}
-
 /// One PUT, as the task sees it.
 #[derive(Debug, Clone)]
 pub struct Put<'a> {
@@ -150,7 +142,7 @@ pub async fn apply<S: Store>(ctx: &Ctx<'_, S>, put: &Put<'_>) -> Result<(JobReco
                     _ => (TaskState::Failed, Outcome::Failed),
                 };
                 if t.state == TaskState::Leased {
-                    end_attempt(t, outcome, now);
+                    t.end_attempt(outcome, now);
                 }
                 t.state = state;
                 t.lease = None;
@@ -170,7 +162,7 @@ pub async fn apply<S: Store>(ctx: &Ctx<'_, S>, put: &Put<'_>) -> Result<(JobReco
                     return Err(taken(node));
                 }
                 match t.state {
-                    TaskState::Leased => end_attempt(t, Outcome::Released, now),
+                    TaskState::Leased => t.end_attempt(Outcome::Released, now),
                     TaskState::Queued => {}
                     TaskState::Completed | TaskState::Failed | TaskState::Canceled => {
                         // Run again: fresh failures, as `/v1 requeue` does. `attempts` keeps

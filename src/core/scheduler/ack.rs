@@ -35,12 +35,8 @@ pub async fn complete_if_lease<S: Store>(
         .await?;
     let done = update_task(ctx, task, |job, t| {
         check_lease(job, t, token, node)?;
-        if let Some(a) = t.current_attempt_mut() {
-            a.ended_ms = Some(ctx.now_ms);
-            a.outcome = Some(Outcome::Completed);
-        }
+        t.end_attempt(Outcome::Completed, ctx.now_ms);
         t.state = TaskState::Completed;
-        t.lease = None;
         t.result = Some(result.clone());
         t.error = None;
         if let Some(p) = t.progress.as_mut() {
@@ -68,16 +64,12 @@ pub async fn fail_if_lease<S: Store>(
 ) -> Result<(JobRecord, Task)> {
     let (job, t) = update_task(ctx, task, |job, t| {
         let holder = check_lease(job, t, token, node)?.node.clone();
-        if let Some(a) = t.current_attempt_mut() {
-            a.ended_ms = Some(ctx.now_ms);
-            a.outcome = Some(Outcome::Failed);
-        }
+        t.end_attempt(Outcome::Failed, ctx.now_ms);
         t.failures += 1;
         if !t.failed_nodes.contains(&holder) {
             t.failed_nodes.push(holder);
         }
         t.error = Some(error.clone());
-        t.lease = None;
         t.progress = None;
         let out_of_attempts =
             t.failures >= job.spec.max_attempts || t.failed_nodes.len() >= MAX_FAILED_NODES;
@@ -146,12 +138,8 @@ pub async fn cancel_remaining<S: Store>(
                 .iter_mut()
                 .filter(|t| !t.state.is_terminal())
             {
-                if let Some(a) = t.current_attempt_mut() {
-                    a.ended_ms = Some(ctx.now_ms);
-                    a.outcome = Some(Outcome::Canceled);
-                }
+                t.end_attempt(Outcome::Canceled, ctx.now_ms);
                 t.state = TaskState::Canceled;
-                t.lease = None;
                 t.error = Some(why.to_string());
                 t.updated_ms = ctx.now_ms;
                 changed = true;

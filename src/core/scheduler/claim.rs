@@ -78,13 +78,9 @@ pub fn settle_expired(task: &mut Task, max_attempts: u32, now_ms: u64) {
         .as_ref()
         .map(|l| l.node.clone())
         .unwrap_or_default();
-    if let Some(a) = task.current_attempt_mut() {
-        a.ended_ms = Some(now_ms);
-        a.outcome = Some(Outcome::Expired);
-    }
+    task.end_attempt(Outcome::Expired, now_ms);
     task.failures += 1;
     task.error = Some(format!("lease expired: node {node} stopped answering"));
-    task.lease = None;
     task.progress = None;
     task.state = if task.failures >= max_attempts {
         TaskState::Failed

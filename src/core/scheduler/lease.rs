@@ -140,12 +140,8 @@ pub async fn release_if_lease<S: Store>(
 ) -> Result<(JobRecord, Task)> {
     update_task(ctx, task, |job, t| {
         check_lease(job, t, token, node)?;
-        if let Some(a) = t.current_attempt_mut() {
-            a.ended_ms = Some(ctx.now_ms);
-            a.outcome = Some(Outcome::Released);
-        }
+        t.end_attempt(Outcome::Released, ctx.now_ms);
         t.state = TaskState::Queued;
-        t.lease = None;
         t.progress = None;
         Ok(())
     })

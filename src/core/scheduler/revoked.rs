@@ -77,12 +77,8 @@ pub fn settle_revoked(task: &mut Task, now_ms: u64) {
         .as_ref()
         .map(|l| l.node.clone())
         .unwrap_or_default();
-    if let Some(a) = task.current_attempt_mut() {
-        a.ended_ms = Some(now_ms);
-        a.outcome = Some(Outcome::Released);
-    }
+    task.end_attempt(Outcome::Released, now_ms);
     task.error = Some(format!("node {node} was removed; its lease was released"));
-    task.lease = None;
     task.progress = None;
     task.state = TaskState::Queued;
     task.updated_ms = now_ms;
