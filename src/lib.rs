@@ -8,10 +8,6 @@ pub mod store;
 pub mod cli;
 #[cfg(feature = "native")]
 pub mod node;
-#[cfg(any(
-    feature = "native",
-    all(feature = "cloudflare", target_arch = "wasm32")
-))]
 pub mod runtime;
 
 pub use crate::core::{handle, Config, Ctx};

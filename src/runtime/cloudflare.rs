@@ -26,7 +26,8 @@
 //!   a lease the object sets an alarm at its expiry; the alarm only logs that leases may have
 //!   lapsed (the hook for an eager expiry pass), because correctness never depends on it.
 
-use crate::core::{handle, Config, Ctx, Ids};
+use super::edge::{self, Follow, STREAM_SECONDS};
+use crate::core::{Config, Ctx, Ids};
 use crate::store::durable_object::DurableObjectStore;
 use crate::store::envelope::Versions;
 use crate::store::workers_kv::WorkersKv;
@@ -42,8 +43,6 @@ use worker::{
 const DO_BINDING: &str = "EDGEFARM_DO";
 /// KV namespace binding (wrangler.toml).
 const KV_BINDING: &str = "EDGEFARM_KV";
-/// How long one event stream lasts before the client reconnects.
-pub const STREAM_SECONDS: u64 = 25;
 
 struct WebIds;
 
@@ -65,37 +64,13 @@ fn var(env: &Env, name: &str) -> Option<String> {
 
 /// Settings from wrangler vars; the secret from `wrangler secret put` (or `.dev.vars`).
 fn config(env: &Env) -> std::result::Result<Config, String> {
-    let secret = env
-        .secret("EDGEFARM_SECRET")
-        .map(|s| s.to_string())
-        .ok()
-        .or_else(|| var(env, "EDGEFARM_SECRET"))
-        .filter(|s| s.len() >= 8)
-        .ok_or("EDGEFARM_SECRET is not set (or under 8 characters): run `wrangler secret put EDGEFARM_SECRET`, or put it in .dev.vars for wrangler dev")?;
-    let mut c = Config::new(secret);
-    let ms = |name: &str, default: u64, min: u64| {
-        var(env, name)
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .unwrap_or(default)
-            .max(min)
-    };
-    c.lease_ms = ms("EDGEFARM_LEASE_MS", c.lease_ms, 100);
-    c.heartbeat_ms = ms("EDGEFARM_HEARTBEAT_MS", c.heartbeat_ms, 50);
-    c.poll_ms = ms("EDGEFARM_POLL_MS", c.poll_ms, 50);
-    // The nexrender façade's settings, under the same names `edgefarm serve` reads.
-    if let Some(o) = var(env, "EDGEFARM_NEXRENDER_ORDERING") {
-        c.nexrender.ordering = o
-            .trim()
-            .parse()
-            .map_err(|e| format!("EDGEFARM_NEXRENDER_ORDERING: {e}"))?;
-    }
-    c.nexrender.timeout_ms = ms("EDGEFARM_NEXRENDER_TIMEOUT_MS", c.nexrender.timeout_ms, 100);
-    c.nexrender.max_attempts = ms(
-        "EDGEFARM_NEXRENDER_MAX_ATTEMPTS",
-        c.nexrender.max_attempts as u64,
-        1,
-    ) as u32;
-    Ok(c)
+    edge::config_from_vars(|name| {
+        let secret = (name == "EDGEFARM_SECRET")
+            .then(|| env.secret(name).ok().map(|s| s.to_string()))
+            .flatten();
+        secret.or_else(|| var(env, name))
+    })
+    .map_err(|e| format!("{e}: run `wrangler secret put EDGEFARM_SECRET`, or put it in .dev.vars for wrangler dev"))
 }
 
 fn kv_mode(env: &Env) -> bool {
@@ -145,22 +120,6 @@ fn from_http(resp: http::Response<Bytes>) -> Result<Response> {
     Ok(out.with_status(parts.status.as_u16()).with_headers(headers))
 }
 
-/// Runs the core; a long poll that found nothing gets `Retry-After` instead of being held.
-async fn run_core<S: crate::store::Store>(
-    req: http::Request<Bytes>,
-    ctx: &Ctx<'_, S>,
-) -> http::Response<Bytes> {
-    let long_poll = req.uri().path().starts_with("/v1/queue/")
-        && req.uri().query().is_some_and(|q| q.contains("wait="));
-    let mut resp = handle(req, ctx).await;
-    if long_poll && resp.status() == http::StatusCode::NO_CONTENT {
-        let secs = ctx.config.poll_ms.div_ceil(1000).max(1);
-        resp.headers_mut()
-            .insert(http::header::RETRY_AFTER, http::HeaderValue::from(secs));
-    }
-    resp
-}
-
 /// Version source for KV mode, one per isolate (requests of an isolate share it).
 fn kv_versions() -> &'static Versions {
     thread_local! {
@@ -187,7 +146,7 @@ async fn answer_over_kv(env: &Env, mut req: Request) -> Result<Response> {
         now_ms,
         ids: &WebIds,
     };
-    from_http(run_core(http_req, &ctx).await)
+    from_http(edge::run_core(http_req, &ctx).await)
 }
 
 async fn answer(env: &Env, req: Request) -> Result<Response> {
@@ -203,36 +162,23 @@ async fn answer(env: &Env, req: Request) -> Result<Response> {
 }
 
 fn is_event_stream(req: &Request) -> bool {
-    let accept = req
-        .headers()
-        .get("accept")
-        .ok()
-        .flatten()
-        .unwrap_or_default();
-    req.method() == worker::Method::Get
-        && accept.contains("text/event-stream")
-        && req.path().starts_with("/v1/jobs/")
+    let accept = req.headers().get("accept").ok().flatten();
+    edge::is_event_stream(
+        req.method() == worker::Method::Get,
+        &req.path(),
+        accept.as_deref(),
+    )
 }
 
-/// The `id:` of an event as the core writes it.
-fn event_id(event: &[u8]) -> Option<String> {
-    let text = std::str::from_utf8(event).ok()?;
-    text.lines()
-        .find_map(|l| l.strip_prefix("id: "))
-        .map(String::from)
-}
-
-struct Follow {
+struct Poller {
     env: Env,
     url: String,
     headers: Vec<(String, String)>,
-    last_id: Option<String>,
+    follow: Follow,
     deadline_ms: u64,
-    first: bool,
-    done: bool,
 }
 
-impl Follow {
+impl Poller {
     /// One `GET` of the job through the core (object or KV).
     async fn poll(&self) -> Result<(u16, Vec<u8>)> {
         let headers = Headers::new();
@@ -247,37 +193,21 @@ impl Follow {
     }
 
     /// The next chunk of the stream, or `None` when it ends.
-    async fn next(mut self) -> Option<(Result<Vec<u8>>, Follow)> {
-        if self.done {
-            return None;
-        }
-        loop {
+    async fn next(mut self) -> Option<(Result<Vec<u8>>, Poller)> {
+        while !self.follow.done() {
             let (status, body) = match self.poll().await {
                 Ok(x) => x,
                 Err(e) => (503, e.to_string().into_bytes()),
             };
-            // `retry:` tells EventSource to reconnect a second after the stream ends.
-            let prefix: &[u8] = if std::mem::take(&mut self.first) {
-                b"retry: 1000\n\n"
-            } else {
-                b""
-            };
-            if status != 200 {
-                self.done = true;
-                let chunk = [prefix, b"event: error\ndata: ", &body, b"\n\n"].concat();
+            if let Some(chunk) = self.follow.chunk(status, &body) {
                 return Some((Ok(chunk), self));
-            }
-            let id = event_id(&body);
-            if id != self.last_id {
-                self.last_id = id;
-                self.done = crate::core::api::jobs::event_is_final(&body);
-                return Some((Ok([prefix, &body].concat()), self));
             }
             if Date::now().as_millis() >= self.deadline_ms {
                 return None;
             }
             Delay::from(Duration::from_secs(1)).await;
         }
+        None
     }
 }
 
@@ -289,16 +219,14 @@ fn event_stream(env: Env, req: &Request) -> Result<Response> {
         .entries()
         .filter(|(k, _)| keep.contains(&k.to_ascii_lowercase().as_str()))
         .collect();
-    let follow = Follow {
+    let poller = Poller {
         env,
         url: req.url()?.to_string(),
         headers,
-        last_id: req.headers().get("last-event-id").ok().flatten(),
+        follow: Follow::new(req.headers().get("last-event-id").ok().flatten()),
         deadline_ms: Date::now().as_millis() + STREAM_SECONDS * 1000,
-        first: true,
-        done: false,
     };
-    let stream = futures_util::stream::unfold(follow, Follow::next);
+    let stream = futures_util::stream::unfold(poller, Poller::next);
     let headers = Headers::new();
     headers.set("content-type", "text/event-stream")?;
     headers.set("cache-control", "no-cache")?;
@@ -373,7 +301,7 @@ impl DurableObject for EdgefarmFarm {
             now_ms,
             ids: &WebIds,
         };
-        let resp = run_core(http_req, &ctx).await;
+        let resp = edge::run_core(http_req, &ctx).await;
         self.note_lease(&path, resp.status().as_u16(), now_ms, config.lease_ms)
             .await;
         from_http(resp)

@@ -18,6 +18,7 @@ pub mod durable_object;
 pub mod envelope;
 pub mod keys;
 pub mod memory;
+pub mod spin_kv;
 #[cfg(feature = "native")]
 pub mod sqlite;
 #[cfg(all(feature = "cloudflare", target_arch = "wasm32"))]

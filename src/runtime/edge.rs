@@ -1,0 +1,182 @@
+//! What the serverless shells (Cloudflare, Spin) share: settings from the platform's variables,
+//! the core call with the edge's long-poll rule, and following a job as a bounded event stream.
+//! Pure, like the core: each shell brings its own clock, sleep and variables.
+
+use bytes::Bytes;
+
+use crate::core::{handle, Config, Ctx};
+use crate::store::Store;
+
+/// How long one event stream lasts before the client reconnects with `Last-Event-ID`.
+pub const STREAM_SECONDS: u64 = 25;
+
+/// Settings from the platform's variables, under the names `edgefarm serve` reads from its
+/// environment. `var` returns a variable's value; the error names the variable at fault.
+pub fn config_from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Config, String> {
+    let secret = var("EDGEFARM_SECRET")
+        .filter(|s| s.len() >= 8)
+        .ok_or("EDGEFARM_SECRET is not set (or under 8 characters)")?;
+    let mut c = Config::new(secret);
+    let ms = |name: &str, default: u64, min: u64| -> Result<u64, String> {
+        match var(name) {
+            None => Ok(default),
+            Some(v) => v
+                .trim()
+                .parse::<u64>()
+                .map(|n| n.max(min))
+                .map_err(|_| format!("{name}: not a whole number of milliseconds: {v:?}")),
+        }
+    };
+    c.lease_ms = ms("EDGEFARM_LEASE_MS", c.lease_ms, 100)?;
+    c.heartbeat_ms = ms("EDGEFARM_HEARTBEAT_MS", c.heartbeat_ms, 50)?;
+    c.poll_ms = ms("EDGEFARM_POLL_MS", c.poll_ms, 50)?;
+    if let Some(o) = var("EDGEFARM_NEXRENDER_ORDERING") {
+        c.nexrender.ordering = o
+            .trim()
+            .parse()
+            .map_err(|e| format!("EDGEFARM_NEXRENDER_ORDERING: {e}"))?;
+    }
+    c.nexrender.timeout_ms = ms("EDGEFARM_NEXRENDER_TIMEOUT_MS", c.nexrender.timeout_ms, 100)?;
+    let attempts = ms(
+        "EDGEFARM_NEXRENDER_MAX_ATTEMPTS",
+        c.nexrender.max_attempts as u64,
+        1,
+    )?;
+    c.nexrender.max_attempts = u32::try_from(attempts).unwrap_or(u32::MAX);
+    Ok(c)
+}
+
+/// Runs the core. A request cannot be held open cheaply at the edge, so a long poll
+/// (`?wait=`) that found nothing is answered at once with `Retry-After` instead.
+pub async fn run_core<S: Store>(
+    req: http::Request<Bytes>,
+    ctx: &Ctx<'_, S>,
+) -> http::Response<Bytes> {
+    let long_poll = req.uri().path().starts_with("/v1/queue/")
+        && req.uri().query().is_some_and(|q| q.contains("wait="));
+    let mut resp = handle(req, ctx).await;
+    if long_poll && resp.status() == http::StatusCode::NO_CONTENT {
+        let secs = ctx.config.poll_ms.div_ceil(1000).max(1);
+        resp.headers_mut()
+            .insert(http::header::RETRY_AFTER, http::HeaderValue::from(secs));
+    }
+    resp
+}
+
+/// Whether a request asks to follow a job as server-sent events.
+pub fn is_event_stream(is_get: bool, path: &str, accept: Option<&str>) -> bool {
+    is_get
+        && path.starts_with("/v1/jobs/")
+        && accept.is_some_and(|a| a.contains("text/event-stream"))
+}
+
+/// Turns repeated reads of a job (each one `job` event from the core) into the chunks of one
+/// bounded event stream: only changed events are sent, and the stream ends when the job
+/// finishes or the read fails.
+#[derive(Debug)]
+pub struct Follow {
+    last_id: Option<String>,
+    first: bool,
+    done: bool,
+}
+
+impl Follow {
+    /// A follower resuming after `last_event_id` (the client's `Last-Event-ID`).
+    pub fn new(last_event_id: Option<String>) -> Self {
+        Follow {
+            last_id: last_event_id,
+            first: true,
+            done: false,
+        }
+    }
+
+    /// Whether the stream has ended.
+    pub fn done(&self) -> bool {
+        self.done
+    }
+
+    /// The chunk to send for one read's answer, if anything changed.
+    pub fn chunk(&mut self, status: u16, body: &[u8]) -> Option<Vec<u8>> {
+        let event = if status != 200 {
+            self.done = true;
+            [b"event: error\ndata: ", body, b"\n\n"].concat()
+        } else {
+            let id = event_id(body);
+            if id == self.last_id {
+                return None;
+            }
+            self.last_id = id;
+            self.done = crate::core::api::jobs::event_is_final(body);
+            body.to_vec()
+        };
+        // `retry:` tells EventSource to reconnect a second after the stream ends.
+        Some(if std::mem::take(&mut self.first) {
+            [&b"retry: 1000\n\n"[..], &event].concat()
+        } else {
+            event
+        })
+    }
+}
+
+/// The `id:` of an event as the core writes it.
+fn event_id(event: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(event).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("id: "))
+        .map(String::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn variables_become_settings_and_bad_ones_are_named() {
+        let vars = |pairs: &'static [(&'static str, &'static str)]| {
+            move |n: &str| {
+                pairs
+                    .iter()
+                    .find(|(k, _)| *k == n)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        let c = config_from_vars(vars(&[
+            ("EDGEFARM_SECRET", "0123456789"),
+            ("EDGEFARM_LEASE_MS", "1500"),
+            ("EDGEFARM_POLL_MS", "1"),
+        ]))
+        .expect("config");
+        assert_eq!((c.lease_ms, c.poll_ms), (1500, 50));
+        let e = config_from_vars(vars(&[("EDGEFARM_SECRET", "short")])).unwrap_err();
+        assert!(e.contains("EDGEFARM_SECRET"), "{e}");
+        let e = config_from_vars(vars(&[
+            ("EDGEFARM_SECRET", "0123456789"),
+            ("EDGEFARM_HEARTBEAT_MS", "soon"),
+        ]))
+        .unwrap_err();
+        assert!(e.contains("EDGEFARM_HEARTBEAT_MS"), "{e}");
+    }
+
+    #[test]
+    fn follow_sends_changes_once_and_ends_on_a_finished_job() {
+        let mut f = Follow::new(None);
+        let running = b"id: 1\nevent: job\ndata: {\"state\":\"running\"}\n\n";
+        let first = f.chunk(200, running).expect("first event");
+        assert!(first.starts_with(b"retry: 1000\n\nid: 1"));
+        assert_eq!(
+            f.chunk(200, running),
+            None,
+            "an unchanged job sends nothing"
+        );
+        let done = b"id: 2\nevent: job\ndata: {\"state\":\"completed\"}\n\n";
+        assert_eq!(f.chunk(200, done).as_deref(), Some(&done[..]));
+        assert!(f.done());
+        let mut resumed = Follow::new(Some("2".into()));
+        assert_eq!(resumed.chunk(200, done), None, "Last-Event-ID is honoured");
+        let mut failing = Follow::new(None);
+        assert!(failing
+            .chunk(404, b"{}")
+            .is_some_and(|c| c.ends_with(b"data: {}\n\n")));
+        assert!(failing.done());
+    }
+}
