@@ -33,6 +33,9 @@ test('api: create, list, fetch, update, remove', async t => {
     assert.equal(created.type, 'default')
     assert.deepEqual(created.actions, { prerender: [], postrender: [] })
     assert.match(created.createdAt, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/)
+    assert.equal(created.creator, '127.0.0.1', 'the creator is the caller\'s address')
+    const spoofer = connect(server.host, { headers: { 'x-edgefarm-peer': '203.0.113.9' } })
+    assert.equal((await add(spoofer, job())).creator, '127.0.0.1', 'the server, not the client, sets x-edgefarm-peer')
     // Only this test's job, counted by uid: a list on a server others use may hold theirs too.
     const listed = await client.listJobs()
     assert.deepEqual(listed.filter(j => j.uid === created.uid).map(j => j.uid), [created.uid])
