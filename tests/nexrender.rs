@@ -66,6 +66,11 @@ fn stock_nexrender_clients_work_against_edgefarm() {
         Command::new("node")
             .args(["--test", "--test-concurrency=1", "--test-reporter=tap"])
             .env("EDGEFARM_BIN", env!("CARGO_BIN_EXE_edgefarm"))
+            // Always the binary just built: the tests' external-server mode (EDGEFARM_URL, used
+            // by scripts/cloudflare-conformance) deletes nexrender jobs, so a farm URL exported
+            // for the CLI must not turn it on.
+            .env_remove("EDGEFARM_URL")
+            .env_remove("EDGEFARM_SECRET")
             .current_dir(&dir),
         "node --test in tests/nexrender",
     );

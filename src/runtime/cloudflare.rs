@@ -27,6 +27,7 @@
 //!   lapsed (the hook for an eager expiry pass), because correctness never depends on it.
 
 use super::edge::{self, Follow, STREAM_SECONDS};
+use crate::core::nexrender::PEER_HEADER;
 use crate::core::{Config, Ctx, Ids};
 use crate::store::durable_object::DurableObjectStore;
 use crate::store::envelope::Versions;
@@ -97,7 +98,16 @@ async fn to_http(req: &mut Request) -> Result<std::result::Result<http::Request<
         .method(req.method().as_ref())
         .uri(uri);
     for (k, v) in req.headers().entries() {
-        b = b.header(k, v);
+        // The peer address is the shell's to give (below), never the client's.
+        if !k.eq_ignore_ascii_case(PEER_HEADER) {
+            b = b.header(k, v);
+        }
+    }
+    // Cloudflare's edge gives the client's address in `CF-Connecting-IP` (replacing any value
+    // the client sent; wrangler dev sets it when the client did not): the Workers counterpart
+    // of the native shell's TCP peer. It is still on the request forwarded to the farm's object.
+    if let Some(ip) = req.headers().get("cf-connecting-ip").ok().flatten() {
+        b = b.header(PEER_HEADER, ip);
     }
     let body = req.bytes().await.unwrap_or_default();
     Ok(b.body(Bytes::from(body)).map_err(|e| e.to_string()))

@@ -1,5 +1,15 @@
-// Shared by the tests: a spawned `edgefarm serve`, a fake After Effects install, and the stock
-// nexrender worker run as its own process. Everything talks to 127.0.0.1 only.
+// Shared by the tests: a spawned `edgefarm serve` (or an external server, below), a fake After
+// Effects install, and the stock nexrender worker run as its own process. Everything talks to
+// 127.0.0.1 only.
+//
+// External server: with EDGEFARM_URL (+ EDGEFARM_SECRET) set, `startServer()` returns that
+// server instead of spawning one (scripts/cloudflare-conformance points it at `wrangler dev`).
+// A test needing server settings other than the ones that server runs with (declared with the
+// variables the server itself reads: EDGEFARM_NEXRENDER_ORDERING, EDGEFARM_NEXRENDER_TIMEOUT_MS,
+// EDGEFARM_NEXRENDER_MAX_ATTEMPTS, unset meaning the defaults) is skipped, naming the setting;
+// the script starts the server once per set of settings the tests need. Tests pick up any
+// queued job, so they need a server of their own: each test refuses to start on a server that
+// holds nexrender jobs, and its `stop()` deletes every nexrender job there (the ones it made).
 'use strict'
 const { spawn } = require('child_process')
 const fs = require('fs')
@@ -7,8 +17,17 @@ const net = require('net')
 const os = require('os')
 const path = require('path')
 
-const SECRET = 'nexrender-test-secret'
+const EXTERNAL = (process.env.EDGEFARM_URL || '').replace(/\/+$/, '') || null
+const SECRET = EXTERNAL ? process.env.EDGEFARM_SECRET : 'nexrender-test-secret'
+if (EXTERNAL && !SECRET) throw new Error('EDGEFARM_URL is set: set EDGEFARM_SECRET to its farm secret too')
 const BIN = process.env.EDGEFARM_BIN
+
+/** `edgefarm serve`'s nexrender settings: flag, the variable it also reads, default. */
+const SETTINGS = [
+    ['--nexrender-ordering', 'EDGEFARM_NEXRENDER_ORDERING', 'oldest-first'],
+    ['--nexrender-timeout-ms', 'EDGEFARM_NEXRENDER_TIMEOUT_MS', '600000'],
+    ['--nexrender-max-attempts', 'EDGEFARM_NEXRENDER_MAX_ATTEMPTS', '3'],
+]
 
 const delay = ms => new Promise(resolve => setTimeout(resolve, ms))
 
@@ -32,14 +51,67 @@ const waitFor = async (what, check, ms = 15000) => {
     }
 }
 
-/** Starts `edgefarm serve` in memory with extra flags; `stop()` ends it. */
-const startServer = async (flags = []) => {
+/** What a server started with `flags` runs with, as [flag, value] pairs. */
+const wanted = flags => SETTINGS.map(([flag, , byDefault]) => {
+    const i = flags.indexOf(flag)
+    return [flag, i >= 0 ? String(flags[i + 1]) : byDefault]
+})
+
+/** The external server's settings, from the variables it was started with. */
+const external = () => SETTINGS.map(([flag, name, byDefault]) => [flag, process.env[name] || byDefault])
+
+const api = (what, method, url) => fetch(url, { method, headers: { 'nexrender-secret': SECRET } }).then(async r => {
+    if (!r.ok) throw new Error(`${what}: ${method} ${url} answered ${r.status} ${await r.text()}`)
+    return r.json()
+})
+
+const jobsUrl = () => `${EXTERNAL}/api/v1/jobs`
+
+/** Refuses a server that holds nexrender jobs this test did not create (see the top). */
+const mustBeEmpty = async () => {
+    const jobs = await api('listing the external server\'s jobs', 'GET', jobsUrl())
+    if (jobs.length > 0) {
+        throw new Error(`${EXTERNAL} already holds ${jobs.length} nexrender jobs: these tests pick up ` +
+            'and delete every nexrender job there, so point them at a fresh server of their own')
+    }
+}
+
+/** Deletes every nexrender job on the external server: the ones the test just made. */
+const empty = async () => {
+    for (const job of await api('listing the external server\'s jobs', 'GET', jobsUrl())) {
+        await api('deleting a test\'s job', 'DELETE', `${jobsUrl()}/${job.uid}`)
+    }
+}
+
+/**
+ * Starts `edgefarm serve` in memory with extra flags; `stop()` ends it. Against an external
+ * server (EDGEFARM_URL): that server, if it holds no nexrender job, with a `stop()` that deletes
+ * the test's jobs; or, when it runs with other nexrender settings than `flags` ask for, the
+ * test `t` is skipped with the reason printed, and the answer is null (the test then returns).
+ */
+const startServer = async (t, flags = []) => {
+    if (EXTERNAL) {
+        const has = new Map(external())
+        const differ = wanted(flags).filter(([flag, value]) => has.get(flag) !== value)
+        if (differ.length > 0) {
+            const reason = 'the external server runs with ' +
+                differ.map(([flag]) => `${flag} ${has.get(flag)}`).join(', ') + '; this test needs ' +
+                differ.map(([flag, value]) => `${flag} ${value}`).join(', ')
+            console.log(`SKIP (external server settings): ${t.name}: ${reason}`)
+            t.skip(reason)
+            return null
+        }
+        await mustBeEmpty()
+        return { host: EXTERNAL, stop: empty }
+    }
     if (!BIN) throw new Error('set EDGEFARM_BIN to the edgefarm binary (cargo build first)')
     const port = await freePort()
     const host = `http://127.0.0.1:${port}`
     const child = spawn(BIN, ['serve', '--memory', '--listen', `127.0.0.1:${port}`, '--secret', SECRET, ...flags], {
         stdio: ['ignore', 'ignore', 'inherit'],
-        env: Object.assign({}, process.env, { RUST_LOG: 'warn' }),
+        // The nexrender settings are the flags' or the defaults, never the caller's environment.
+        env: Object.assign(Object.fromEntries(Object.entries(process.env)
+            .filter(([k]) => !SETTINGS.some(([, name]) => name === k))), { RUST_LOG: 'warn' }),
     })
     await waitFor('edgefarm serve to answer', async () => {
         try {
@@ -50,6 +122,9 @@ const startServer = async (flags = []) => {
     })
     return { host, stop: () => child.kill('SIGTERM') }
 }
+
+/** Where the tests run: the external server's URL, else the spawned binary. */
+const target = () => EXTERNAL ? `external server ${EXTERNAL}` : BIN
 
 /** A directory that looks like an After Effects install to @nexrender/core. */
 const fakeAfterEffects = () => {
@@ -104,4 +179,4 @@ const startWorker = (host, { frameMs = 20, workpath } = {}) => {
 
 const version = name => require(`${name}/package.json`).version
 
-module.exports = { SECRET, delay, waitFor, startServer, startWorker, renderableJob, version }
+module.exports = { SECRET, delay, waitFor, startServer, startWorker, renderableJob, version, target }

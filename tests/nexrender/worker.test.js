@@ -3,9 +3,9 @@
 const test = require('node:test')
 const assert = require('node:assert/strict')
 const { createClient } = require('@nexrender/api')
-const { SECRET, waitFor, startServer, startWorker, renderableJob, version } = require('./helpers')
+const { SECRET, waitFor, startServer, startWorker, renderableJob, version, target } = require('./helpers')
 
-console.log(`@nexrender/worker ${version('@nexrender/worker')} with @nexrender/core ${version('@nexrender/core')}`)
+console.log(`@nexrender/worker ${version('@nexrender/worker')} with @nexrender/core ${version('@nexrender/core')} against ${target()}`)
 
 const addJob = async (client, data) => {
     const emitter = await client.addJob(data)
@@ -16,7 +16,8 @@ const addJob = async (client, data) => {
 const stateOf = async (client, uid) => (await client.fetchJob(uid)).state
 
 test('worker: a stock worker renders a job to finished', async t => {
-    const server = await startServer()
+    const server = await startServer(t)
+    if (!server) return
     t.after(server.stop)
     const client = createClient({ host: server.host, secret: SECRET, polling: 100 })
     const job = await addJob(client, renderableJob())
@@ -35,7 +36,8 @@ test('worker: a stock worker renders a job to finished', async t => {
 })
 
 test('worker: a worker killed mid-render loses its job to another worker', async t => {
-    const server = await startServer(['--nexrender-timeout-ms', '1500'])
+    const server = await startServer(t, ['--nexrender-timeout-ms', '1500'])
+    if (!server) return
     t.after(server.stop)
     const client = createClient({ host: server.host, secret: SECRET, polling: 100 })
     const job = await addJob(client, renderableJob())
