@@ -21,9 +21,13 @@ use spin_sdk::http::{box_body, BoxBody, EmptyBody, FullBody, Request};
 use spin_sdk::wasip3::random::random::get_random_u64;
 
 use super::edge::{self, Follow, STREAM_SECONDS};
+use crate::core::nexrender::PEER_HEADER;
 use crate::core::{Config, Ctx, Ids};
 use crate::store::spin_kv::host::SpinCells;
 use crate::store::spin_kv::SpinKv;
+
+/// Where Spin tells a component the client's `IP:port`.
+const CLIENT_ADDR_HEADER: &str = "spin-client-addr";
 
 /// The key-value store the component is granted in spin.toml.
 const STORE_LABEL: &str = "default";
@@ -147,7 +151,18 @@ async fn serve(req: Request) -> http::Response<BoxBody> {
         Ok(c) => c,
         Err(m) => return error(500, "not_configured", &m),
     };
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
+    // The peer address is the shell's to give, never the client's: Spin puts the TCP peer in
+    // `spin-client-addr` (replacing any value the client sent).
+    parts.headers.remove(PEER_HEADER);
+    let peer = parts
+        .headers
+        .get(CLIENT_ADDR_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<std::net::SocketAddr>().ok());
+    if let Some(ip) = peer.and_then(|p| http::HeaderValue::from_str(&p.ip().to_string()).ok()) {
+        parts.headers.insert(PEER_HEADER, ip);
+    }
     let body = match body.bytes().await {
         Ok(b) => b,
         Err(e) => return error(400, "bad_request", &format!("reading the body: {e:?}")),

@@ -113,8 +113,16 @@ fn text(status: u16, msg: String) -> hyper::Response<Body> {
 
 /// Runs one request in a fresh instance. The instance lives in its own task for as long as
 /// its response body streams (an event stream runs for many seconds after the headers).
-async fn serve(host: Arc<Host>, req: hyper::Request<Incoming>) -> hyper::Response<Body> {
-    let (parts, body) = req.into_parts();
+async fn serve(
+    host: Arc<Host>,
+    peer: SocketAddr,
+    req: hyper::Request<Incoming>,
+) -> hyper::Response<Body> {
+    let (mut parts, body) = req.into_parts();
+    // As Spin's HTTP trigger: the client's address, replacing whatever the client sent.
+    if let Ok(v) = http::HeaderValue::from_str(&peer.to_string()) {
+        parts.headers.insert("spin-client-addr", v);
+    }
     let body = match body.collect().await {
         Ok(b) => b.to_bytes(),
         Err(e) => return text(400, format!("reading the request: {e}")),
@@ -233,7 +241,7 @@ async fn main() -> Result<()> {
     let shutdown = tokio::signal::ctrl_c();
     tokio::pin!(shutdown);
     loop {
-        let (conn, _) = tokio::select! {
+        let (conn, peer) = tokio::select! {
             accepted = listener.accept() => accepted?,
             _ = &mut shutdown => break,
         };
@@ -241,7 +249,7 @@ async fn main() -> Result<()> {
         tokio::spawn(async move {
             let svc = service_fn(move |req| {
                 let host = host.clone();
-                async move { Ok::<_, Infallible>(serve(host, req).await) }
+                async move { Ok::<_, Infallible>(serve(host, peer, req).await) }
             });
             if let Err(e) = http1::Builder::new()
                 .serve_connection(TokioIo::new(conn), svc)
