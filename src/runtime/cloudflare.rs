@@ -27,7 +27,7 @@
 //!   lapsed (the hook for an eager expiry pass), because correctness never depends on it.
 
 use super::edge::{self, Follow, STREAM_SECONDS};
-use crate::core::nexrender::PEER_HEADER;
+use crate::core::nexrender::set_peer;
 use crate::core::{Config, Ctx, Ids};
 use crate::store::durable_object::DurableObjectStore;
 use crate::store::envelope::Versions;
@@ -98,19 +98,19 @@ async fn to_http(req: &mut Request) -> Result<std::result::Result<http::Request<
         .method(req.method().as_ref())
         .uri(uri);
     for (k, v) in req.headers().entries() {
-        // The peer address is the shell's to give (below), never the client's.
-        if !k.eq_ignore_ascii_case(PEER_HEADER) {
-            b = b.header(k, v);
-        }
+        b = b.header(k, v);
     }
+    let body = req.bytes().await.unwrap_or_default();
+    let mut out = match b.body(Bytes::from(body)) {
+        Ok(r) => r,
+        Err(e) => return Ok(Err(e.to_string())),
+    };
     // Cloudflare's edge gives the client's address in `CF-Connecting-IP` (replacing any value
     // the client sent; wrangler dev sets it when the client did not): the Workers counterpart
     // of the native shell's TCP peer. It is still on the request forwarded to the farm's object.
-    if let Some(ip) = req.headers().get("cf-connecting-ip").ok().flatten() {
-        b = b.header(PEER_HEADER, ip);
-    }
-    let body = req.bytes().await.unwrap_or_default();
-    Ok(b.body(Bytes::from(body)).map_err(|e| e.to_string()))
+    let ip = req.headers().get("cf-connecting-ip").ok().flatten();
+    set_peer(out.headers_mut(), ip.and_then(|ip| ip.trim().parse().ok()));
+    Ok(Ok(out))
 }
 
 fn from_http(resp: http::Response<Bytes>) -> Result<Response> {

@@ -222,9 +222,7 @@ fn is_event_stream(parts: &http::request::Parts) -> bool {
 async fn serve_request(shell: Shell, peer: SocketAddr, req: AxumRequest) -> AxumResponse {
     let (mut parts, body) = req.into_parts();
     // The core cannot see the socket; it reads the peer here (a client's own value is replaced).
-    if let Ok(v) = HeaderValue::from_str(&peer.ip().to_string()) {
-        parts.headers.insert(crate::core::nexrender::PEER_HEADER, v);
-    }
+    crate::core::nexrender::set_peer(&mut parts.headers, Some(peer.ip()));
     let body = match axum::body::to_bytes(body, shell.body_limit + 1).await {
         Ok(b) => b,
         Err(_) => {

@@ -21,7 +21,7 @@ use spin_sdk::http::{box_body, BoxBody, EmptyBody, FullBody, Request};
 use spin_sdk::wasip3::random::random::get_random_u64;
 
 use super::edge::{self, Follow, STREAM_SECONDS};
-use crate::core::nexrender::PEER_HEADER;
+use crate::core::nexrender::set_peer;
 use crate::core::{Config, Ctx, Ids};
 use crate::store::spin_kv::host::SpinCells;
 use crate::store::spin_kv::SpinKv;
@@ -38,10 +38,6 @@ impl Ids for WasiIds {
     fn random(&self) -> u128 {
         (get_random_u64() as u128) << 64 | get_random_u64() as u128
     }
-}
-
-fn random64() -> u64 {
-    get_random_u64()
 }
 
 fn now_ms() -> u64 {
@@ -70,15 +66,9 @@ fn full(resp: http::Response<Bytes>) -> http::Response<BoxBody> {
 }
 
 /// A JSON error in the core's shape, for failures before the core runs.
-fn error(status: u16, code: &str, message: &str) -> http::Response<BoxBody> {
+fn error(status: http::StatusCode, code: &str, message: &str) -> http::Response<Bytes> {
     let body = serde_json::json!({"error": {"code": code, "message": message}});
-    let mut resp = http::Response::new(Bytes::from(body.to_string()));
-    *resp.status_mut() = http::StatusCode::from_u16(status).unwrap_or_default();
-    resp.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("application/json"),
-    );
-    full(resp)
+    crate::core::http::json(status, &body)
 }
 
 /// One request through the core over the Spin store.
@@ -86,15 +76,12 @@ async fn answer(req: http::Request<Bytes>, config: &Config) -> http::Response<By
     let cells = match SpinCells::open(STORE_LABEL) {
         Ok(c) => c,
         Err(e) => {
-            let body =
-                serde_json::json!({"error": {"code": "unavailable", "message": e.to_string()}});
-            let mut resp = http::Response::new(Bytes::from(body.to_string()));
-            *resp.status_mut() = http::StatusCode::SERVICE_UNAVAILABLE;
-            return resp;
+            let status = http::StatusCode::SERVICE_UNAVAILABLE;
+            return error(status, "unavailable", &e.to_string());
         }
     };
     let now_ms = now_ms();
-    let store = SpinKv::new(cells, now_ms, &random64);
+    let store = SpinKv::new(cells, now_ms, &get_random_u64);
     let ctx = Ctx {
         store: &store,
         config,
@@ -149,23 +136,29 @@ fn event_stream(req: http::Request<Bytes>, config: Config) -> http::Response<Box
 async fn serve(req: Request) -> http::Response<BoxBody> {
     let config = match config() {
         Ok(c) => c,
-        Err(m) => return error(500, "not_configured", &m),
+        Err(m) => {
+            let status = http::StatusCode::INTERNAL_SERVER_ERROR;
+            return full(error(status, "not_configured", &m));
+        }
     };
     let (mut parts, body) = req.into_parts();
-    // The peer address is the shell's to give, never the client's: Spin puts the TCP peer in
-    // `spin-client-addr` (replacing any value the client sent).
-    parts.headers.remove(PEER_HEADER);
+    // Spin puts the TCP peer in `spin-client-addr` (replacing any value the client sent).
     let peer = parts
         .headers
         .get(CLIENT_ADDR_HEADER)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<std::net::SocketAddr>().ok());
-    if let Some(ip) = peer.and_then(|p| http::HeaderValue::from_str(&p.ip().to_string()).ok()) {
-        parts.headers.insert(PEER_HEADER, ip);
-    }
+    set_peer(&mut parts.headers, peer.map(|p| p.ip()));
     let body = match body.bytes().await {
         Ok(b) => b,
-        Err(e) => return error(400, "bad_request", &format!("reading the body: {e:?}")),
+        Err(e) => {
+            let message = format!("reading the body: {e:?}");
+            return full(error(
+                http::StatusCode::BAD_REQUEST,
+                "bad_request",
+                &message,
+            ));
+        }
     };
     let req = http::Request::from_parts(parts, body);
     let accept = req

@@ -86,9 +86,18 @@ fn header<'h>(headers: &'h http::HeaderMap, name: &str) -> Option<&'h str> {
         .filter(|v| !v.is_empty())
 }
 
-/// The header a runtime shell sets to the TCP peer address (the core cannot see sockets). The
-/// native shell overwrites whatever a client sent under this name.
+/// The header a runtime shell sets to the TCP peer address (the core cannot see sockets), with
+/// [`set_peer`].
 pub const PEER_HEADER: &str = "x-edgefarm-peer";
+
+/// Puts the peer address a shell observed (`None`: unknown) in [`PEER_HEADER`], dropping any
+/// value a client sent under that name: the address is the shell's to give, never the client's.
+pub fn set_peer(headers: &mut http::HeaderMap, ip: Option<std::net::IpAddr>) {
+    headers.remove(PEER_HEADER);
+    if let Some(v) = ip.and_then(|ip| http::HeaderValue::from_str(&ip.to_string()).ok()) {
+        headers.insert(PEER_HEADER, v);
+    }
+}
 
 /// Where a request came from: the first `x-forwarded-for` hop, else `x-real-ip`, else the peer
 /// address the shell put in [`PEER_HEADER`].
