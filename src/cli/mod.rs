@@ -39,8 +39,12 @@ enum Command {
     Submit(submit::SubmitArgs),
     /// List jobs, newest first.
     Jobs(jobs::ListArgs),
-    /// Show one job: its tasks, attempts, nodes, errors and the log tail of failed tasks.
+    /// Show one job: its tasks, attempts, nodes, times, outputs, errors and failed tasks' logs.
     Job(jobs::ShowArgs),
+    /// Follow a job's progress until it ends (exit 1 unless it completes).
+    Follow(follow::FollowArgs),
+    /// Print the log of a task (its latest attempt, or --attempt N).
+    Log(jobs::LogArgs),
     /// Cancel a job.
     Cancel(jobs::ActionArgs),
     /// Pause a job (running tasks finish; nothing new starts).
@@ -78,6 +82,11 @@ pub fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("edgefarm: {e:#}");
+            if cannot_connect(&e) {
+                eprintln!(
+                    "edgefarm: is `edgefarm serve` running at that address? The URL comes from --url, EDGEFARM_URL or ~/.config/edgefarm/cli.toml (default http://127.0.0.1:8080)."
+                );
+            }
             ExitCode::from(exit_code(&e))
         }
     }
@@ -88,6 +97,8 @@ async fn client_command(command: Command) -> anyhow::Result<ExitCode> {
         Command::Submit(a) => submit::run(a).await,
         Command::Jobs(a) => jobs::list(a).await.map(|()| ExitCode::SUCCESS),
         Command::Job(a) => jobs::show(a).await,
+        Command::Follow(a) => follow::run(a).await,
+        Command::Log(a) => jobs::log(a).await,
         Command::Cancel(a) => jobs::action(a, "cancel").await,
         Command::Pause(a) => jobs::action(a, "pause").await,
         Command::Resume(a) => jobs::action(a, "resume").await,
@@ -110,6 +121,14 @@ pub(crate) fn block_on<T>(
         .block_on(fut)
 }
 
+/// Whether the server could not be reached at all (as opposed to answering with an error).
+fn cannot_connect(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<reqwest::Error>()
+            .is_some_and(|r| r.is_connect() || r.is_timeout())
+    })
+}
+
 /// 2 for usage and config errors, 1 for everything else.
 fn exit_code(e: &anyhow::Error) -> u8 {
     let usage = e.chain().any(|c| {
@@ -129,8 +148,12 @@ fn init_logging(verbose: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("EDGEFARM_LOG")
         .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    // Colour only on a terminal: redirected to a log file, escape codes are noise.
+    let colour =
+        std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none();
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(colour)
         .try_init();
 }

@@ -24,15 +24,17 @@ pub struct NodeArgs {
     /// Node token from an earlier enrolment.
     #[arg(long, env = "EDGEFARM_NODE_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// Queue to take tasks from [default: default].
     #[arg(long, env = "EDGEFARM_QUEUE")]
     queue: Option<String>,
-    /// Node name shown in `edgefarm nodes` (default: the host name).
+    /// Node name shown in `edgefarm nodes` [default: the host name]; a new name renames an
+    /// enrolled node (it enrols again, which needs the farm secret).
     #[arg(long, env = "EDGEFARM_NODE_NAME")]
     name: Option<String>,
     /// Tags (repeatable or comma-separated); tagged jobs go only to nodes with the tag.
     #[arg(long = "tag", env = "EDGEFARM_NODE_TAGS", value_delimiter = ',')]
     tags: Vec<String>,
-    /// Tasks run at once.
+    /// Tasks run at once [default: 1].
     #[arg(long, env = "EDGEFARM_SLOTS")]
     slots: Option<u32>,
     /// Inputs (job `file` params) are resolved under this directory.
@@ -41,7 +43,8 @@ pub struct NodeArgs {
     /// Outputs (job `output` params) are written under this directory.
     #[arg(long, env = "EDGEFARM_OUTPUT_ROOT")]
     output_root: Option<PathBuf>,
-    /// Where node.json (node id + token) is kept.
+    /// Where node.json (node id + token) is kept, locked while the node runs; each node needs
+    /// its own [default: $XDG_STATE_HOME/edgefarm/node or ~/.local/state/edgefarm/node].
     #[arg(long, env = "EDGEFARM_STATE_DIR")]
     state_dir: Option<PathBuf>,
     /// Restart a slot after it ran this many tasks (0 = never).

@@ -62,28 +62,31 @@ enum Kind {
 
 #[derive(Debug, Args)]
 struct JobOpts {
-    /// Frames: "1-250", "1,5,10-20", "1-100x5".
+    /// Frames: "1-250", "1,5,10-20", "1-100x5" [default: no frames: one task, run once].
     #[arg(long)]
     frames: Option<String>,
-    /// Frames per task.
+    /// Frames per task [default: 10].
     #[arg(long)]
     chunk: Option<u32>,
-    /// Higher runs first (default 50).
+    /// Higher runs first, 0 to 100 [default: 50].
     #[arg(long)]
     priority: Option<i64>,
     /// Only nodes with this tag take it (repeatable).
     #[arg(long = "tag")]
     tags: Vec<String>,
+    /// Queue to submit to; nodes take tasks from the queue they poll [default: default].
     #[arg(long)]
     queue: Option<String>,
     /// Client-chosen job id (submitting the same spec again is then harmless).
     #[arg(long)]
     id: Option<String>,
+    /// Job name shown in lists [default: the .blend file's name, or the program's name].
     #[arg(long)]
     name: Option<String>,
+    /// Attempts a task gets before it fails (a failed node never gets it again) [default: 3].
     #[arg(long)]
     max_attempts: Option<u32>,
-    /// Seconds before a node kills a task.
+    /// Seconds before a node kills a task [default: 3600].
     #[arg(long)]
     timeout: Option<u64>,
 }
@@ -111,7 +114,20 @@ pub async fn run(args: SubmitArgs) -> anyhow::Result<ExitCode> {
     if args.client.json && !args.follow {
         api::print_json(&job);
     } else if !args.client.json {
-        println!("submitted job {id} ({} tasks)", job["counts"]["total"]);
+        let tasks = job["counts"]["total"].as_u64().unwrap_or(0);
+        let s = if tasks == 1 { "" } else { "s" };
+        println!(
+            "submitted job {id} \"{}\" ({tasks} task{s})",
+            api::s(&job, "name")
+        );
+    }
+    // A server that can tell why no node could take the job says so (`waiting`).
+    if let Some(why) = job
+        .get("waiting")
+        .and_then(serde_json::Value::as_str)
+        .filter(|w| !w.is_empty())
+    {
+        eprintln!("warning: job {id} is waiting: {why}");
     }
     if args.follow {
         return follow::follow(&client, &id, args.client.json).await;
@@ -120,6 +136,7 @@ pub async fn run(args: SubmitArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn spec_of(kind: &Kind) -> Value {
+    let default_name;
     let (kind_name, params, opts) = match kind {
         Kind::Blender {
             file,
@@ -130,6 +147,7 @@ fn spec_of(kind: &Kind) -> Value {
             opts,
         } => {
             let mut p = json!({"file": file, "output": output});
+            default_name = file_name(file);
             for (k, v) in [("engine", engine), ("format", format), ("scene", scene)] {
                 if let Some(v) = v {
                     p[k] = json!(v);
@@ -141,7 +159,10 @@ fn spec_of(kind: &Kind) -> Value {
             program,
             args,
             opts,
-        } => ("command", json!({"program": program, "args": args}), opts),
+        } => {
+            default_name = program.clone();
+            ("command", json!({"program": program, "args": args}), opts)
+        }
     };
     let mut spec = Map::new();
     spec.insert("type".into(), json!(kind_name));
@@ -152,7 +173,13 @@ fn spec_of(kind: &Kind) -> Value {
         ("priority", opts.priority.map(|v| json!(v))),
         ("queue", opts.queue.as_ref().map(|v| json!(v))),
         ("id", opts.id.as_ref().map(|v| json!(v))),
-        ("name", opts.name.as_ref().map(|v| json!(v))),
+        (
+            "name",
+            opts.name
+                .clone()
+                .or_else(|| (!default_name.is_empty()).then_some(default_name))
+                .map(|v| json!(v)),
+        ),
         ("max_attempts", opts.max_attempts.map(|v| json!(v))),
         ("task_timeout_s", opts.timeout.map(|v| json!(v))),
         ("tags", (!opts.tags.is_empty()).then(|| json!(opts.tags))),
@@ -163,4 +190,11 @@ fn spec_of(kind: &Kind) -> Value {
         }
     }
     Value::Object(spec)
+}
+
+/// `shots/12.blend` → `12.blend`: the job's name when none is given (rather than its id).
+fn file_name(path: &str) -> String {
+    std::path::Path::new(path)
+        .file_name()
+        .map_or_else(|| path.to_string(), |n| n.to_string_lossy().into_owned())
 }

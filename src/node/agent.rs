@@ -21,6 +21,7 @@ use super::identity::{self, Identity};
 use super::outbox::Outbox;
 use super::poll::{self, Answer};
 use super::shared::{self, Shared};
+use super::state;
 use super::slot::{Pool, SlotExit};
 use super::task::Outcome;
 use super::wire::{Ack, AckStatus};
@@ -40,6 +41,12 @@ pub enum Exit {
 /// Runs the node until a signal stops it.
 pub async fn run(loader: Loader) -> Result<Exit, NodeError> {
     let config = Arc::new(loader()?);
+    // Held until the node exits: a second node on this state dir stops here (see `state`).
+    // A node given its token directly keeps no identity there and takes no lock.
+    let _lock = match config.token {
+        None => Some(state::lock(&config.state_dir)?),
+        Some(_) => None,
+    };
     let sig = |kind| signal(kind).map_err(|e| NodeError::io("installing signal handlers", e));
     let (mut term, mut int, mut hup) = (
         sig(SignalKind::terminate())?,
@@ -57,7 +64,7 @@ pub async fn run(loader: Loader) -> Result<Exit, NodeError> {
             Err(e) if e.is_config() || e.is_auth() => return Err(e),
             Err(e) => {
                 let delay = backoff.next_delay();
-                tracing::warn!(error = %e.report(), retry_in_ms = delay.as_millis() as u64, "server not reachable");
+                tracing::warn!(error = %e.report(), url = %config.url, retry_in_ms = delay.as_millis() as u64, "server not reachable (is `edgefarm serve` running at this url? check --url / EDGEFARM_URL)");
                 tokio::select! {
                     _ = sleep(delay) => {}
                     _ = term.recv() => return Ok(Exit::Drained),
@@ -81,7 +88,7 @@ pub async fn run(loader: Loader) -> Result<Exit, NodeError> {
         config.slots as usize,
         config.recycle_after,
     );
-    tracing::info!(node = ?node_id, queue = %config.queue, slots = config.slots, types = ?config.types(), "node started");
+    tracing::info!(node = %node_id.as_deref().unwrap_or("(given token)"), name = %config.name, queue = %config.queue, slots = config.slots, types = ?config.types(), "node started");
 
     let mut outbox = Outbox::default();
     let mut interval = Duration::from_millis(settings.interval.max(50));
@@ -92,7 +99,7 @@ pub async fn run(loader: Loader) -> Result<Exit, NodeError> {
     let mut long_polling = false;
     let mut draining = false;
     let mut forced_at: Option<Instant> = None;
-    loop {
+    let exit = loop {
         if long_polling && (draining || forced_at.is_some()) {
             // Stop waiting for work at once. Should the server have leased a task in the
             // instant before the abort, that lease lapses and the task goes to another node.
@@ -111,12 +118,12 @@ pub async fn run(loader: Loader) -> Result<Exit, NodeError> {
         if in_flight.is_none() && pool.busy() == 0 {
             if draining && forced_at.is_none() && outbox.is_empty() {
                 tracing::info!("drained: every task finished and acked");
-                return Ok(Exit::Drained);
+                break Exit::Drained;
             }
             if let Some(_at) = forced_at {
-                return Ok(Exit::Forced {
+                break Exit::Forced {
                     unsent: poll::last_flush(&shared, &outbox).await,
-                });
+                };
             }
         }
         if forced_at.is_some_and(|at| at.elapsed() > Duration::from_secs(10)) {
@@ -124,9 +131,9 @@ pub async fn run(loader: Loader) -> Result<Exit, NodeError> {
             for task in pool.running() {
                 poll::release(&shared, task).await;
             }
-            return Ok(Exit::Forced {
+            break Exit::Forced {
                 unsent: outbox.len(),
-            });
+            };
         }
         if in_flight.is_none() && Instant::now() >= next_poll {
             let config = shared.config();
@@ -185,6 +192,22 @@ pub async fn run(loader: Loader) -> Result<Exit, NodeError> {
             }
             _ = sleep_until(next_poll), if in_flight.is_none() => {}
         }
+    };
+    if let Some(id) = &node_id {
+        leave(&shared, id).await;
+    }
+    Ok(exit)
+}
+
+/// Tells the server this node is gone (`POST /v1/nodes/{id}/leave`), so it shows offline at
+/// once rather than after its last poll ages out. Best effort and brief: an older server
+/// without the route, or an unreachable one, only means the server notices later.
+async fn leave(shared: &Shared, id: &str) {
+    match tokio::time::timeout(Duration::from_secs(3), shared.client.leave(id)).await {
+        Ok(Ok(true)) => tracing::info!("told the server this node is leaving"),
+        Ok(Ok(false)) => tracing::debug!("the server has no leave route; it will see this node go quiet"),
+        Ok(Err(e)) => tracing::info!(error = %e.report(), "could not tell the server this node is leaving"),
+        Err(_) => tracing::info!("the server did not answer the leave notice in time"),
     }
 }
 
@@ -215,7 +238,8 @@ async fn on_report(
                 error: Some(error),
             });
         }
-        Outcome::LeaseLost => tracing::warn!(task = %task.id, "lease lost; not acking"),
+        // Both were logged with their reason where they happened; there is nothing to ack.
+        Outcome::LeaseLost | Outcome::Canceled => {}
         Outcome::Aborted => poll::release(shared, &task).await,
     }
 }

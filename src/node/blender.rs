@@ -21,6 +21,8 @@ pub struct Launch {
     pub runs: Vec<Vec<String>>,
     /// Frames the task covers (progress total).
     pub frames_total: u32,
+    /// Progress is counted per finished run (a per-frame `command`), not from `Saved:` lines.
+    pub progress_by_runs: bool,
 }
 
 /// Roots the params are confined to.
@@ -37,56 +39,82 @@ pub fn argv(
     params: &Value,
     frames: Option<Frames>,
 ) -> Result<Launch, NodeError> {
+    argv_for_ranges(cfg, roots, params, frames, frames.map(|f| vec![f]))
+}
+
+/// Like [`argv`], but one run per range of `ranges` (the frames of `frames` still to render;
+/// see `rendered`): each run is the same command line with its own `-s -e -j`. An empty list
+/// gives no run at all (every frame is already there).
+pub fn argv_for_ranges(
+    cfg: &BlenderType,
+    roots: &Roots,
+    params: &Value,
+    frames: Option<Frames>,
+    ranges: Option<Vec<Frames>>,
+) -> Result<Launch, NodeError> {
     let file = required_str(params, "file")?;
     let file = paths::confine_existing("file", &roots.project, file)?;
-    let output = paths::confine_output("output", &roots.output, required_str(params, "output")?)?;
+    let output = output_path(roots, params)?;
     // `-Y` (no auto-run of Python scripts embedded in the .blend) must come before the file:
     // a scene from the project root is data, and a job must not turn it into code the node runs
     // (whatever the node user's Blender preferences say).
-    let mut argv = vec![
+    let mut head = vec![
         "-Y".to_string(),
         "-b".to_string(),
         file.to_string_lossy().into_owned(),
     ];
     if let Some(scene) = optional_str(params, "scene")? {
         check_value("scene", scene, |c| !c.is_control())?;
-        argv.extend(["-S".to_string(), scene.to_string()]);
+        head.extend(["-S".to_string(), scene.to_string()]);
     }
-    argv.extend(["-o".to_string(), output.to_string_lossy().into_owned()]);
+    head.extend(["-o".to_string(), output.to_string_lossy().into_owned()]);
     let token = |c: char| c.is_ascii_alphanumeric() || c == '_';
     if let Some(engine) = optional_str(params, "engine")? {
         check_value("engine", engine, token)?;
-        argv.extend(["-E".to_string(), engine.to_string()]);
+        head.extend(["-E".to_string(), engine.to_string()]);
     }
     if let Some(format) = optional_str(params, "format")? {
         check_value("format", format, token)?;
-        argv.extend(["-F".to_string(), format.to_string()]);
+        head.extend(["-F".to_string(), format.to_string()]);
     }
     let frames_total = match frames {
-        Some(f) => {
-            if f.count() == 0 {
-                return Err(NodeError::Rejected(format!("bad frame range {f:?}")));
-            }
-            argv.extend([
-                "-s".to_string(),
-                f.from.to_string(),
-                "-e".to_string(),
-                f.to.to_string(),
-                "-j".to_string(),
-                f.step.to_string(),
-            ]);
-            f.count()
+        Some(f) if f.count() == 0 => {
+            return Err(NodeError::Rejected(format!("bad frame range {f:?}")));
         }
+        Some(f) => f.count(),
         None => 1,
     };
-    argv.extend(["-t".to_string(), cfg.threads.to_string()]);
-    argv.extend(cfg.args.iter().cloned());
-    argv.push("-a".to_string());
+    let mut tail = vec!["-t".to_string(), cfg.threads.to_string()];
+    tail.extend(cfg.args.iter().cloned());
+    tail.push("-a".to_string());
+    let runs = match ranges {
+        None => vec![[head, tail].concat()],
+        Some(ranges) => ranges
+            .iter()
+            .map(|r| {
+                let range = [
+                    "-s".to_string(),
+                    r.from.to_string(),
+                    "-e".to_string(),
+                    r.to.to_string(),
+                    "-j".to_string(),
+                    r.step.to_string(),
+                ];
+                [head.clone(), range.to_vec(), tail.clone()].concat()
+            })
+            .collect(),
+    };
     Ok(Launch {
         program: cfg.program.clone(),
-        runs: vec![argv],
+        runs,
         frames_total,
+        progress_by_runs: false,
     })
+}
+
+/// The `-o` path of a blender task: `params.output` under the output root.
+pub fn output_path(roots: &Roots, params: &Value) -> Result<PathBuf, NodeError> {
+    paths::confine_output("output", &roots.output, required_str(params, "output")?)
 }
 
 /// A string param that must be present.

@@ -14,7 +14,7 @@ use serde::Serialize;
 use super::error::NodeError;
 use super::wire::{
     ApiError, Enrolment, Heartbeat, HeartbeatAnswer, NodeInfo, PollAnswer, PollRequest,
-    QueueSettings,
+    QueueSettings, TaskInfo,
 };
 
 /// What a heartbeat answer tells the slot.
@@ -23,7 +23,17 @@ pub enum HeartbeatReply {
     /// Keep rendering; `node_state` as the server sees this node.
     Keep { node_state: Option<String> },
     /// The lease is no longer ours (409 / `keep_running: false`): kill the process, no ack.
-    Stop,
+    /// `why` is the server's message, when it sent one.
+    Stop { why: String },
+}
+
+/// What became of a preview upload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PreviewReply {
+    /// Stored as the job's (and the farm's) latest preview.
+    Stored,
+    /// 429: another preview of this task was accepted too recently; not an error.
+    Throttled,
 }
 
 /// A client bound to one server and one credential (node token or farm secret).
@@ -94,7 +104,11 @@ impl Client {
         let url = self.url(&format!("/v1/tasks/{}/heartbeat", enc(task)));
         let resp = self.authed(self.http.post(url).json(body)).send().await?;
         if resp.status() == StatusCode::CONFLICT {
-            return Ok(HeartbeatReply::Stop);
+            let why = match decode::<serde_json::Value>(resp).await {
+                Err(NodeError::Api { message, .. }) => message,
+                _ => String::new(),
+            };
+            return Ok(HeartbeatReply::Stop { why });
         }
         let answer: HeartbeatAnswer = decode(resp).await?;
         Ok(if answer.keep_running {
@@ -102,8 +116,59 @@ impl Client {
                 node_state: answer.node_state,
             }
         } else {
-            HeartbeatReply::Stop
+            HeartbeatReply::Stop { why: String::new() }
         })
+    }
+
+    /// `POST /v1/tasks/{id}/preview`: a PNG or JPEG thumbnail, with the lease in a header.
+    pub async fn preview(
+        &self,
+        task: &str,
+        lease: &str,
+        content_type: &'static str,
+        image: Vec<u8>,
+    ) -> Result<PreviewReply, NodeError> {
+        let url = self.url(&format!("/v1/tasks/{}/preview", enc(task)));
+        let req = self
+            .http
+            .post(url)
+            .header(reqwest::header::CONTENT_TYPE, content_type)
+            .header("x-edgefarm-lease", lease)
+            .body(image);
+        let resp = self.authed(req).send().await?;
+        if resp.status() == StatusCode::TOO_MANY_REQUESTS {
+            return Ok(PreviewReply::Throttled);
+        }
+        decode::<serde_json::Value>(resp).await?;
+        Ok(PreviewReply::Stored)
+    }
+
+    /// `GET /v1/tasks/{id}` (a node may read the tasks it holds or held).
+    pub async fn task(&self, id: &str) -> Result<TaskInfo, NodeError> {
+        self.send(self.http.get(self.url(&format!("/v1/tasks/{}", enc(id)))))
+            .await
+    }
+
+    /// `DELETE /v1/nodes/{id}` (farm secret).
+    pub async fn delete_node(&self, id: &str) -> Result<(), NodeError> {
+        self.send::<serde_json::Value>(
+            self.http
+                .delete(self.url(&format!("/v1/nodes/{}", enc(id)))),
+        )
+        .await
+        .map(drop)
+    }
+
+    /// `POST /v1/nodes/{id}/leave`: this node is stopping; the server shows it offline at once.
+    /// `Ok(false)` from a server that does not have the route yet (404/405).
+    pub async fn leave(&self, id: &str) -> Result<bool, NodeError> {
+        let url = self.url(&format!("/v1/nodes/{}/leave", enc(id)));
+        let resp = self.authed(self.http.post(url)).send().await?;
+        match resp.status() {
+            s if s.is_success() => Ok(true),
+            StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED => Ok(false),
+            _ => decode::<serde_json::Value>(resp).await.map(|_| true),
+        }
     }
 
     /// `POST /v1/tasks/{id}/release`: hand the task back at once (shutdown).

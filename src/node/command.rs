@@ -64,6 +64,7 @@ pub fn argv(
         program: program.clone(),
         runs,
         frames_total,
+        progress_by_runs: per_frame,
     })
 }
 

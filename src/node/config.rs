@@ -75,6 +75,9 @@ pub struct NodeConfig {
     pub token: Option<String>,
     pub queue: String,
     pub name: String,
+    /// Whether `name` was set (file, flag or env) rather than defaulted to the host name: only
+    /// a chosen name renames an enrolled node.
+    pub name_chosen: bool,
     pub tags: Vec<String>,
     pub slots: u32,
     pub project_root: PathBuf,
@@ -121,9 +124,10 @@ pub fn validate(file: FileConfig) -> Result<NodeConfig, NodeError> {
     }
     let token = file.token.filter(|t| !t.is_empty());
     let secret = file.secret.filter(|s| !s.is_empty());
-    let state_dir = file
-        .state_dir
-        .unwrap_or_else(|| PathBuf::from("edgefarm-node"));
+    let state_dir = match file.state_dir {
+        Some(dir) => dir,
+        None => default_state_dir()?,
+    };
     if token.is_none() && secret.is_none() && !state_dir.join("node.json").is_file() {
         return Err(bad(
             "neither a node token nor the farm secret to enrol with (set `token`/EDGEFARM_NODE_TOKEN or `secret`/EDGEFARM_SECRET)",
@@ -167,7 +171,13 @@ pub fn validate(file: FileConfig) -> Result<NodeConfig, NodeError> {
             "no job types: add [types.blender] or [types.command.programs]",
         ));
     }
+    let name_chosen = file.name.is_some();
     let name = file.name.unwrap_or_else(default_name);
+    if name.is_empty() || name.len() > 256 || name.chars().any(char::is_control) {
+        return Err(bad(format!(
+            "name {name:?}: 1 to 256 bytes, no control characters"
+        )));
+    }
     let tags = file.tags.unwrap_or_default();
     if let Some(t) = tags.iter().find(|t| !is_name(t)) {
         return Err(bad(format!("tag {t:?}: use letters, digits, '-' or '_'")));
@@ -178,6 +188,7 @@ pub fn validate(file: FileConfig) -> Result<NodeConfig, NodeError> {
         token,
         queue,
         name,
+        name_chosen,
         tags,
         slots,
         project_root,
@@ -245,6 +256,27 @@ fn is_executable(path: &Path) -> bool {
     std::fs::metadata(path)
         .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
         .unwrap_or(false)
+}
+
+/// The per-user place for node.json when none is configured: `$XDG_STATE_HOME/edgefarm/node`,
+/// else `~/.local/state/edgefarm/node` (macOS: `~/Library/Application Support/edgefarm/node`).
+///
+/// Not the current directory (the default before): two nodes started from one folder then
+/// shared one identity. Per user, not per host: two nodes of one user still need their own
+/// `--state-dir`, and the lock on it (see `state::lock`) says so at start.
+pub fn default_state_dir() -> Result<PathBuf, NodeError> {
+    let absolute = |v: std::ffi::OsString| Some(PathBuf::from(v)).filter(|p| p.is_absolute());
+    let home = std::env::var_os("HOME").and_then(absolute);
+    let base = if cfg!(target_os = "macos") {
+        home.map(|h| h.join("Library/Application Support"))
+    } else {
+        std::env::var_os("XDG_STATE_HOME")
+            .and_then(absolute)
+            .or_else(|| home.map(|h| h.join(".local/state")))
+    };
+    base.map(|b| b.join("edgefarm").join("node")).ok_or_else(|| {
+        bad("no state directory: HOME is not set; set `state_dir`, --state-dir or EDGEFARM_STATE_DIR")
+    })
 }
 
 fn default_name() -> String {

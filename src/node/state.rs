@@ -3,9 +3,17 @@
 //! The token is shown once by the server, so losing it means enrolling again as a new node; the
 //! file is written to a temporary name and renamed so a crash never leaves half a token, and it
 //! is readable by its owner only.
+//!
+//! While a node runs it holds an exclusive `flock` on `<state dir>/lock`: two nodes on one state
+//! dir would share one id and token (the server could not tell them apart, and the second
+//! node's name would be ignored), so the second one stops at start and says how to fix it. A
+//! lock rather than a pid file: the kernel drops it when the process dies, even by SIGKILL, so
+//! a crash never leaves a stale lock behind.
 
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
+use std::fs::File;
+use std::io::{Read, Seek, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -19,6 +27,55 @@ pub struct NodeState {
     pub url: String,
     pub node_id: String,
     pub token: String,
+}
+
+/// The held lock on a state dir; released when dropped (or when the process ends).
+#[derive(Debug)]
+pub struct StateLock {
+    _file: File,
+}
+
+/// Takes the exclusive lock on `dir` (creating it, mode 0700), or says which node holds it.
+pub fn lock(dir: &Path) -> Result<StateLock, NodeError> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| NodeError::io(format!("creating {}", dir.display()), e))?;
+    let path = dir.join("lock");
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(&path)
+        .map_err(|e| NodeError::io(format!("opening {}", path.display()), e))?;
+    // SAFETY: flock(2) on a file descriptor this function owns for the call's duration.
+    let taken = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
+    if !taken {
+        let err = std::io::Error::last_os_error();
+        if err.raw_os_error() != Some(libc::EWOULDBLOCK) {
+            return Err(NodeError::io(format!("locking {}", path.display()), err));
+        }
+        let mut holder = String::new();
+        let _ = file.read_to_string(&mut holder);
+        let holder = holder.trim();
+        let by = if holder.is_empty() {
+            String::new()
+        } else {
+            format!(" (pid {holder})")
+        };
+        return Err(NodeError::Config(format!(
+            "another edgefarm node{by} is running with the state dir {}: two nodes there would share one identity; give this node its own --state-dir (or EDGEFARM_STATE_DIR, or `state_dir` in its config)",
+            dir.display()
+        )));
+    }
+    // The holder's pid, for the message above (informative only: the lock is the truth).
+    let _ = file.set_len(0);
+    let _ = file.rewind();
+    let _ = write!(file, "{}", std::process::id());
+    Ok(StateLock { _file: file })
 }
 
 /// `<dir>/node.json`.
@@ -63,6 +120,19 @@ pub fn save(dir: &Path, state: &NodeState) -> Result<(), NodeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_second_lock_on_one_state_dir_is_refused_until_the_first_is_dropped() {
+        let tmp = tempfile::tempdir().unwrap();
+        let first = lock(tmp.path()).unwrap();
+        let err = lock(tmp.path()).unwrap_err().to_string();
+        assert!(
+            err.contains("--state-dir") && err.contains(&std::process::id().to_string()),
+            "{err}"
+        );
+        drop(first);
+        assert!(lock(tmp.path()).is_ok(), "a dropped lock is free again");
+    }
 
     #[test]
     fn saved_state_loads_back_for_the_same_server_only() {

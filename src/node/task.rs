@@ -10,6 +10,8 @@ use tokio::sync::watch;
 use tokio::time::{interval_at, sleep_until, MissedTickBehavior};
 
 use super::blender::{self, Launch, Roots};
+use super::preview::Previews;
+use super::rendered;
 use super::client::{Client, HeartbeatReply};
 use super::command;
 use super::config::NodeConfig;
@@ -32,6 +34,8 @@ pub enum Outcome {
     Failed(String),
     /// The server took the lease back (409 / `keep_running: false`): no ack.
     LeaseLost,
+    /// The job was canceled while the task ran: no ack.
+    Canceled,
     /// Forced shutdown killed it: release the lease.
     Aborted,
 }
@@ -64,16 +68,91 @@ pub fn launch_for(config: &NodeConfig, task: &ClaimedTask) -> Result<Launch, Nod
     }
 }
 
+/// Frames an earlier attempt of this Blender task left complete (see `rendered`): asks the
+/// server when those attempts began, then checks the files off the async runtime. Empty for a
+/// first attempt, other task types, or when anything is unclear (then everything renders).
+async fn already_rendered(env: &TaskEnv<'_>, task: &ClaimedTask) -> Vec<(i64, std::path::PathBuf)> {
+    let (Some(frames), "blender", true) = (task.frames, task.kind.as_str(), task.attempt > 1)
+    else {
+        return Vec::new();
+    };
+    let roots = Roots {
+        project: env.config.project_root.clone(),
+        output: env.config.output_root.clone(),
+    };
+    let Ok(output) = blender::output_path(&roots, &task.params) else {
+        return Vec::new();
+    };
+    let format = blender::optional_str(&task.params, "format")
+        .ok()
+        .flatten()
+        .map(str::to_string);
+    let info = match env.client.task(&task.id).await {
+        Ok(info) => info,
+        Err(e) => {
+            tracing::info!(task = %task.id, error = %e.report(), "cannot read the earlier attempts; rendering every frame");
+            return Vec::new();
+        }
+    };
+    let seen = std::time::SystemTime::now();
+    let current = info.history.iter().find(|a| a.attempt == task.attempt);
+    let (Some(current), Some(start)) = (
+        current,
+        rendered::window_start_ms(&info.history, task.attempt),
+    ) else {
+        return Vec::new();
+    };
+    let since = rendered::local_time(start, current.started_ms, seen);
+    tokio::task::spawn_blocking(move || rendered::done(&output, frames, format.as_deref(), since))
+        .await
+        .unwrap_or_default()
+}
+
 /// Runs `task` to its end.
 pub async fn run(env: TaskEnv<'_>, task: &ClaimedTask) -> Outcome {
-    let launch = match launch_for(env.config, task) {
+    let mut launch = match launch_for(env.config, task) {
         Ok(l) => l,
         Err(e) => return Outcome::Failed(e.report()),
     };
+    let skipped = already_rendered(&env, task).await;
+    let mut log = LogBuffer::default();
+    if let (Some(frames), Some(b), false) =
+        (task.frames, &env.config.blender, skipped.is_empty())
+    {
+        let done: Vec<i64> = skipped.iter().map(|(f, _)| *f).collect();
+        let ranges = rendered::missing_ranges(frames, &done);
+        let todo: Vec<i64> = rendered::all(frames).filter(|f| !done.contains(f)).collect();
+        let roots = Roots {
+            project: env.config.project_root.clone(),
+            output: env.config.output_root.clone(),
+        };
+        launch = match blender::argv_for_ranges(b, &roots, &task.params, Some(frames), Some(ranges)) {
+            Ok(l) => l,
+            Err(e) => return Outcome::Failed(e.report()),
+        };
+        tracing::info!(task = %task.id, skipped = %rendered::describe(&done), "resuming: frames an earlier attempt rendered are kept");
+        log.push(&format!(
+            "edgefarm: frames {} are already rendered (complete files from an earlier attempt); rendering {}",
+            rendered::describe(&done),
+            if todo.is_empty() { "nothing".to_string() } else { rendered::describe(&todo) }
+        ));
+    }
+    let mut tracker = Tracker::new(launch.frames_total);
+    for (_, path) in &skipped {
+        tracker.saved.push(path.clone());
+    }
+    tracker.progress.done = (skipped.len() as u32).min(tracker.progress.total);
+    let previews = Previews::new(
+        env.client.clone(),
+        &task.id,
+        &task.lease,
+        &env.config.output_root,
+    );
     let mut run = Run {
-        tracker: Tracker::new(launch.frames_total),
-        log: LogBuffer::default(),
+        tracker,
+        log,
         last_sent: Instant::now(),
+        previews,
         env,
         task,
     };
@@ -94,7 +173,7 @@ pub async fn run(env: TaskEnv<'_>, task: &ClaimedTask) -> Outcome {
         match run.watch(child, lines, deadline).await {
             Step::Exited(0) => {
                 last_code = 0;
-                if launch.runs.len() > 1 {
+                if launch.progress_by_runs {
                     run.tracker.run_finished(1);
                 }
             }
@@ -117,13 +196,16 @@ pub async fn run(env: TaskEnv<'_>, task: &ClaimedTask) -> Outcome {
         }
     }
     run.final_flush().await;
+    run.previews.finish().await;
     let output_root = &run.env.config.output_root;
-    let outputs: Vec<String> = run
+    let mut outputs: Vec<String> = run
         .tracker
         .saved
         .iter()
         .filter_map(|p| paths::relative_to(output_root, p))
         .collect();
+    outputs.sort();
+    outputs.dedup();
     Outcome::Done(json!({
         "exit_code": last_code,
         "duration_ms": u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
@@ -142,6 +224,7 @@ struct Run<'a> {
     tracker: Tracker,
     log: LogBuffer,
     last_sent: Instant,
+    previews: Previews,
     env: TaskEnv<'a>,
     task: &'a ClaimedTask,
 }
@@ -172,7 +255,13 @@ impl Run<'_> {
             tokio::select! {
                 line = lines.recv(), if pipes_open => match line {
                     Some(line) => {
+                        let saved = self.tracker.saved.len();
                         self.tracker.blender_line(&line);
+                        if self.tracker.saved.len() > saved {
+                            if let Some(path) = self.tracker.saved.last() {
+                                self.previews.saved(path);
+                            }
+                        }
                         self.log.push(&line);
                         if self.log.should_flush() {
                             if let Some(stop) = self.heartbeat(&mut child).await { return stop; }
@@ -187,6 +276,7 @@ impl Run<'_> {
                     };
                 }
                 _ = tick.tick() => {
+                    self.previews.tick();
                     let due = self.last_sent.elapsed() >= every
                         || (self.log.has_text() && self.last_sent.elapsed() >= LOG_FLUSH_EVERY);
                     if due {
@@ -209,10 +299,21 @@ impl Run<'_> {
     /// One heartbeat; `Some` when the lease is lost (the child has been killed).
     async fn heartbeat(&mut self, child: &mut Child) -> Option<Step> {
         match self.send_heartbeat().await {
-            Some(HeartbeatReply::Stop) => {
+            Some(HeartbeatReply::Stop { why }) => {
                 child.kill_group();
-                tracing::warn!(task = %self.task.id, "lease lost; process group killed, no ack");
-                Some(Step::Stop(Outcome::LeaseLost))
+                // The server says 409 both for a canceled job and for a lease taken over; the
+                // task's state tells them apart (a canceled job's tasks are `canceled`).
+                let canceled = match self.env.client.task(&self.task.id).await {
+                    Ok(info) => info.state == "canceled",
+                    Err(_) => false,
+                };
+                if canceled {
+                    tracing::info!(task = %self.task.id, "task canceled; its program was stopped");
+                    Some(Step::Stop(Outcome::Canceled))
+                } else {
+                    tracing::warn!(task = %self.task.id, reason = %why, "lease lost; program stopped, no ack");
+                    Some(Step::Stop(Outcome::LeaseLost))
+                }
             }
             _ => None,
         }

@@ -118,6 +118,11 @@ pub struct ClaimedTask {
     pub task_timeout_s: Option<u64>,
     #[serde(default)]
     pub job_name: Option<String>,
+    /// The server's time when this lease was granted is `lease_expires_ms - lease_ms`.
+    #[serde(default)]
+    pub lease_expires_ms: Option<u64>,
+    #[serde(default)]
+    pub lease_ms: Option<u64>,
 }
 
 /// The `error` object of an API answer.
@@ -196,4 +201,30 @@ pub struct NodeInfo {
     pub id: String,
     #[serde(default)]
     pub state: Option<String>,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub tags: Option<Vec<String>>,
+    #[serde(default)]
+    pub types: Option<Vec<String>>,
+}
+
+/// One attempt of a task, as `GET /v1/tasks/{id}` shows it (only what the agent reads).
+#[derive(Debug, Clone, Deserialize)]
+pub struct AttemptInfo {
+    #[serde(default)]
+    pub attempt: u32,
+    #[serde(default)]
+    pub started_ms: u64,
+    #[serde(default)]
+    pub outcome: Option<String>,
+}
+
+/// A task as `GET /v1/tasks/{id}` shows it (only what the agent reads).
+#[derive(Debug, Clone, Deserialize)]
+pub struct TaskInfo {
+    #[serde(default)]
+    pub state: String,
+    #[serde(default)]
+    pub history: Vec<AttemptInfo>,
 }
