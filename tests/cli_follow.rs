@@ -71,8 +71,10 @@ fn cli(url: &str, args: &[&str]) -> Output {
 }
 
 async fn cli_async(url: &str, args: &[&str]) -> Output {
-    let (url, args): (String, Vec<String>) =
-        (url.to_string(), args.iter().map(|a| a.to_string()).collect());
+    let (url, args): (String, Vec<String>) = (
+        url.to_string(),
+        args.iter().map(|a| a.to_string()).collect(),
+    );
     tokio::task::spawn_blocking(move || {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         cli(&url, &args)
@@ -95,8 +97,17 @@ async fn piped_follow_prints_a_line_per_change_and_job_shows_names_times_and_out
     let out = cli_async(
         &url,
         &[
-            "submit", "command", "saved", "--frames", "1-4", "--chunk", "1", "--follow", "--",
-            "{output_root}/f_{frame}.txt", "1",
+            "submit",
+            "command",
+            "saved",
+            "--frames",
+            "1-4",
+            "--chunk",
+            "1",
+            "--follow",
+            "--",
+            "{output_root}/f_{frame}.txt",
+            "1",
         ],
     )
     .await;
@@ -107,17 +118,29 @@ async fn piped_follow_prints_a_line_per_change_and_job_shows_names_times_and_out
         progress.len() >= 2,
         "piped, --follow prints progress lines as the job goes, not only at the end: {stdout}"
     );
-    assert!(stdout.ends_with('\n'), "the output ends with a newline: {stdout:?}");
+    assert!(
+        stdout.ends_with('\n'),
+        "the output ends with a newline: {stdout:?}"
+    );
     assert!(!stdout.contains("ETA 0s"), "{stdout}");
     assert!(
         stdout.contains("\"saved\""),
         "the job is named after its program, not its id: {stdout}"
     );
-    for word in stdout.split_whitespace().filter(|w| w.contains("/s") || w.contains("/min")) {
-        assert!(!word.contains('.') || word.len() < 12, "rates are short: {word}");
+    for word in stdout
+        .split_whitespace()
+        .filter(|w| w.contains("/s") || w.contains("/min"))
+    {
+        assert!(
+            !word.contains('.') || word.len() < 12,
+            "rates are short: {word}"
+        );
     }
     let last = stdout.lines().last().unwrap_or("");
-    assert!(last.contains("completed") && last.contains("4/4"), "{stdout}");
+    assert!(
+        last.contains("completed") && last.contains("4/4"),
+        "{stdout}"
+    );
 
     let id = stdout
         .split_whitespace()
@@ -130,7 +153,10 @@ async fn piped_follow_prints_a_line_per_change_and_job_shows_names_times_and_out
     assert!(out.status.success(), "{stderr}");
     assert!(stdout.contains("render-a"), "node names, not ids: {stdout}");
     assert!(!stdout.contains(&farm.node_id), "no node ids: {stdout}");
-    assert!(stdout.contains("4: 4 completed"), "counts as text: {stdout}");
+    assert!(
+        stdout.contains("4: 4 completed"),
+        "counts as text: {stdout}"
+    );
     assert!(!stdout.contains("{\""), "no raw JSON: {stdout}");
     assert!(stdout.contains("took"), "the job's duration: {stdout}");
     assert!(stdout.contains("f_1.txt"), "the task's outputs: {stdout}");
@@ -152,8 +178,14 @@ async fn piped_follow_prints_a_line_per_change_and_job_shows_names_times_and_out
     assert!(stdout.contains("completed"), "{stdout}");
 
     let log = farm.node.log();
-    assert!(!log.contains('\u{1b}'), "no colour codes in a log file: {log}");
-    assert!(!log.contains("Some(\""), "no Debug-formatted options: {log}");
+    assert!(
+        !log.contains('\u{1b}'),
+        "no colour codes in a log file: {log}"
+    );
+    assert!(
+        !log.contains("Some(\""),
+        "no Debug-formatted options: {log}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -165,7 +197,11 @@ async fn a_canceled_task_is_logged_as_canceled_on_the_node() {
         .await;
     let server = &farm.server;
     wait_until("the task is leased", Duration::from_secs(30), || async {
-        server.tasks(&job).await.iter().any(|t| t["state"] == "leased")
+        server
+            .tasks(&job)
+            .await
+            .iter()
+            .any(|t| t["state"] == "leased")
     })
     .await;
     let out = cli_async(&server.url, &["cancel", &job]).await;
@@ -177,7 +213,10 @@ async fn a_canceled_task_is_logged_as_canceled_on_the_node() {
     )
     .await;
     let log = farm.node.log();
-    assert!(!log.contains("lease lost"), "a cancel is no lost lease: {log}");
+    assert!(
+        !log.contains("lease lost"),
+        "a cancel is no lost lease: {log}"
+    );
 }
 
 #[test]
@@ -185,7 +224,10 @@ fn a_job_is_named_after_its_blend_file() {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     rt.block_on(async {
         let server = Server::start().await;
-        let out = cli(&server.url, &["submit", "blender", "shots/sh12.blend", "--json"]);
+        let out = cli(
+            &server.url,
+            &["submit", "blender", "shots/sh12.blend", "--json"],
+        );
         let (stdout, stderr) = text(&out);
         assert!(out.status.success(), "{stderr}");
         let job: Value = serde_json::from_str(&stdout).expect("json");
@@ -207,11 +249,20 @@ fn help_texts_show_what_each_option_does_and_its_default() {
         ("--chunk", "[default: 10]"),
     ] {
         let item = option_help(&submit, flag);
-        assert!(item.contains(default), "{flag} should say {default}: {item}");
+        assert!(
+            item.contains(default),
+            "{flag} should say {default}: {item}"
+        );
     }
     let jobs = help(&["jobs", "--help"]);
-    assert!(jobs.contains("Most jobs to list") && jobs.contains("[default: 50]"), "{jobs}");
-    assert!(help(&["--help"]).contains("follow"), "edgefarm follow exists");
+    assert!(
+        jobs.contains("Most jobs to list") && jobs.contains("[default: 50]"),
+        "{jobs}"
+    );
+    assert!(
+        help(&["--help"]).contains("follow"),
+        "edgefarm follow exists"
+    );
 }
 
 #[test]
@@ -231,8 +282,13 @@ fn a_connection_error_says_what_to_check() {
 
 /// The help of one option: its line and the description lines under it, whitespace collapsed.
 fn option_help(help: &str, flag: &str) -> String {
-    let mut lines = help.lines().skip_while(|l| !l.trim_start().starts_with(flag));
+    let mut lines = help
+        .lines()
+        .skip_while(|l| !l.trim_start().starts_with(flag));
     let mut item: Vec<&str> = lines.next().into_iter().collect();
     item.extend(lines.take_while(|l| !l.trim_start().starts_with('-')));
-    item.join(" ").split_whitespace().collect::<Vec<_>>().join(" ")
+    item.join(" ")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
 }

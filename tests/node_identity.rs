@@ -23,24 +23,32 @@ fn node(
     std::fs::create_dir_all(&out).expect("out dir");
     let log = cwd.join(format!("{name}.log"));
     let mut cmd = Command::new(BIN);
-    cmd.args(["node", "--url", &server.url, "--secret", SECRET, "--name", name])
-        .arg("--project-root")
-        .arg(cwd)
-        .arg("--output-root")
-        .arg(&out)
-        .args(["--program", "ok=/bin/true"])
-        .current_dir(cwd)
-        .env("HOME", home)
-        .env("EDGEFARM_LOG", "info")
-        .env_remove("XDG_STATE_HOME")
-        .env_remove("EDGEFARM_STATE_DIR")
-        .env_remove("EDGEFARM_SECRET")
-        .env_remove("EDGEFARM_URL")
-        .env_remove("EDGEFARM_NODE_CONFIG")
-        .env_remove("EDGEFARM_NODE_TOKEN")
-        .env_remove("EDGEFARM_NODE_NAME")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).expect("log"));
+    cmd.args([
+        "node",
+        "--url",
+        &server.url,
+        "--secret",
+        SECRET,
+        "--name",
+        name,
+    ])
+    .arg("--project-root")
+    .arg(cwd)
+    .arg("--output-root")
+    .arg(&out)
+    .args(["--program", "ok=/bin/true"])
+    .current_dir(cwd)
+    .env("HOME", home)
+    .env("EDGEFARM_LOG", "info")
+    .env_remove("XDG_STATE_HOME")
+    .env_remove("EDGEFARM_STATE_DIR")
+    .env_remove("EDGEFARM_SECRET")
+    .env_remove("EDGEFARM_URL")
+    .env_remove("EDGEFARM_NODE_CONFIG")
+    .env_remove("EDGEFARM_NODE_TOKEN")
+    .env_remove("EDGEFARM_NODE_NAME")
+    .stdout(Stdio::null())
+    .stderr(std::fs::File::create(&log).expect("log"));
     if let Some(dir) = state_dir {
         cmd.arg("--state-dir").arg(dir);
     }
@@ -82,7 +90,10 @@ async fn node_names(server: &Server) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn default_state_dir_is_per_user_not_the_working_directory() {
     let server = Server::start().await;
-    let (cwd, home) = (server.dir.path().join("cwd"), server.dir.path().join("home"));
+    let (cwd, home) = (
+        server.dir.path().join("cwd"),
+        server.dir.path().join("home"),
+    );
     std::fs::create_dir_all(&cwd).expect("cwd");
     std::fs::create_dir_all(&home).expect("home");
     let (mut child, log) = node(&server, "solo", &cwd, &home, None);
@@ -115,7 +126,11 @@ async fn a_second_node_on_the_same_state_dir_exits_at_once_naming_the_fix() {
     let (mut second, log) = node(&server, "second", &dir, &dir, Some(&state));
     let code = exit_code(&mut second, Duration::from_secs(20), &log).await;
     let err = std::fs::read_to_string(&log).unwrap_or_default();
-    assert_eq!(code, Some(2), "a configuration problem: exit 2; log:\n{err}");
+    assert_eq!(
+        code,
+        Some(2),
+        "a configuration problem: exit 2; log:\n{err}"
+    );
     assert!(
         err.contains("--state-dir") && err.contains(&state.display().to_string()),
         "the message should name the state dir and the fix: {err}"

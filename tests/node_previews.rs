@@ -95,7 +95,10 @@ async fn exr_frames_get_a_tone_mapped_preview() {
         return;
     };
     assert_eq!((img.width(), img.height()), (64, 48));
-    let mean = img.pixels().map(|p| p.0.iter().map(|&c| c as u64).sum::<u64>()).sum::<u64>()
+    let mean = img
+        .pixels()
+        .map(|p| p.0.iter().map(|&c| c as u64).sum::<u64>())
+        .sum::<u64>()
         / (3 * u64::from(img.width() * img.height()));
     assert!(
         (8..=247).contains(&mean),

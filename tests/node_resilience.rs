@@ -235,9 +235,9 @@ async fn canceled_job_kills_the_running_program_at_the_next_heartbeat() {
     })
     .await;
     wait_until(
-        "the node logs the lost lease",
+        "the node logs the cancel (an INFO, not a lost lease)",
         Duration::from_secs(10),
-        || async { node.log().contains("lease lost") },
+        || async { node.log().contains("task canceled") },
     )
     .await;
     assert!(

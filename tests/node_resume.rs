@@ -23,8 +23,7 @@ fn whole(path: &Path) -> bool {
         return false;
     };
     bytes.ends_with(b"IEND\xAE\x42\x60\x82")
-        && image::load_from_memory(&bytes)
-            .is_ok_and(|i| (i.width(), i.height()) == (64, 48))
+        && image::load_from_memory(&bytes).is_ok_and(|i| (i.width(), i.height()) == (64, 48))
 }
 
 fn modified(path: &Path) -> SystemTime {
@@ -80,9 +79,11 @@ async fn a_rerun_renders_only_the_frames_that_are_missing_or_incomplete() {
 
     let mut doomed = Node::start(&server, spec("doomed"));
     let job = server
-        .submit(json!({"type": "blender", "frames": "1-24", "chunk_size": 24,
+        .submit(
+            json!({"type": "blender", "frames": "1-24", "chunk_size": 24,
             "params": {"file": "scene.blend", "output": "shot/frame_####", "engine": "CYCLES",
-                       "format": "PNG"}}))
+                       "format": "PNG"}}),
+        )
         .await;
     // Kill the node once a few frames are on disk, well before the chunk's end.
     let deadline = Instant::now() + Duration::from_secs(180);
@@ -164,7 +165,10 @@ async fn a_rerun_renders_only_the_frames_that_are_missing_or_incomplete() {
     let id = task["id"].as_str().unwrap_or_default();
     let client = server.client();
     let log = client
-        .send_text(client.request(reqwest::Method::GET, &format!("/v1/tasks/{id}/log?attempt=2")))
+        .send_text(client.request(
+            reqwest::Method::GET,
+            &format!("/v1/tasks/{id}/log?attempt=2"),
+        ))
         .await
         .expect("log");
     assert!(

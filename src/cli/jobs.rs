@@ -134,7 +134,11 @@ pub async fn show(args: ShowArgs) -> anyhow::Result<ExitCode> {
     );
     println!("{}", times_of(&job));
     for key in ["waiting", "error"] {
-        if let Some(text) = job.get(key).and_then(Value::as_str).filter(|t| !t.is_empty()) {
+        if let Some(text) = job
+            .get(key)
+            .and_then(Value::as_str)
+            .filter(|t| !t.is_empty())
+        {
             println!("{key}: {text}");
         }
     }
@@ -197,7 +201,9 @@ pub async fn log(args: LogArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Node id → name, from `GET /v1/nodes` (empty if it cannot be read: ids are shown then).
-async fn node_names(client: &crate::node::client::Client) -> std::collections::HashMap<String, String> {
+async fn node_names(
+    client: &crate::node::client::Client,
+) -> std::collections::HashMap<String, String> {
     let Ok(page) = api::get(client, "/v1/nodes").await else {
         return Default::default();
     };
@@ -234,12 +240,16 @@ fn times_of(job: &Value) -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64);
     let created = job["created_ms"].as_u64().unwrap_or(now_ms);
-    let ago = |ms: u64| super::follow::duration(std::time::Duration::from_millis(now_ms.saturating_sub(ms)));
+    let ago = |ms: u64| {
+        super::follow::duration(std::time::Duration::from_millis(now_ms.saturating_sub(ms)))
+    };
     match job["finished_ms"].as_u64() {
         Some(end) => format!(
             "submitted {} ago, took {}",
             ago(created),
-            super::follow::duration(std::time::Duration::from_millis(end.saturating_sub(created)))
+            super::follow::duration(std::time::Duration::from_millis(
+                end.saturating_sub(created)
+            ))
         ),
         None => format!("submitted {} ago, not finished", ago(created)),
     }
@@ -249,7 +259,11 @@ fn times_of(job: &Value) -> String {
 fn task_time(t: &Value) -> String {
     let ms = t["result"]["duration_ms"].as_u64().or_else(|| {
         let last = t["history"].as_array()?.last()?;
-        Some(last["ended_ms"].as_u64()?.saturating_sub(last["started_ms"].as_u64()?))
+        Some(
+            last["ended_ms"]
+                .as_u64()?
+                .saturating_sub(last["started_ms"].as_u64()?),
+        )
     });
     ms.map_or_else(
         || "-".to_string(),

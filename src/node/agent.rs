@@ -21,8 +21,8 @@ use super::identity::{self, Identity};
 use super::outbox::Outbox;
 use super::poll::{self, Answer};
 use super::shared::{self, Shared};
-use super::state;
 use super::slot::{Pool, SlotExit};
+use super::state;
 use super::task::Outcome;
 use super::wire::{Ack, AckStatus};
 
@@ -205,8 +205,12 @@ pub async fn run(loader: Loader) -> Result<Exit, NodeError> {
 async fn leave(shared: &Shared, id: &str) {
     match tokio::time::timeout(Duration::from_secs(3), shared.client.leave(id)).await {
         Ok(Ok(true)) => tracing::info!("told the server this node is leaving"),
-        Ok(Ok(false)) => tracing::debug!("the server has no leave route; it will see this node go quiet"),
-        Ok(Err(e)) => tracing::info!(error = %e.report(), "could not tell the server this node is leaving"),
+        Ok(Ok(false)) => {
+            tracing::debug!("the server has no leave route; it will see this node go quiet")
+        }
+        Ok(Err(e)) => {
+            tracing::info!(error = %e.report(), "could not tell the server this node is leaving")
+        }
         Err(_) => tracing::info!("the server did not answer the leave notice in time"),
     }
 }

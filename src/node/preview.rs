@@ -28,8 +28,7 @@ use super::client::{Client, PreviewReply};
 /// The server's size limit for one preview (`core::api::previews::MAX_BYTES`).
 pub const MAX_BYTES: usize = crate::core::api::previews::MAX_BYTES;
 /// Time between two previews of one task: the server's minimum plus a margin for clocks.
-pub const GAP: Duration =
-    Duration::from_millis(crate::core::api::previews::EVERY_MS + 250);
+pub const GAP: Duration = Duration::from_millis(crate::core::api::previews::EVERY_MS + 250);
 /// Longest side of a thumbnail, pixels.
 pub const MAX_SIDE: u32 = 480;
 /// The background alpha is laid over (sRGB, and its linear value for float images).
@@ -107,7 +106,11 @@ fn display_rgb(img: &DynamicImage) -> RgbImage {
         let f = img.to_rgba32f();
         RgbImage::from_fn(f.width(), f.height(), |x, y| {
             let [r, g, b, a] = f.get_pixel(x, y).0;
-            let a = if a.is_finite() { a.clamp(0.0, 1.0) } else { 1.0 };
+            let a = if a.is_finite() {
+                a.clamp(0.0, 1.0)
+            } else {
+                1.0
+            };
             // Premultiplied: the background shows through by (1 - alpha).
             let c = |v: f32| {
                 let v = if v.is_finite() { v.max(0.0) } else { 0.0 } + BG_LINEAR * (1.0 - a);
@@ -283,7 +286,11 @@ mod tests {
         assert!(jpeg.len() <= MAX_BYTES, "{} bytes", jpeg.len());
         let back = decode(&jpeg);
         assert!(back.width() <= MAX_SIDE && back.height() <= MAX_SIDE);
-        assert_eq!(back.width() * 1080 / 1920, back.height(), "aspect ratio kept");
+        assert_eq!(
+            back.width() * 1080 / 1920,
+            back.height(),
+            "aspect ratio kept"
+        );
     }
 
     #[test]
@@ -299,8 +306,14 @@ mod tests {
         DynamicImage::ImageRgb32F(img).save(&path).unwrap();
         let back = decode(&thumbnail(&path, &root).unwrap());
         let (dark, bright) = (back.get_pixel(8, 16).0[0], back.get_pixel(56, 16).0[0]);
-        assert!((90..=130).contains(&dark), "0.18 → Reinhard → sRGB ≈ 110, got {dark}");
-        assert!((235..=255).contains(&bright) && bright > dark, "got {bright}");
+        assert!(
+            (90..=130).contains(&dark),
+            "0.18 → Reinhard → sRGB ≈ 110, got {dark}"
+        );
+        assert!(
+            (235..=255).contains(&bright) && bright > dark,
+            "got {bright}"
+        );
     }
 
     #[test]

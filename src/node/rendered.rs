@@ -218,7 +218,11 @@ mod tests {
             attempt(4, 1_300, None),
         ];
         assert_eq!(window_start_ms(&h, 4), Some(500));
-        assert_eq!(window_start_ms(&h[..1], 2), None, "a requeued completed task renders all");
+        assert_eq!(
+            window_start_ms(&h[..1], 2),
+            None,
+            "a requeued completed task renders all"
+        );
         assert_eq!(window_start_ms(&h[3..], 4), None, "no earlier attempt");
     }
 
@@ -246,7 +250,10 @@ mod tests {
         let bytes = std::fs::read(&whole).unwrap();
         let cut = tmp.path().join("f_0002.png");
         std::fs::write(&cut, &bytes[..bytes.len() - 20]).unwrap();
-        assert!(!is_complete(&cut), "a file cut short mid-write must be rendered again");
+        assert!(
+            !is_complete(&cut),
+            "a file cut short mid-write must be rendered again"
+        );
         let frames = Frames {
             from: 1,
             to: 3,

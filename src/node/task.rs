@@ -10,16 +10,16 @@ use tokio::sync::watch;
 use tokio::time::{interval_at, sleep_until, MissedTickBehavior};
 
 use super::blender::{self, Launch, Roots};
-use super::preview::Previews;
-use super::rendered;
 use super::client::{Client, HeartbeatReply};
 use super::command;
 use super::config::NodeConfig;
 use super::error::NodeError;
 use super::logbuf::LogBuffer;
 use super::paths;
+use super::preview::Previews;
 use super::process::{exit_code, Child, Lines};
 use super::progress::Tracker;
+use super::rendered;
 use super::wire::{ClaimedTask, Heartbeat};
 
 /// Log text is sent at least this often while a program prints.
@@ -116,17 +116,18 @@ pub async fn run(env: TaskEnv<'_>, task: &ClaimedTask) -> Outcome {
     };
     let skipped = already_rendered(&env, task).await;
     let mut log = LogBuffer::default();
-    if let (Some(frames), Some(b), false) =
-        (task.frames, &env.config.blender, skipped.is_empty())
-    {
+    if let (Some(frames), Some(b), false) = (task.frames, &env.config.blender, skipped.is_empty()) {
         let done: Vec<i64> = skipped.iter().map(|(f, _)| *f).collect();
         let ranges = rendered::missing_ranges(frames, &done);
-        let todo: Vec<i64> = rendered::all(frames).filter(|f| !done.contains(f)).collect();
+        let todo: Vec<i64> = rendered::all(frames)
+            .filter(|f| !done.contains(f))
+            .collect();
         let roots = Roots {
             project: env.config.project_root.clone(),
             output: env.config.output_root.clone(),
         };
-        launch = match blender::argv_for_ranges(b, &roots, &task.params, Some(frames), Some(ranges)) {
+        launch = match blender::argv_for_ranges(b, &roots, &task.params, Some(frames), Some(ranges))
+        {
             Ok(l) => l,
             Err(e) => return Outcome::Failed(e.report()),
         };
