@@ -216,6 +216,9 @@ impl Previews {
     }
 }
 
+/// Set once an undecodable output was logged above debug level.
+static UNDECODABLE_TOLD: AtomicBool = AtomicBool::new(false);
+
 async fn upload(
     client: Client,
     task: String,
@@ -231,6 +234,14 @@ async fn upload(
             .preview(&task, &lease, "image/jpeg", jpeg)
             .await
             .map_err(|e| e.report()),
+        // A program whose outputs are no images (a `command` writing text) would say this for
+        // every frame: once per node run is enough.
+        Ok(Err(e @ PreviewError::Decode { .. }))
+            if UNDECODABLE_TOLD.swap(true, Ordering::Relaxed) =>
+        {
+            tracing::debug!(task = %task, error = %report(&e), "no preview");
+            return;
+        }
         Ok(Err(e)) => Err(report(&e)),
         Err(e) => Err(format!("thumbnail task failed: {e}")),
     };
