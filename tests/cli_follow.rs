@@ -260,7 +260,7 @@ fn help_texts_show_what_each_option_does_and_its_default() {
         "{jobs}"
     );
     assert!(
-        help(&["--help"]).contains("follow"),
+        help(&["--help"]).contains("\n  follow "),
         "edgefarm follow exists"
     );
 }
