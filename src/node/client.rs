@@ -160,13 +160,16 @@ impl Client {
     }
 
     /// `POST /v1/nodes/{id}/leave`: this node is stopping; the server shows it offline at once.
-    /// `Ok(false)` from a server that does not have the route yet (404/405).
+    /// `Ok(false)` from a server that does not have the route yet (404/405/403).
     pub async fn leave(&self, id: &str) -> Result<bool, NodeError> {
         let url = self.url(&format!("/v1/nodes/{}/leave", enc(id)));
         let resp = self.authed(self.http.post(url)).send().await?;
         match resp.status() {
             s if s.is_success() => Ok(true),
-            StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED => Ok(false),
+            // An older server: no such route (404/405), or the admin-only node actions (403).
+            StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED | StatusCode::FORBIDDEN => {
+                Ok(false)
+            }
             _ => decode::<serde_json::Value>(resp).await.map(|_| true),
         }
     }
