@@ -118,11 +118,6 @@ pub struct ClaimedTask {
     pub task_timeout_s: Option<u64>,
     #[serde(default)]
     pub job_name: Option<String>,
-    /// The server's time when this lease was granted is `lease_expires_ms - lease_ms`.
-    #[serde(default)]
-    pub lease_expires_ms: Option<u64>,
-    #[serde(default)]
-    pub lease_ms: Option<u64>,
 }
 
 /// The `error` object of an API answer.
