@@ -97,18 +97,11 @@ pub fn is_certificate_error(e: &reqwest::Error) -> bool {
         if let Some(rustls::Error::InvalidCertificate(_)) = err.downcast_ref::<rustls::Error>() {
             return true;
         }
-        // rustls errors reach reqwest inside an io::Error, whose source() skips them.
-        if let Some(inner) = err
-            .downcast_ref::<std::io::Error>()
-            .and_then(|io| io.get_ref())
-        {
-            if let Some(rustls::Error::InvalidCertificate(_)) =
-                inner.downcast_ref::<rustls::Error>()
-            {
-                return true;
-            }
-        }
-        source = err.source();
+        // rustls errors reach reqwest inside io::Errors (nested), whose source() skips them.
+        source = match err.downcast_ref::<std::io::Error>() {
+            Some(io) => io.get_ref().map(|inner| inner as _),
+            None => err.source(),
+        };
     }
     false
 }
