@@ -58,3 +58,26 @@ async fn idle_long_polls_cost_a_small_fraction_of_one_claiming_node() {
          {BUSY_CYCLES} claim+ack cycles of one node used {busy_ticks}: idle must be under a tenth"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_long_poll_gets_a_task_when_its_lease_lapses() {
+    let serve = Serve::start(&["--lease-ms", "1500"]).await;
+    serve.submit("1", "p").await;
+    let held = serve.claim("silent", None).await;
+    assert!(held.is_some(), "the silent node holds the only task");
+    let start = std::time::Instant::now();
+    let resp = serve
+        .http
+        .post(serve.url("/v1/queue/default?wait=25"))
+        .bearer_auth(SECRET)
+        .json(&json!({"node": "waiting"}))
+        .send()
+        .await
+        .expect("long poll");
+    let waited = start.elapsed();
+    assert_eq!(resp.status(), 200, "the lapsed task is handed to the waiting node");
+    assert!(
+        waited < Duration::from_secs(20),
+        "at the lease's expiry, not at the end of the wait ({waited:?})"
+    );
+}
