@@ -117,7 +117,10 @@ mod tests {
         assert!(check_scheme("http://localhost:8080", false).is_ok());
         assert!(check_scheme("https://farm.example", false).is_ok());
         let e = check_scheme("http://farm.example:8080", false).unwrap_err();
-        assert!(e.is_config() && e.to_string().contains("--insecure-http"), "{e}");
+        assert!(
+            e.is_config() && e.to_string().contains("--insecure-http"),
+            "{e}"
+        );
         assert!(check_scheme("http://10.0.0.2:8080", true).is_ok());
         assert!(check_scheme("ftp://farm.example", true).is_err());
     }

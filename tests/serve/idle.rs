@@ -24,7 +24,10 @@ async fn idle_long_polls_cost_a_small_fraction_of_one_claiming_node() {
                         .json(&json!({"node": format!("idle-{i}")}))
                         .send()
                         .await;
-                    assert!(r.is_ok_and(|r| r.status() == 204), "an idle long poll ends in 204");
+                    assert!(
+                        r.is_ok_and(|r| r.status() == 204),
+                        "an idle long poll ends in 204"
+                    );
                 }
             })
         })
@@ -75,7 +78,11 @@ async fn a_held_long_poll_gets_a_task_when_its_lease_lapses() {
         .await
         .expect("long poll");
     let waited = start.elapsed();
-    assert_eq!(resp.status(), 200, "the lapsed task is handed to the waiting node");
+    assert_eq!(
+        resp.status(),
+        200,
+        "the lapsed task is handed to the waiting node"
+    );
     assert!(
         waited < Duration::from_secs(20),
         "at the lease's expiry, not at the end of the wait ({waited:?})"

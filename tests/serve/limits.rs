@@ -140,7 +140,11 @@ async fn long_polls_beyond_the_per_client_cap_are_answered_at_once() {
                 .send()
                 .await
                 .expect("poll");
-            (r.status().as_u16(), r.headers().contains_key("retry-after"), start.elapsed())
+            (
+                r.status().as_u16(),
+                r.headers().contains_key("retry-after"),
+                start.elapsed(),
+            )
         }
     };
     // Three at once from one client: two are held, whichever comes third is answered at once.
@@ -150,10 +154,16 @@ async fn long_polls_beyond_the_per_client_cap_are_answered_at_once() {
         .collect();
     let deadline = Instant::now() + Duration::from_secs(10);
     while polls.iter().all(|p| !p.is_finished()) {
-        assert!(Instant::now() < deadline, "no long poll was answered at once");
+        assert!(
+            Instant::now() < deadline,
+            "no long poll was answered at once"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let done = polls.iter().position(|p| p.is_finished()).expect("one finished");
+    let done = polls
+        .iter()
+        .position(|p| p.is_finished())
+        .expect("one finished");
     let (status, retry_after, took) = polls.remove(done).await.expect("poll");
     assert_eq!(status, 204, "nothing to claim");
     assert!(retry_after, "the poll over the cap carries Retry-After");

@@ -62,10 +62,14 @@ impl Serve {
             http,
         };
         let health = format!("{}/v1/health", serve.base);
-        wait_until("the server answers /v1/health", Duration::from_secs(30), || {
-            let req = serve.http.get(&health).send();
-            async move { req.await.is_ok_and(|r| r.status() == 200) }
-        })
+        wait_until(
+            "the server answers /v1/health",
+            Duration::from_secs(30),
+            || {
+                let req = serve.http.get(&health).send();
+                async move { req.await.is_ok_and(|r| r.status() == 200) }
+            },
+        )
         .await;
         serve
     }
@@ -100,8 +104,10 @@ impl Serve {
             .http
             .post(self.url("/v1/jobs"))
             .bearer_auth(SECRET)
-            .json(&json!({"type": "command", "frames": frames, "chunk_size": 1,
-                "params": {"program": program, "args": ["{frame}"]}}))
+            .json(
+                &json!({"type": "command", "frames": frames, "chunk_size": 1,
+                "params": {"program": program, "args": ["{frame}"]}}),
+            )
             .send()
             .await
             .expect("submit")

@@ -61,7 +61,11 @@ async fn wait_exit(child: &mut Child, within: Duration, log: impl Fn() -> String
         if let Some(status) = child.try_wait().expect("try_wait") {
             return status.code();
         }
-        assert!(Instant::now() < deadline, "the node did not exit in time: {}", log());
+        assert!(
+            Instant::now() < deadline,
+            "the node did not exit in time: {}",
+            log()
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -99,7 +103,11 @@ async fn a_node_renders_over_https_and_a_renewed_certificate_is_served_after_sig
     })
     .await;
     let log = node_log(&root, "untrusting");
-    assert_eq!(code, Some(2), "a refused certificate is a config error: {log}");
+    assert_eq!(
+        code,
+        Some(2),
+        "a refused certificate is a config error: {log}"
+    );
     assert!(
         log.contains("certificate") && log.contains("UnknownIssuer"),
         "the message names the certificate problem: {log}"
@@ -140,9 +148,14 @@ async fn plain_http_to_a_remote_server_is_refused_unless_insecure_http() {
     let dir = tempfile::tempdir().expect("tempdir");
     // 192.0.2.1 (TEST-NET-1): never reached; the URL alone is refused.
     let mut node = start_node(dir.path(), "http://192.0.2.1:8080", "plain", &[]);
-    let code = wait_exit(&mut node, Duration::from_secs(30), || node_log(dir.path(), "plain")).await;
+    let code = wait_exit(&mut node, Duration::from_secs(30), || {
+        node_log(dir.path(), "plain")
+    })
+    .await;
     let log = node_log(dir.path(), "plain");
     assert_eq!(code, Some(2), "{log}");
-    assert!(log.contains("refusing plain http://") && log.contains("--insecure-http"), "{log}");
+    assert!(
+        log.contains("refusing plain http://") && log.contains("--insecure-http"),
+        "{log}"
+    );
 }
-

@@ -72,7 +72,10 @@ impl Certs {
                     tracing::info!(cert = %self.cert.display(), "SIGHUP: TLS certificate reloaded")
                 }
                 Err(e) => {
-                    tracing::error!(error = format!("{e:#}"), "SIGHUP: keeping the previous TLS certificate")
+                    tracing::error!(
+                        error = format!("{e:#}"),
+                        "SIGHUP: keeping the previous TLS certificate"
+                    )
                 }
             }
         }
@@ -81,14 +84,24 @@ impl Certs {
 
 impl ResolvesServerCert for Certs {
     fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(self.current.read().unwrap_or_else(|e| e.into_inner()).clone())
+        Some(
+            self.current
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
+        )
     }
 }
 
 fn read(cert: &Path, key: &Path, provider: &CryptoProvider) -> anyhow::Result<CertifiedKey> {
     let chain = CertificateDer::pem_file_iter(cert)
         .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-        .with_context(|| format!("--tls-cert {}: cannot read a PEM certificate", cert.display()))?;
+        .with_context(|| {
+            format!(
+                "--tls-cert {}: cannot read a PEM certificate",
+                cert.display()
+            )
+        })?;
     anyhow::ensure!(
         !chain.is_empty(),
         "--tls-cert {}: no certificate in the file",

@@ -163,7 +163,10 @@ mod tests {
         let b = holds.try_hold(1);
         assert!(a.is_some() && b.is_some());
         assert!(holds.try_hold(1).is_none(), "a third is refused");
-        assert!(holds.try_hold(2).is_some(), "another client has its own count");
+        assert!(
+            holds.try_hold(2).is_some(),
+            "another client has its own count"
+        );
         drop(a);
         assert!(holds.try_hold(1).is_some(), "a released hold frees a place");
     }
