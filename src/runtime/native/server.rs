@@ -101,7 +101,17 @@ pub async fn run<H: Handler>(
         });
     }
     drop(listener);
-    graceful.shutdown().await;
+    // Open requests finish (a long poll within its wait); an event stream would never end.
+    let grace = Duration::from_secs(super::MAX_WAIT_S + 5);
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "requests still open after {} s; stopping anyway",
+            grace.as_secs()
+        );
+    }
 }
 
 async fn serve<I, H>(
