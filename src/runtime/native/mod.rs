@@ -134,18 +134,18 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     rt.block_on(async move {
+        let acceptor = match &certs {
+            Some(certs) => {
+                tokio::spawn(certs.clone().reload_on_sighup()?);
+                Some(certs.acceptor()?)
+            }
+            None => None,
+        };
         let listener = tokio::net::TcpListener::bind(&args.listen)
             .await
             .with_context(|| format!("cannot listen on {}", args.listen))?;
         let addr = listener.local_addr()?;
         tokio::spawn(wakes.clone().expiry_timer());
-        let acceptor = match &certs {
-            Some(certs) => {
-                tokio::spawn(certs.clone().reload_on_sighup());
-                Some(certs.acceptor()?)
-            }
-            None => None,
-        };
         let shell = requests::Shell {
             tx,
             wakes,

@@ -56,29 +56,27 @@ impl Certs {
         Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
     }
 
-    /// Reloads on each SIGHUP, for ever.
-    pub async fn reload_on_sighup(self: Arc<Self>) {
+    /// Reloads on each SIGHUP, for ever. The handler is installed before this returns (a
+    /// SIGHUP without one would end the process), the reloads happen in the future returned.
+    pub fn reload_on_sighup(
+        self: Arc<Self>,
+    ) -> anyhow::Result<impl std::future::Future<Output = ()>> {
         use tokio::signal::unix::{signal, SignalKind};
-        let mut hup = match signal(SignalKind::hangup()) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot watch SIGHUP; the TLS certificate will not be reloaded");
-                return;
-            }
-        };
-        while hup.recv().await.is_some() {
-            match self.reload() {
-                Ok(()) => {
-                    tracing::info!(cert = %self.cert.display(), "SIGHUP: TLS certificate reloaded")
-                }
-                Err(e) => {
-                    tracing::error!(
+        let mut hup = signal(SignalKind::hangup()).context("cannot watch SIGHUP")?;
+        Ok(async move {
+            while hup.recv().await.is_some() {
+                match self.reload() {
+                    Ok(()) => tracing::info!(
+                        cert = %self.cert.display(),
+                        "SIGHUP: TLS certificate reloaded"
+                    ),
+                    Err(e) => tracing::error!(
                         error = format!("{e:#}"),
                         "SIGHUP: keeping the previous TLS certificate"
-                    )
+                    ),
                 }
             }
-        }
+        })
     }
 }
 
