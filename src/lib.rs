@@ -7,6 +7,8 @@ pub mod store;
 #[cfg(feature = "native")]
 pub mod cli;
 #[cfg(feature = "native")]
+pub mod net;
+#[cfg(feature = "native")]
 pub mod node;
 pub mod runtime;
 

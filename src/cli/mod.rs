@@ -27,6 +27,8 @@ use crate::node::NodeError;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    #[command(flatten)]
+    transport: crate::net::TransportArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -71,6 +73,7 @@ pub struct UsageError(pub String);
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    crate::net::configure(cli.transport.clone());
     init_logging(matches!(cli.command, Command::Serve(_) | Command::Node(_)));
     let result = match cli.command {
         Command::Serve(args) => crate::runtime::native::serve(args).map(|()| ExitCode::SUCCESS),

@@ -19,9 +19,11 @@ pub mod rollup;
 pub mod router;
 pub mod scheduler;
 pub mod validate;
+pub mod wake;
 
 pub use error::{Error, Result};
 pub use router::handle;
+pub use wake::Wake;
 
 use crate::store::Store;
 use std::cell::Cell;

@@ -6,17 +6,32 @@ use super::auth::{authenticate, Caller};
 use super::dashboard;
 use super::error::{Error, Result};
 use super::http::decode;
+use super::wake::{self, Wake};
 use super::Ctx;
 use crate::store::Store;
 use bytes::Bytes;
 use http::{Method, Request, Response};
 
 /// Answers one request. Never panics on input; every failure is a JSON error answer.
+/// The answer carries a [`Wake`] in its extensions: what it means for waiting long polls.
 pub async fn handle<S: Store>(req: Request<Bytes>, ctx: &Ctx<'_, S>) -> Response<Bytes> {
-    match route(&req, ctx).await {
+    let mut resp = match route(&req, ctx).await {
         Ok(resp) => resp,
         Err(e) => e.into_response(),
-    }
+    };
+    let status = resp.status();
+    let wake = match resp.extensions_mut().get_mut::<Wake>() {
+        // Rejected requests leave the store as it was: nothing to wake for.
+        Some(set) if !status.is_success() => std::mem::take(set),
+        Some(set) => *set,
+        None => {
+            let parts: Vec<&str> = req.uri().path().trim_matches('/').split('/').collect();
+            let leases = (ctx.config.lease_ms, ctx.config.nexrender.timeout_ms);
+            wake::of_request(req.method(), &parts, status, leases, ctx.now_ms)
+        }
+    };
+    resp.extensions_mut().insert(wake);
+    resp
 }
 
 async fn route<S: Store>(req: &Request<Bytes>, ctx: &Ctx<'_, S>) -> Result<Response<Bytes>> {

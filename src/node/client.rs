@@ -4,8 +4,6 @@
 //! supervisor. Error answers are turned into [`NodeError::Api`] carrying the server's code, so
 //! callers can tell a stale lease (final) from an outage (retry).
 
-use std::time::Duration;
-
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 use reqwest::StatusCode;
 use serde::de::DeserializeOwned;
@@ -47,11 +45,8 @@ pub struct Client {
 impl Client {
     /// A client for `base` (e.g. `http://127.0.0.1:8080`) authenticating with `bearer`.
     pub fn new(base: &str, bearer: &str) -> Result<Self, NodeError> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .timeout(Duration::from_secs(20))
-            .user_agent(concat!("edgefarm-node/", env!("CARGO_PKG_VERSION")))
-            .build()?;
+        // TLS policy, timeouts: one builder for node and CLI.
+        let http = crate::net::http_client(base)?;
         Ok(Client {
             http,
             base: base.trim_end_matches('/').to_string(),

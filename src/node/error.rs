@@ -66,9 +66,15 @@ impl NodeError {
         text
     }
 
-    /// True for errors that mean "the configuration is wrong" (exit code 2).
+    /// True for errors that mean "the configuration is wrong" (exit code 2), including a server
+    /// certificate this node does not trust.
     pub fn is_config(&self) -> bool {
-        matches!(self, NodeError::Config(_) | NodeError::ConfigRead { .. })
+        match self {
+            NodeError::Config(_) | NodeError::ConfigRead { .. } => true,
+            // A refused server certificate needs --ca-cert or a fixed certificate, not retries.
+            NodeError::Http(e) => crate::net::is_certificate_error(e),
+            _ => false,
+        }
     }
 
     /// True when the server said the lease is no longer ours.

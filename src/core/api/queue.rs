@@ -7,6 +7,7 @@ use crate::core::http::{body_or_default, empty, json};
 use crate::core::model::{JobType, NodeState};
 use crate::core::scheduler::claim::{claim, claimed_id, Claimer};
 use crate::core::validate;
+use crate::core::wake::Wake;
 use crate::core::Ctx;
 use crate::store::Store;
 use bytes::Bytes;
@@ -124,6 +125,14 @@ pub async fn poll<S: Store>(
     if claimed.is_empty() && !had_acks {
         return Ok(empty(StatusCode::NO_CONTENT));
     }
+    // Acks can queue failed tasks again; the claimed tasks' leases lapse at their expiry.
+    let wake = Wake {
+        claimable: had_acks,
+        lease_expires_ms: claimed
+            .iter()
+            .filter_map(|c| c.task.lease.as_ref().map(|l| l.expires_ms))
+            .min(),
+    };
     let tasks: Vec<_> = claimed
         .iter()
         .map(|c| {
@@ -137,8 +146,10 @@ pub async fn poll<S: Store>(
             })
         })
         .collect();
-    Ok(json(
+    let mut resp = json(
         StatusCode::OK,
         &json!({"tasks": tasks, "acks": acks, "node_state": node_state, "interval": ctx.config.poll_ms}),
-    ))
+    );
+    resp.extensions_mut().insert(wake);
+    Ok(resp)
 }

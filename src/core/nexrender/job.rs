@@ -99,17 +99,12 @@ pub fn set_peer(headers: &mut http::HeaderMap, ip: Option<std::net::IpAddr>) {
     }
 }
 
-/// Where a request came from: the first `x-forwarded-for` hop, else `x-real-ip`, else the peer
-/// address the shell put in [`PEER_HEADER`].
+/// Where a request came from: the address the shell put in [`PEER_HEADER`]. Forwarded-address
+/// headers (`x-forwarded-for`, `x-real-ip`) are the shell's to believe or not (the native
+/// server believes them only from `--trusted-proxy` peers): read here, any client could name
+/// itself any address.
 pub fn peer(headers: &http::HeaderMap) -> Option<String> {
-    let forwarded = header(headers, "x-forwarded-for")
-        .and_then(|v| v.split(',').next())
-        .map(str::trim);
-    forwarded
-        .filter(|v| !v.is_empty())
-        .or_else(|| header(headers, "x-real-ip"))
-        .or_else(|| header(headers, PEER_HEADER))
-        .map(|v| v.chars().take(256).collect())
+    header(headers, PEER_HEADER).map(|v| v.chars().take(256).collect())
 }
 
 /// Who is asking, as a lease holder: the `nexrender-name` header, else the peer address.

@@ -1,0 +1,97 @@
+//! What an answered request means for requests waiting for work (long polls), as a typed
+//! signal from the core to its shell: [`Wake`], put in the answer's extensions by `handle()`.
+//!
+//! A shell that holds long polls (`POST /v1/queue/{q}?wait=`) re-runs them when a task may have
+//! become claimable. Only the core knows when that is: after a submit, an ack (a failed task is
+//! queued again), a release, a job's resume/requeue/priority change, a node's resume or
+//! removal — and, with no request at all, when a lease lapses. So the core says so on each
+//! answer, and a lease it grants or extends carries its expiry time, for the shell to wake its
+//! long polls at that moment.
+//!
+//! Rejected alternative: waking every long poll after any batch containing a write. A long poll
+//! is itself a POST (and writes the node's last-seen time), so each re-run woke every long poll
+//! again, itself included: with one idle node connected the native server spun a core at 75 %.
+
+use http::{Method, StatusCode};
+
+/// The signal one answer carries (absent: nothing a long poll waits for happened).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Wake {
+    /// Something happened that can make a task claimable now.
+    pub claimable: bool,
+    /// A lease this request granted or extended lapses at this time (ms since the epoch); its
+    /// task may become claimable then, with no request to say so.
+    pub lease_expires_ms: Option<u64>,
+}
+
+impl Wake {
+    /// Whether the signal says anything at all.
+    pub fn is_some(&self) -> bool {
+        self.claimable || self.lease_expires_ms.is_some()
+    }
+}
+
+/// The signal of a request to `parts` (the path's segments) answered with `status`, at `now_ms`.
+/// Rejected requests change nothing (the store is left as it was), so they never wake.
+/// `leases` are the lease lengths a heartbeat and a nexrender pickup grant. A queue poll's
+/// handler sets its own signal (only it knows whether the poll carried acks).
+pub fn of_request(
+    method: &Method,
+    parts: &[&str],
+    status: StatusCode,
+    leases: (u64, u64),
+    now_ms: u64,
+) -> Wake {
+    if !status.is_success() {
+        return Wake::default();
+    }
+    let (lease_ms, nexrender_timeout_ms) = leases;
+    let (claimable, lease) = match (method, parts) {
+        (&Method::POST, ["v1", "jobs"]) => (true, None),
+        (&Method::PATCH, ["v1", "jobs", _]) => (true, None),
+        (&Method::POST, ["v1", "jobs", _, _]) => (true, None),
+        (&Method::POST, ["v1", "tasks", _, "ack" | "release"]) => (true, None),
+        (&Method::POST, ["v1", "tasks", _, "heartbeat"]) => (false, Some(lease_ms)),
+        (&Method::POST, ["v1", "nodes", _, _]) | (&Method::DELETE, ["v1", "nodes", _]) => {
+            (true, None)
+        }
+        // nexrender: a pickup leases; any other change (create, state PUT) may queue a job.
+        (&Method::GET, ["api", "v1", "jobs", "pickup", ..]) => (false, Some(nexrender_timeout_ms)),
+        (m, ["api", "v1", ..]) if m != Method::GET => (true, None),
+        _ => (false, None),
+    };
+    Wake {
+        claimable,
+        lease_expires_ms: lease.map(|ms| now_ms.saturating_add(ms)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wake(method: Method, path: &str, status: u16) -> Wake {
+        let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+        of_request(&method, &parts, status, (1000, 5000), 10)
+    }
+
+    #[test]
+    fn heartbeats_and_pickups_carry_their_lease_expiry() {
+        let beat = wake(Method::POST, "/v1/tasks/j.0/heartbeat", 200);
+        assert_eq!(beat.lease_expires_ms, Some(1010));
+        assert!(!beat.claimable, "a heartbeat makes nothing claimable");
+        let pickup = wake(Method::GET, "/api/v1/jobs/pickup", 200);
+        assert_eq!(pickup.lease_expires_ms, Some(5010));
+    }
+
+    #[test]
+    fn submits_acks_and_releases_wake_but_rejections_do_not() {
+        assert!(wake(Method::POST, "/v1/jobs", 201).claimable);
+        assert!(wake(Method::POST, "/v1/tasks/j.0/ack", 200).claimable);
+        assert!(wake(Method::POST, "/v1/tasks/j.0/release", 200).claimable);
+        assert!(wake(Method::POST, "/v1/nodes/n1/resume", 200).claimable);
+        assert!(!wake(Method::POST, "/v1/jobs", 400).is_some());
+        assert!(!wake(Method::GET, "/v1/jobs", 200).is_some());
+    }
+}

@@ -1,0 +1,80 @@
+//! Flags of `edgefarm serve`; each also reads an environment variable.
+
+use std::path::PathBuf;
+
+/// Flags of `edgefarm serve`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "EDGEFARM_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: String,
+    /// Data directory for the embedded SQLite store.
+    #[arg(long, env = "EDGEFARM_DATA", default_value = "edgefarm-data")]
+    pub data: PathBuf,
+    /// Keep everything in memory (nothing survives a restart).
+    #[arg(long)]
+    pub memory: bool,
+    /// Farm secret; generated and kept in the data dir when absent.
+    #[arg(long, env = "EDGEFARM_SECRET")]
+    pub secret: Option<String>,
+    /// Lease length handed to nodes, in ms.
+    #[arg(long, env = "EDGEFARM_LEASE_MS", default_value_t = 60_000)]
+    pub lease_ms: u64,
+    /// Heartbeat interval handed to nodes, in ms.
+    #[arg(long, env = "EDGEFARM_HEARTBEAT_MS", default_value_t = 15_000)]
+    pub heartbeat_ms: u64,
+    /// Poll interval handed to nodes, in ms.
+    #[arg(long, env = "EDGEFARM_POLL_MS", default_value_t = 2_000)]
+    pub poll_ms: u64,
+    /// nexrender façade: pickup order (oldest-first, newest-first, random, priority).
+    #[arg(
+        long,
+        env = "EDGEFARM_NEXRENDER_ORDERING",
+        default_value = "oldest-first"
+    )]
+    pub nexrender_ordering: crate::core::nexrender::Ordering,
+    /// nexrender façade: ms of executor silence after which its job is queued again.
+    #[arg(long, env = "EDGEFARM_NEXRENDER_TIMEOUT_MS", default_value_t = 600_000)]
+    pub nexrender_timeout_ms: u64,
+    /// nexrender façade: leases before a job whose executors keep going silent ends in error.
+    #[arg(long, env = "EDGEFARM_NEXRENDER_MAX_ATTEMPTS", default_value_t = 3)]
+    pub nexrender_max_attempts: u32,
+    #[command(flatten)]
+    pub net: NetArgs,
+}
+
+/// How the server faces the network: timeouts, limits, TLS, trusted proxies.
+#[derive(clap::Args, Debug, Clone)]
+pub struct NetArgs {
+    /// Seconds a client has to send a request's headers, counted from the moment the connection
+    /// opens or the previous answer was sent: it is also the keep-alive idle timeout, and it
+    /// bounds a TLS handshake.
+    #[arg(long, env = "EDGEFARM_HEADER_TIMEOUT_S", default_value_t = 20)]
+    pub header_timeout_s: u64,
+    /// Slowest accepted upload, bytes per second: a request body must arrive within the header
+    /// timeout plus the body size limit at this rate.
+    #[arg(long, env = "EDGEFARM_MIN_BODY_RATE", default_value_t = 64 * 1024)]
+    pub min_body_rate: u64,
+    /// Most connections open at once; beyond it new connections are closed at once (logged).
+    #[arg(long, env = "EDGEFARM_MAX_CONNECTIONS", default_value_t = 1000)]
+    pub max_connections: usize,
+    /// Most long polls and event streams held at once per client (credential and address);
+    /// beyond it a long poll is answered at once and an event stream refused with 429.
+    #[arg(long, env = "EDGEFARM_MAX_WAITS_PER_CLIENT", default_value_t = 8)]
+    pub max_waits_per_client: usize,
+    /// TLS certificate chain (PEM); with --tls-key, serve https. Re-read on SIGHUP.
+    #[arg(long, env = "EDGEFARM_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM) of --tls-cert. Re-read on SIGHUP.
+    #[arg(long, env = "EDGEFARM_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// A reverse proxy (IP or CIDR, repeatable) whose `X-Forwarded-For` / `X-Real-IP` is
+    /// believed; from any other peer those headers are ignored and the TCP peer is the address.
+    #[arg(
+        long = "trusted-proxy",
+        env = "EDGEFARM_TRUSTED_PROXIES",
+        value_delimiter = ',',
+        value_parser = super::peer::parse_cidr
+    )]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+}

@@ -1,0 +1,8 @@
+//! `edgefarm serve` facing a network: idle cost of long polls, timeouts and connection limits,
+//! TLS end to end with a real node, and whose forwarded address is believed.
+
+mod idle;
+mod limits;
+mod proxy;
+mod support;
+mod tls;
