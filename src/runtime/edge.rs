@@ -43,6 +43,12 @@ pub fn config_from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Config, 
         1,
     )?;
     c.nexrender.max_attempts = u32::try_from(attempts).unwrap_or(u32::MAX);
+    let body = ms(
+        "EDGEFARM_NEXRENDER_BODY_BYTES",
+        c.nexrender.body_bytes as u64,
+        1,
+    )?;
+    c.nexrender.body_bytes = usize::try_from(body).unwrap_or(usize::MAX);
     Ok(c)
 }
 

@@ -58,6 +58,10 @@ pub struct ServeArgs {
     /// nexrender façade: leases before a job whose executors keep going silent ends in error.
     #[arg(long, env = "EDGEFARM_NEXRENDER_MAX_ATTEMPTS", default_value_t = 3)]
     pub nexrender_max_attempts: u32,
+    /// nexrender façade: largest /api/v1 request body and nexrender job, bytes (nexrender-server
+    /// takes 100 MiB; jobs carry inline data: assets).
+    #[arg(long, env = "EDGEFARM_NEXRENDER_BODY_BYTES", default_value_t = crate::core::nexrender::DEFAULT_BODY_BYTES)]
+    pub nexrender_body_bytes: usize,
 }
 
 /// Longest long poll (`?wait=`), seconds.
@@ -176,7 +180,7 @@ fn core_loop<S: Batching>(
 struct Shell {
     tx: mpsc::Sender<Job>,
     changed: Arc<Notify>,
-    body_limit: usize,
+    config: Arc<Config>,
     latency: Arc<super::latency::Latency>,
 }
 
@@ -223,13 +227,12 @@ async fn serve_request(shell: Shell, peer: SocketAddr, req: AxumRequest) -> Axum
     let (mut parts, body) = req.into_parts();
     // The core cannot see the socket; it reads the peer here (a client's own value is replaced).
     crate::core::nexrender::set_peer(&mut parts.headers, Some(peer.ip()));
-    let body = match axum::body::to_bytes(body, shell.body_limit + 1).await {
+    let path = parts.uri.path();
+    let limit = crate::core::router::body_limit(&shell.config, path);
+    let body = match axum::body::to_bytes(body, limit + 1).await {
         Ok(b) => b,
         Err(_) => {
-            let e = crate::core::Error::TooLarge(format!(
-                "the request body is over {} bytes",
-                shell.body_limit
-            ));
+            let e = crate::core::router::too_large(&shell.config, path);
             return e.into_response().map(Body::from);
         }
     };
@@ -347,8 +350,9 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
         ordering: args.nexrender_ordering,
         timeout_ms: args.nexrender_timeout_ms.max(100),
         max_attempts: args.nexrender_max_attempts.max(1),
+        body_bytes: args.nexrender_body_bytes,
     };
-    let body_limit = config.limits.body_bytes;
+    let shell_config = Arc::new(config.clone());
     let (tx, rx) = mpsc::channel::<Job>(4096);
     let changed = Arc::new(Notify::new());
     let store_desc;
@@ -376,7 +380,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
     rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind(&args.listen).await.with_context(|| format!("cannot listen on {}", args.listen))?;
         let addr = listener.local_addr()?;
-        let shell = Shell { tx, changed, body_limit, latency: Default::default() };
+        let shell = Shell { tx, changed, config: shell_config, latency: Default::default() };
         let app = axum::Router::new().fallback(move |ConnectInfo(peer): ConnectInfo<SocketAddr>, req: AxumRequest| {
             let shell = shell.clone();
             super::latency::timed(shell.latency.clone(), req, move |req| serve_request(shell, peer, req))

@@ -57,10 +57,12 @@ pub fn new_uid<S: Store>(ctx: &Ctx<'_, S>) -> String {
         .collect()
 }
 
-/// nexrender's tag rule: only `a-z`, `0-9`, `,` and space survive in a tags string.
+/// nexrender's tag rule (`/[^a-z0-9, ]/gi`): only ASCII letters of either case, digits, `,`
+/// and space survive in a tags string. Case is kept, and tags match case-sensitively, as
+/// nexrender-server compares them: `Gpu` is not `gpu`.
 pub fn sanitize_tags(tags: &str) -> String {
     tags.chars()
-        .filter(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == ',' || *c == ' ')
+        .filter(|c| c.is_ascii_alphanumeric() || *c == ',' || *c == ' ')
         .collect()
 }
 
@@ -118,6 +120,46 @@ pub fn executor(headers: &http::HeaderMap) -> String {
         .map(|v| v.chars().take(256).collect())
         .or_else(|| peer(headers))
         .unwrap_or_else(|| "unknown".to_string())
+}
+
+/// The header an admin client sends to end whoever's lease a PUT's state needs (`lease.rs`).
+pub const OVERRIDE_HEADER: &str = "x-edgefarm-override";
+
+/// Whether the request carries [`OVERRIDE_HEADER`] set to `1` or `true`.
+pub fn overrides(headers: &http::HeaderMap) -> bool {
+    header(headers, OVERRIDE_HEADER).is_some_and(|v| v == "1" || v.eq_ignore_ascii_case("true"))
+}
+
+/// Bytes of `job` as JSON, counted without building the text.
+fn json_len(job: &Map<String, Value>) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0 += b.len();
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut n = Count(0);
+    // Writing a `Value` to a sink that never fails cannot fail.
+    let _ = serde_json::to_writer(&mut n, job);
+    n.0
+}
+
+/// 413 when a job (as created, or as a PUT's merge makes it) is over the body limit: the limit
+/// is what the runtime's store can keep of one job, so a merge may not grow past it either.
+pub fn check_size(job: &Map<String, Value>, settings: &Settings) -> crate::core::Result<()> {
+    let len = json_len(job);
+    if len > settings.body_bytes {
+        return Err(crate::core::Error::TooLarge(format!(
+            "the nexrender job would be {len} bytes of JSON, over this server's limit of {} bytes ({})",
+            settings.body_bytes,
+            super::BODY_LIMIT_SETTING
+        )));
+    }
+    Ok(())
 }
 
 /// nexrender's `create()`: every default, then the client's fields over them (a shallow merge,
@@ -290,7 +332,7 @@ mod tests {
 
     #[test]
     fn tags_are_stripped_then_trimmed() {
-        assert_eq!(sanitize_tags("gpu, Linux!,a b"), "gpu, inux,a b");
+        assert_eq!(sanitize_tags("gpu, Linux!,a b,É"), "gpu, Linux,a b,");
         assert_eq!(tag_list(" b ,a,, b"), vec!["a", "b"]);
     }
 }
