@@ -27,7 +27,8 @@ async fn nexrender_holder_resending_any_state_is_never_refused(f: &Farm) {
         assert_eq!(r.json()["state"], state);
     }
     // The 1.6x worker on a failed render: `started` + error (un-awaited), then `error`.
-    let resent = json!({"state": "started", "error": "aerender: layer missing", "renderProgress": 0});
+    let resent =
+        json!({"state": "started", "error": "aerender: layer missing", "renderProgress": 0});
     assert_eq!(put(f, &job["uid"], resent, "a").await.status, 200);
     let failed = json!({"state": "error", "error": "aerender: layer missing\n\nrender failed"});
     let r = put(f, &job["uid"], failed, "a").await;
@@ -55,18 +56,25 @@ async fn nexrender_late_report_after_the_end_changes_nothing(f: &Farm) {
     let t = own_tag(f);
     let job = create(f, json!({})).await;
     pickup(f, &t, "a").await;
-    let failed = json!({"state": "error", "error": "render failed", "errorAt": "2026-01-01T00:00:00.000Z"});
+    let failed =
+        json!({"state": "error", "error": "render failed", "errorAt": "2026-01-01T00:00:00.000Z"});
     assert_eq!(put(f, &job["uid"], failed, "a").await.status, 200);
     // What an un-awaited status projection carries when it loses the race.
     for state in ["started", "render:dorender"] {
         let late = json!({"state": state, "error": null, "errorAt": null, "renderProgress": 30});
         let r = put(f, &job["uid"], late, "a").await;
-        assert_eq!(r.status, 200, "a late {state} from the last holder is accepted");
+        assert_eq!(
+            r.status, 200,
+            "a late {state} from the last holder is accepted"
+        );
         assert_eq!(r.json()["state"], "error");
     }
     let ended = fetch(f, &job["uid"]).await;
     assert_eq!(ended["state"], "error");
-    assert_eq!(ended["error"], "render failed", "the late PUT erased nothing");
+    assert_eq!(
+        ended["error"], "render failed",
+        "the late PUT erased nothing"
+    );
     assert_eq!(ended["errorAt"], "2026-01-01T00:00:00.000Z");
     assert_eq!(
         put(f, &job["uid"], json!({"state": "started"}), "b")
@@ -92,7 +100,11 @@ async fn nexrender_other_clients_report_without_taking_the_lease(f: &Farm) {
     assert_eq!(r.status, 200, "{:?}", r.body);
     let shown = r.json();
     assert_eq!(
-        (&shown["state"], &shown["renderProgress"], &shown["executor"]),
+        (
+            &shown["state"],
+            &shown["renderProgress"],
+            &shown["executor"]
+        ),
         (&json!("render:dorender"), &json!(42), &json!("worker")),
         "the report is shown, the lease stays"
     );
@@ -112,7 +124,11 @@ async fn nexrender_other_clients_report_without_taking_the_lease(f: &Farm) {
         "worker",
     )
     .await;
-    assert_eq!(r.json()["renderProgress"], 50, "the executor still holds it");
+    assert_eq!(
+        r.json()["renderProgress"],
+        50,
+        "the executor still holds it"
+    );
     assert_eq!(
         pickup(f, &t, "dashboard").await,
         json!({}),
@@ -140,9 +156,14 @@ async fn nexrender_override_header_ends_a_lease(f: &Farm) {
     assert_eq!(r.status, 200, "{:?}", r.body);
     assert_eq!(r.json()["state"], "queued");
     assert_eq!(
-        put(f, &job["uid"], json!({"state": "render:dorender"}), "worker")
-            .await
-            .status,
+        put(
+            f,
+            &job["uid"],
+            json!({"state": "render:dorender"}),
+            "worker"
+        )
+        .await
+        .status,
         409,
         "the old executor lost it"
     );
@@ -206,7 +227,8 @@ mod limit {
         }
         let asset = |n: usize| json!([{"type": "image", "src": "A".repeat(n), "layerName": "l"}]);
         let job = create(&f, json!({"assets": asset(1_500_000)})).await;
-        let over = json!({"template": {"src": "x", "composition": "c"}, "assets": asset(2_000_000)});
+        let over =
+            json!({"template": {"src": "x", "composition": "c"}, "assets": asset(2_000_000)});
         let r = nx(&f, "POST", "/jobs", Some(over), None).await;
         assert_eq!(r.status, 413);
         let message = r.json()["error"]["message"].to_string();
@@ -219,7 +241,10 @@ mod limit {
         let r = nx(&f, "PUT", &format!("/jobs/{uid}"), Some(grow), Some("w")).await;
         assert_eq!(r.status, 413, "a merge cannot grow the job past it");
         let r = nx(&f, "GET", &format!("/jobs/{uid}"), None, None).await;
-        assert!(r.json().get("extra").is_none(), "the refused PUT changed nothing");
+        assert!(
+            r.json().get("extra").is_none(),
+            "the refused PUT changed nothing"
+        );
         assert_eq!(pickup(&f, &own_tag(&f), "w").await["uid"], job["uid"]);
         let v1 = f
             .raw("POST", "/v1/jobs", None, vec![b' '; 1_500_000], &[])
