@@ -1,7 +1,7 @@
 //! Who may PUT what (issue 16): the holder re-sending any state, late reports after the end,
 //! other clients' reports and the override header, tags that keep their case, and the façade's
 //! own body limit.
-use super::{create, fetch, nx, own_tag, pickup, put};
+use super::{create, fetch, own_tag, pickup, put};
 use crate::harness::Farm;
 use serde_json::{json, Value};
 
