@@ -130,38 +130,6 @@ pub fn overrides(headers: &http::HeaderMap) -> bool {
     header(headers, OVERRIDE_HEADER).is_some_and(|v| v == "1" || v.eq_ignore_ascii_case("true"))
 }
 
-/// Bytes of `job` as JSON, counted without building the text.
-fn json_len(job: &Map<String, Value>) -> usize {
-    struct Count(usize);
-    impl std::io::Write for Count {
-        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            self.0 += b.len();
-            Ok(b.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let mut n = Count(0);
-    // Writing a `Value` to a sink that never fails cannot fail.
-    let _ = serde_json::to_writer(&mut n, job);
-    n.0
-}
-
-/// 413 when a job (as created, or as a PUT's merge makes it) is over the body limit: the limit
-/// is what the runtime's store can keep of one job, so a merge may not grow past it either.
-pub fn check_size(job: &Map<String, Value>, settings: &Settings) -> crate::core::Result<()> {
-    let len = json_len(job);
-    if len > settings.body_bytes {
-        return Err(crate::core::Error::TooLarge(format!(
-            "the nexrender job would be {len} bytes of JSON, over this server's limit of {} bytes ({})",
-            settings.body_bytes,
-            super::BODY_LIMIT_SETTING
-        )));
-    }
-    Ok(())
-}
-
 /// nexrender's `create()`: every default, then the client's fields over them (a shallow merge,
 /// as nexrender's `Object.assign` does: a `template` sent replaces the default one whole).
 pub fn with_defaults(sent: Map<String, Value>, uid: &str) -> Map<String, Value> {

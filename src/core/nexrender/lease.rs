@@ -188,6 +188,16 @@ pub async fn apply<S: Store>(ctx: &Ctx<'_, S>, put: &Put<'_>) -> Result<(JobReco
                     effect.late = true;
                     return Ok(());
                 } else if overrides && claimable(t, who, now) {
+                    // Taken over on purpose: a lapsed lease is settled (counted) first.
+                    if lease_expired(t, now) {
+                        settle_expired(t, job.spec.max_attempts, now);
+                    }
+                    if !claimable(t, who, now) {
+                        return Err(Error::Conflict(format!(
+                            "job {} has no attempts left",
+                            job.spec.id
+                        )));
+                    }
                     grant(t, who, ctx.token(), now + timeout_ms, now);
                     t.activity = Some(state.clone());
                 } else if held_by_other(t, who, now).is_some() && !held_before(t, who) {

@@ -87,7 +87,7 @@ async fn create<S: Store>(
     body.insert("createdAt".into(), json!(now));
     body.insert("updatedAt".into(), json!(now));
     validate::job(&body)?;
-    job::check_size(&body, &ctx.config.nexrender)?;
+    validate::size(&body, &ctx.config.nexrender)?;
     let taken = || Error::Conflict(format!("a job with uid {uid} already exists"));
     if load::<JobRecord, _>(ctx.store, &keys::job(&uid))
         .await?
@@ -219,7 +219,7 @@ async fn update<S: Store>(
     };
     let merged = merge(&stored.nexrender);
     validate::job(&merged)?;
-    job::check_size(&merged, &ctx.config.nexrender)?;
+    validate::size(&merged, &ctx.config.nexrender)?;
     let who = executor(headers);
     let progress = sent
         .get("renderProgress")
