@@ -121,6 +121,12 @@ async fn to_http(req: &mut Request) -> Result<std::result::Result<http::Request<
     Ok(Ok(out))
 }
 
+/// A body declared over its route's limit is refused before it is read (`edge`).
+fn too_large(config: &Config, req: &Request) -> Option<http::Response<Bytes>> {
+    let length = req.headers().get("content-length").ok().flatten();
+    edge::declared_too_large(config, &req.path(), length.as_deref())
+}
+
 fn from_http(resp: http::Response<Bytes>) -> Result<Response> {
     let (parts, body) = resp.into_parts();
     let headers = Headers::new();
@@ -152,6 +158,9 @@ async fn answer_over_kv(env: &Env, mut req: Request) -> Result<Response> {
         Ok(c) => c,
         Err(m) => return error(500, "not_configured", &m),
     };
+    if let Some(r) = too_large(&config, &req) {
+        return from_http(r);
+    }
     let http_req = match to_http(&mut req).await? {
         Ok(r) => r,
         Err(m) => return error(400, "bad_request", &m),
@@ -306,6 +315,9 @@ impl DurableObject for EdgefarmFarm {
             Ok(c) => c,
             Err(m) => return error(500, "not_configured", &m),
         };
+        if let Some(r) = too_large(&config, &req) {
+            return from_http(r);
+        }
         let http_req = match to_http(&mut req).await? {
             Ok(r) => r,
             Err(m) => return error(400, "bad_request", &m),
