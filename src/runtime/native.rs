@@ -229,7 +229,7 @@ async fn serve_request(shell: Shell, peer: SocketAddr, req: AxumRequest) -> Axum
     crate::core::nexrender::set_peer(&mut parts.headers, Some(peer.ip()));
     let path = parts.uri.path();
     let limit = crate::core::router::body_limit(&shell.config, path);
-    let body = match axum::body::to_bytes(body, limit + 1).await {
+    let body = match axum::body::to_bytes(body, limit.saturating_add(1)).await {
         Ok(b) => b,
         Err(_) => {
             let e = crate::core::router::too_large(&shell.config, path);
