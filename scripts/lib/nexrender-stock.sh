@@ -1,6 +1,7 @@
 # Sourced by scripts/cloudflare-conformance and scripts/spin-conformance: runs the stock nexrender
 # clients' tests (tests/nexrender) against a server the caller starts, once per settings set.
-# Needs ROOT, WORK, B, SECRET and EDGEFARM_CACHE set, and node/npm on PATH.
+# Needs ROOT, WORK, B, SECRET, EDGEFARM_CACHE and NEXRENDER_BODY_BYTES (the body limit the
+# caller's server runs with) set, and node/npm on PATH.
 # shellcheck shell=bash
 
 # The nexrender settings (timeout ms, ordering) the tests in tests/nexrender run with: each test
@@ -32,7 +33,7 @@ nexrender_stock_clients() { # label start-fn stop-fn: the stock @nexrender/api a
     # The variables the server was started with tell helpers.js what it runs with.
     (cd "$dir" && unset EDGEFARM_NEXRENDER_MAX_ATTEMPTS &&
       EDGEFARM_URL="$B" EDGEFARM_SECRET="$SECRET" EDGEFARM_NEXRENDER_TIMEOUT_MS="$timeout" \
-        EDGEFARM_NEXRENDER_ORDERING="$ordering" node --test --test-concurrency=1 --test-reporter=tap) \
+        EDGEFARM_NEXRENDER_ORDERING="$ordering" EDGEFARM_NEXRENDER_BODY_BYTES="$NEXRENDER_BODY_BYTES" node --test --test-concurrency=1 --test-reporter=tap) \
       >"$tap" 2>&1 || rc=$?
     echo "nexrender timeout $timeout ms, $ordering:" \
       "$(grep -v '# SKIP' "$tap" | grep -c '^ok [0-9]* - ' || true) passed," \

@@ -7,7 +7,7 @@ use super::dashboard;
 use super::error::{Error, Result};
 use super::http::decode;
 use super::wake::{self, Wake};
-use super::Ctx;
+use super::{Config, Ctx};
 use crate::store::Store;
 use bytes::Bytes;
 use http::{Method, Request, Response};
@@ -39,11 +39,9 @@ async fn route<S: Store>(req: &Request<Bytes>, ctx: &Ctx<'_, S>) -> Result<Respo
     let parts: Vec<String> = path.trim_matches('/').split('/').map(decode).collect();
     let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
     let method = req.method();
-    if req.body().len() > ctx.config.limits.body_bytes {
-        return Err(Error::TooLarge(format!(
-            "the request body is over {} bytes",
-            ctx.config.limits.body_bytes
-        )));
+    let limit = body_limit(ctx.config, path);
+    if req.body().len() > limit {
+        return Err(too_large(ctx.config, path));
     }
     match (method, parts.as_slice()) {
         (&Method::GET, ["v1", "health"]) => return Ok(api::health(ctx)),
@@ -57,6 +55,30 @@ async fn route<S: Store>(req: &Request<Bytes>, ctx: &Ctx<'_, S>) -> Result<Respo
     }
     let caller = authenticate(ctx, req.headers()).await?;
     v1(req, ctx, &caller, method, &parts[1..]).await
+}
+
+/// The largest body a request to `path` may carry: the nexrender façade's own limit on
+/// `/api/v1` (jobs with inline assets), `Limits::body_bytes` elsewhere. Shells that bound what
+/// they read use it too, so both answer the same 413.
+pub fn body_limit(config: &Config, path: &str) -> usize {
+    if path.starts_with("/api/v1/") {
+        config.nexrender.body_bytes
+    } else {
+        config.limits.body_bytes
+    }
+}
+
+/// The 413 for a body over [`body_limit`], naming the limit and how to change it.
+pub fn too_large(config: &Config, path: &str) -> Error {
+    let limit = body_limit(config, path);
+    if path.starts_with("/api/v1/") {
+        Error::TooLarge(format!(
+            "the request body is over this server's nexrender limit of {limit} bytes ({})",
+            super::nexrender::BODY_LIMIT_SETTING
+        ))
+    } else {
+        Error::TooLarge(format!("the request body is over {limit} bytes"))
+    }
 }
 
 async fn v1<S: Store>(

@@ -63,13 +63,21 @@ fn var(env: &Env, name: &str) -> Option<String> {
     env.var(name).ok().map(|v| v.to_string())
 }
 
+/// The nexrender body limit by default: a job must fit in one storage value, and a SQLite-backed
+/// Durable Object keeps at most 2 MB of key and value; the rest of the job record (and room for
+/// a merge) fits in the remaining ~0.4 MB. The Workers request limit (100 MB on most plans) and
+/// isolate memory (128 MB) are far above it. `EDGEFARM_NEXRENDER_BODY_BYTES` overrides it.
+const NEXRENDER_BODY_BYTES: usize = 3 << 19;
+
 /// Settings from wrangler vars; the secret from `wrangler secret put` (or `.dev.vars`).
 fn config(env: &Env) -> std::result::Result<Config, String> {
     edge::config_from_vars(|name| {
         let secret = (name == "EDGEFARM_SECRET")
             .then(|| env.secret(name).ok().map(|s| s.to_string()))
             .flatten();
-        secret.or_else(|| var(env, name))
+        let body = (name == "EDGEFARM_NEXRENDER_BODY_BYTES")
+            .then(|| NEXRENDER_BODY_BYTES.to_string());
+        secret.or_else(|| var(env, name)).or(body)
     })
     .map_err(|e| format!("{e}: run `wrangler secret put EDGEFARM_SECRET`, or put it in .dev.vars for wrangler dev"))
 }
@@ -113,6 +121,12 @@ async fn to_http(req: &mut Request) -> Result<std::result::Result<http::Request<
     Ok(Ok(out))
 }
 
+/// A body declared over its route's limit is refused before it is read (`edge`).
+fn too_large(config: &Config, req: &Request) -> Option<http::Response<Bytes>> {
+    let length = req.headers().get("content-length").ok().flatten();
+    edge::declared_too_large(config, &req.path(), length.as_deref())
+}
+
 fn from_http(resp: http::Response<Bytes>) -> Result<Response> {
     let (parts, body) = resp.into_parts();
     let headers = Headers::new();
@@ -144,6 +158,9 @@ async fn answer_over_kv(env: &Env, mut req: Request) -> Result<Response> {
         Ok(c) => c,
         Err(m) => return error(500, "not_configured", &m),
     };
+    if let Some(r) = too_large(&config, &req) {
+        return from_http(r);
+    }
     let http_req = match to_http(&mut req).await? {
         Ok(r) => r,
         Err(m) => return error(400, "bad_request", &m),
@@ -298,6 +315,9 @@ impl DurableObject for EdgefarmFarm {
             Ok(c) => c,
             Err(m) => return error(500, "not_configured", &m),
         };
+        if let Some(r) = too_large(&config, &req) {
+            return from_http(r);
+        }
         let http_req = match to_http(&mut req).await? {
             Ok(r) => r,
             Err(m) => return error(400, "bad_request", &m),

@@ -43,6 +43,12 @@ pub fn config_from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Config, 
         1,
     )?;
     c.nexrender.max_attempts = u32::try_from(attempts).unwrap_or(u32::MAX);
+    let body = ms(
+        "EDGEFARM_NEXRENDER_BODY_BYTES",
+        c.nexrender.body_bytes as u64,
+        1,
+    )?;
+    c.nexrender.body_bytes = usize::try_from(body).unwrap_or(usize::MAX);
     Ok(c)
 }
 
@@ -61,6 +67,19 @@ pub async fn run_core<S: Store>(
             .insert(http::header::RETRY_AFTER, http::HeaderValue::from(secs));
     }
     resp
+}
+
+/// The 413 for a request whose declared length (`Content-Length`) is over its route's body
+/// limit, answered before the body is read; a body without one is bounded by the platform and
+/// checked by the core once read.
+pub fn declared_too_large(
+    config: &Config,
+    path: &str,
+    content_length: Option<&str>,
+) -> Option<http::Response<Bytes>> {
+    let declared = content_length?.trim().parse::<u64>().ok()?;
+    let limit = crate::core::router::body_limit(config, path);
+    (declared > limit as u64).then(|| crate::core::router::too_large(config, path).into_response())
 }
 
 /// Whether a request asks to follow a job as server-sent events.
@@ -155,6 +174,26 @@ mod tests {
         ]))
         .unwrap_err();
         assert!(e.contains("EDGEFARM_HEARTBEAT_MS"), "{e}");
+    }
+
+    #[test]
+    fn nexrender_body_limit_is_a_variable_and_declared_lengths_over_it_are_413() {
+        let vars = |n: &str| match n {
+            "EDGEFARM_SECRET" => Some("0123456789".to_string()),
+            "EDGEFARM_NEXRENDER_BODY_BYTES" => Some("2000000".to_string()),
+            _ => None,
+        };
+        let c = config_from_vars(vars).expect("config");
+        assert_eq!(c.nexrender.body_bytes, 2_000_000);
+        let over = declared_too_large(&c, "/api/v1/jobs", Some("2000001")).expect("413");
+        assert_eq!(over.status(), 413);
+        assert!(String::from_utf8_lossy(over.body()).contains("2000000"));
+        assert!(declared_too_large(&c, "/api/v1/jobs", Some("2000000")).is_none());
+        assert!(
+            declared_too_large(&c, "/v1/jobs", Some("2000000")).is_some(),
+            "/v1 keeps its 1 MiB"
+        );
+        assert!(declared_too_large(&c, "/v1/jobs", None).is_none());
     }
 
     #[test]

@@ -149,6 +149,13 @@ async fn serve(req: Request) -> http::Response<BoxBody> {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<std::net::SocketAddr>().ok());
     set_peer(&mut parts.headers, peer.map(|p| p.ip()));
+    let length = parts
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok());
+    if let Some(r) = edge::declared_too_large(&config, parts.uri.path(), length) {
+        return full(r);
+    }
     let body = match body.bytes().await {
         Ok(b) => b,
         Err(e) => {

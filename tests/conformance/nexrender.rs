@@ -5,11 +5,13 @@
 
 mod leases;
 mod protocol;
+mod reports;
 
 use crate::harness::{Farm, Resp};
 use serde_json::{json, Value};
 
-/// A tag only this farm's jobs carry (`a-z0-9` survive nexrender's tag rule).
+/// A tag only this farm's jobs carry (`a-z0-9` survive nexrender's tag rule; tags match with
+/// their case, so the lower-case letters alone are enough).
 pub(crate) fn own_tag(f: &Farm) -> String {
     f.queue()
         .chars()

@@ -27,9 +27,9 @@ test('api: create, list, fetch, update, remove', async t => {
     if (!server) return
     t.after(server.stop)
     const client = connect(server.host)
-    const created = await add(client, job({ tags: 'Gpu, fast', custom: { keep: true } }))
+    const created = await add(client, job({ tags: 'Gpu!, fast', custom: { keep: true } }))
     assert.equal(created.state, 'queued')
-    assert.equal(created.tags, 'pu, fast', 'nexrender strips characters other than a-z0-9, and space')
+    assert.equal(created.tags, 'Gpu, fast', 'nexrender strips characters other than a-z0-9, and space, in either case')
     assert.equal(created.type, 'default')
     assert.deepEqual(created.actions, { prerender: [], postrender: [] })
     assert.match(created.createdAt, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/)
@@ -173,4 +173,86 @@ test('api: 10 concurrent claims by PUT started give exactly one winner', async t
     assert.equal(won.length, 1, 'one winner')
     for (const r of results.filter(r => r.status === 'rejected')) assert.match(r.reason.message, /conflict/)
     assert.equal((await client.fetchJob(created.uid)).executor, won[0].value.executor)
+})
+
+test('api: tags keep their case and match case-sensitively, as nexrender-server compares them', async t => {
+    const server = await startServer(t)
+    if (!server) return
+    t.after(server.stop)
+    const client = connect(server.host, { name: 'w' })
+    const alpha = await add(client, job({ tags: 'Alpha,beta' }))
+    assert.equal(alpha.tags, 'Alpha,beta', 'capitals survive')
+    const other = await add(client, job({ tags: 'Ré-nder_1, GPU!' }))
+    assert.equal(other.tags, 'Rnder1, GPU', 'what is outside [a-z0-9, ] in either case goes')
+    assert.equal((await client.updateJob(other.uid, { tags: 'X-Y, gpu' })).tags, 'XY, gpu', 'a PUT is cleaned the same way')
+    assert.deepEqual(await client.pickupJob('alpha'), {}, '`alpha` is not `Alpha`')
+    assert.equal((await client.pickupJob('Alpha')).uid, alpha.uid)
+    assert.equal((await client.pickupJob('XY')).uid, other.uid)
+})
+
+test('api: a client that is not the executor reports on a job; it ends a lease only with the override header', async t => {
+    const server = await startServer(t)
+    if (!server) return
+    t.after(server.stop)
+    const worker = connect(server.host, { name: 'render-box-1' })
+    const dashboard = connect(server.host)
+    const created = await add(dashboard, job())
+    assert.equal((await worker.pickupJob()).uid, created.uid)
+    await worker.updateJob(created.uid, { state: 'started' })
+
+    const shown = await dashboard.updateJob(created.uid, { state: 'render:dorender', renderProgress: 42 })
+    assert.deepEqual([shown.state, shown.renderProgress, shown.executor], ['render:dorender', 42, 'render-box-1'],
+        'the report is shown; the lease stays with the executor')
+    const fetched = await dashboard.fetchJob(created.uid)
+    assert.deepEqual([fetched.state, fetched.renderProgress], ['render:dorender', 42])
+    assert.equal((await dashboard.updateJob(created.uid, { note: 'checked by ops' })).note, 'checked by ops',
+        'fields other than the state: always')
+    assert.equal((await worker.updateJob(created.uid, { state: 'render:dorender', renderProgress: 50 })).renderProgress, 50,
+        'the executor still holds the job and reports over it')
+
+    await assert.rejects(dashboard.updateJob(created.uid, { state: 'started' }), /conflict/, 'a claim stays exclusive')
+    await assert.rejects(dashboard.updateJob(created.uid, { state: 'queued' }), /conflict/, 'no silent take-over')
+    await assert.rejects(dashboard.updateJob(created.uid, { state: 'finished' }), /conflict/)
+
+    const admin = connect(server.host, { headers: { 'x-edgefarm-override': '1' } })
+    assert.equal((await admin.updateJob(created.uid, { state: 'queued' })).state, 'queued', 'the override ends the lease')
+    await assert.rejects(worker.updateJob(created.uid, { state: 'render:dorender', renderProgress: 60 }), /stale_lease/,
+        'the executor learns it lost the job')
+    const other = connect(server.host, { name: 'render-box-2' })
+    assert.equal((await other.pickupJob()).uid, created.uid, 'queued again for any worker')
+    assert.equal((await admin.updateJob(created.uid, { state: 'error', error: 'cancelled by ops' })).state, 'error')
+    const ended = await dashboard.fetchJob(created.uid)
+    assert.match([].concat(ended.error).join(), /cancelled by ops/)
+})
+
+// The limit every runtime's test server runs with (scripts/lib/nexrender-stock.sh starts the Worker
+// and the Spin host with it): the Worker's default, 1.5 MiB, well above /v1's 1 MiB.
+const BODY_LIMIT = 1572864
+
+test('api: jobs with inline data: assets up to --nexrender-body-bytes, a 413 naming the limit above it', async t => {
+    const server = await startServer(t, ['--nexrender-body-bytes', String(BODY_LIMIT)])
+    if (!server) return
+    t.after(server.stop)
+    const client = connect(server.host)
+    const inline = n => 'data:image/png;base64,' + 'iVBORw0KGgo'.repeat(Math.ceil(n / 11)).slice(0, n)
+    const asset = n => ({ type: 'image', src: inline(n), layerName: 'logo.png' })
+    // Just under the limit: what the limit lets through, the runtime's store must keep (on the
+    // Worker, one Durable Object value of at most 2 MB holds the whole job record).
+    const big = job({ assets: [asset(BODY_LIMIT - 4096)] })
+    assert.ok(JSON.stringify(big).length > 1 << 20, 'over the 1 MiB of the /v1 routes')
+    const created = await add(client, big)
+    const fetched = await client.fetchJob(created.uid)
+    assert.equal(fetched.assets[0].src, big.assets[0].src, 'stored whole')
+
+    const over = job({ assets: [asset(BODY_LIMIT)] })
+    await assert.rejects(client.addJob(over), e => {
+        assert.match(e.message, /too_large/)
+        assert.ok(e.message.includes(String(BODY_LIMIT)), `names the limit: ${e.message}`)
+        assert.match(e.message, /EDGEFARM_NEXRENDER_BODY_BYTES/, 'and how to change it')
+        return true
+    })
+    await assert.rejects(client.updateJob(created.uid, { assets: [asset(600 * 1024)].concat(fetched.assets) }),
+        e => /too_large/.test(e.message) && e.message.includes(String(BODY_LIMIT)), 'a PUT cannot merge the job past it either')
+    assert.equal((await client.fetchJob(created.uid)).assets.length, 1, 'the refused PUT changed nothing')
+    assert.equal((await client.listJobs()).filter(j => j.uid !== created.uid).length, 0, 'the refused job was not stored')
 })

@@ -22,11 +22,16 @@ const SECRET = EXTERNAL ? process.env.EDGEFARM_SECRET : 'nexrender-test-secret'
 if (EXTERNAL && !SECRET) throw new Error('EDGEFARM_URL is set: set EDGEFARM_SECRET to its farm secret too')
 const BIN = process.env.EDGEFARM_BIN
 
-/** `edgefarm serve`'s nexrender settings: flag, the variable it also reads, default. */
+/**
+ * `edgefarm serve`'s nexrender settings: flag, the variable it also reads, default. A null
+ * default is the runtime's own (the body limit differs between runtimes): a test that does not
+ * name the setting runs whatever the server has.
+ */
 const SETTINGS = [
     ['--nexrender-ordering', 'EDGEFARM_NEXRENDER_ORDERING', 'oldest-first'],
     ['--nexrender-timeout-ms', 'EDGEFARM_NEXRENDER_TIMEOUT_MS', '600000'],
     ['--nexrender-max-attempts', 'EDGEFARM_NEXRENDER_MAX_ATTEMPTS', '3'],
+    ['--nexrender-body-bytes', 'EDGEFARM_NEXRENDER_BODY_BYTES', null],
 ]
 
 const delay = ms => new Promise(resolve => setTimeout(resolve, ms))
@@ -51,14 +56,14 @@ const waitFor = async (what, check, ms = 15000) => {
     }
 }
 
-/** What a server started with `flags` runs with, as [flag, value] pairs. */
+/** What a server started with `flags` runs with, as [flag, value] pairs (null: any value). */
 const wanted = flags => SETTINGS.map(([flag, , byDefault]) => {
     const i = flags.indexOf(flag)
     return [flag, i >= 0 ? String(flags[i + 1]) : byDefault]
 })
 
 /** The external server's settings, from the variables it was started with. */
-const external = () => SETTINGS.map(([flag, name, byDefault]) => [flag, process.env[name] || byDefault])
+const external = () => SETTINGS.map(([flag, name, byDefault]) => [flag, process.env[name] || byDefault || 'its default'])
 
 const api = (what, method, url) => fetch(url, { method, headers: { 'nexrender-secret': SECRET } }).then(async r => {
     if (!r.ok) throw new Error(`${what}: ${method} ${url} answered ${r.status} ${await r.text()}`)
@@ -92,7 +97,7 @@ const empty = async () => {
 const startServer = async (t, flags = []) => {
     if (EXTERNAL) {
         const has = new Map(external())
-        const differ = wanted(flags).filter(([flag, value]) => has.get(flag) !== value)
+        const differ = wanted(flags).filter(([flag, value]) => value !== null && has.get(flag) !== value)
         if (differ.length > 0) {
             const reason = 'the external server runs with ' +
                 differ.map(([flag]) => `${flag} ${has.get(flag)}`).join(', ') + '; this test needs ' +
@@ -141,35 +146,53 @@ const fakeAfterEffects = () => {
  * A valid job whose template is a local file the worker can "download". `name` is set because
  * @nexrender/core 1.63.3 names a downloaded file:// asset after its whole path otherwise.
  */
-const renderableJob = (extra = {}) => {
+const renderableJob = (extra = {}, { failWith } = {}) => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'edgefarm-project-'))
     const project = path.join(dir, 'project.aep')
-    fs.writeFileSync(project, 'not really an After Effects project')
+    // `failWith`: the fake aerender prints this as aerender's error and exits 1 (fake-ae).
+    fs.writeFileSync(project, 'not really an After Effects project\n' + (failWith ? `FAKE_AERENDER_ERROR: ${failWith}\n` : ''))
     return Object.assign({ template: { src: `file://${project}`, name: 'project.aep', composition: 'main' } }, extra)
 }
 
 /**
  * Runs the stock `nexrender-worker` binary (its own process group, so a SIGKILL takes its
- * aerender child too) against `host`.
+ * aerender child too) against `host`. `loop16`: runs `worker16.js` instead, the 1.6x worker's
+ * loop over the stock @nexrender/api and @nexrender/core, as `name` when given.
  */
-const startWorker = (host, { frameMs = 20, workpath } = {}) => {
+const startWorker = (host, { frameMs = 20, workpath, loop16 = false, name } = {}) => {
     const ae = fakeAfterEffects()
+    workpath = workpath || fs.mkdtempSync(path.join(os.tmpdir(), 'edgefarm-work-'))
     const bin = require.resolve('@nexrender/worker/src/bin.js')
-    const args = ['-r', path.join(__dirname, 'preload.js'), bin,
-        '--host', host, '--secret', SECRET, '--binary', ae.binary,
-        '--workpath', workpath || fs.mkdtempSync(path.join(os.tmpdir(), 'edgefarm-work-')),
-        '--polling', '200', '--no-license']
+    const args = loop16
+        ? ['-r', path.join(__dirname, 'preload.js'), path.join(__dirname, 'worker16.js')]
+        : ['-r', path.join(__dirname, 'preload.js'), bin,
+            '--host', host, '--secret', SECRET, '--binary', ae.binary,
+            '--workpath', workpath, '--polling', '200', '--no-license']
     const child = spawn(process.execPath, args, {
         detached: true,
         stdio: ['ignore', 'pipe', 'pipe'],
-        env: Object.assign({}, process.env, { FAKE_AERENDER_FRAME_MS: String(frameMs), NEXRENDER_ENABLE_AELOG_PROJECT_FOLDER: '1' }),
+        env: Object.assign({}, process.env, {
+            FAKE_AERENDER_FRAME_MS: String(frameMs),
+            NEXRENDER_ENABLE_AELOG_PROJECT_FOLDER: '1',
+            WORKER16_HOST: host,
+            WORKER16_SECRET: SECRET,
+            WORKER16_BINARY: ae.binary,
+            WORKER16_WORKPATH: workpath,
+            WORKER16_NAME: name || '',
+        }),
     })
     let log = ''
     child.stdout.on('data', d => { log += d })
     child.stderr.on('data', d => { log += d })
-    const exited = new Promise(resolve => child.once('exit', resolve))
+    let exitCode = null
+    const exited = new Promise(resolve => child.once('exit', (code, signal) => {
+        exitCode = code === null ? signal : code
+        resolve()
+    }))
     return {
         log: () => log,
+        /** null while it runs, else its exit code (or the signal that ended it). */
+        exitCode: () => exitCode,
         kill: async (signal = 'SIGTERM') => {
             try { process.kill(-child.pid, signal) } catch (_) { /* already gone */ }
             await exited

@@ -57,10 +57,12 @@ pub fn new_uid<S: Store>(ctx: &Ctx<'_, S>) -> String {
         .collect()
 }
 
-/// nexrender's tag rule: only `a-z`, `0-9`, `,` and space survive in a tags string.
+/// nexrender's tag rule (`/[^a-z0-9, ]/gi`): only ASCII letters of either case, digits, `,`
+/// and space survive in a tags string. Case is kept, and tags match case-sensitively, as
+/// nexrender-server compares them: `Gpu` is not `gpu`.
 pub fn sanitize_tags(tags: &str) -> String {
     tags.chars()
-        .filter(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == ',' || *c == ' ')
+        .filter(|c| c.is_ascii_alphanumeric() || *c == ',' || *c == ' ')
         .collect()
 }
 
@@ -113,6 +115,14 @@ pub fn executor(headers: &http::HeaderMap) -> String {
         .map(|v| v.chars().take(256).collect())
         .or_else(|| peer(headers))
         .unwrap_or_else(|| "unknown".to_string())
+}
+
+/// The header an admin client sends to end whoever's lease a PUT's state needs (`lease.rs`).
+pub const OVERRIDE_HEADER: &str = "x-edgefarm-override";
+
+/// Whether the request carries [`OVERRIDE_HEADER`] set to `1` or `true`.
+pub fn overrides(headers: &http::HeaderMap) -> bool {
+    header(headers, OVERRIDE_HEADER).is_some_and(|v| v == "1" || v.eq_ignore_ascii_case("true"))
 }
 
 /// nexrender's `create()`: every default, then the client's fields over them (a shallow merge,
@@ -285,7 +295,7 @@ mod tests {
 
     #[test]
     fn tags_are_stripped_then_trimmed() {
-        assert_eq!(sanitize_tags("gpu, Linux!,a b"), "gpu, inux,a b");
+        assert_eq!(sanitize_tags("gpu, Linux!,a b,É"), "gpu, Linux,a b,");
         assert_eq!(tag_list(" b ,a,, b"), vec!["a", "b"]);
     }
 }

@@ -3,9 +3,27 @@
 //! evaluated on the same read, so two workers racing for one job cannot both win.
 //!
 //! The lease holder is named by the executor identity (`nexrender-name`, else the peer
-//! address), not by a token: stock nexrender clients carry none. Two old workers on one host
-//! share an identity, so "already started" is recorded in the task itself (`activity`) and a
-//! second `started` for the same lease is refused like a foreign one.
+//! address), not by a token: stock nexrender clients carry none. So what a PUT may do depends
+//! on who sends it:
+//! - **the holder**: any state is a report that renews its lease (`started` and `render:*` set
+//!   what the job shows, `finished`/`error` end it, `queued` gives it back). A holder re-sending
+//!   `started` is never refused: the 1.6x worker re-sends it (un-awaited) when a render fails,
+//!   and a refusal there ends the worker's process on an unhandled rejection.
+//! - **the last holder of an ended job**: a report that arrives after its own `finished` or
+//!   `error` (the worker's un-awaited PUTs race its awaited ones) is answered 200 and changes
+//!   nothing; a re-sent `finished`/`error` applies again.
+//! - **a former holder** whose lease lapsed and went to someone else: 409 `stale_lease`.
+//! - **any other client** (a dashboard, a script): `started` is a claim, exclusive (409 while
+//!   someone holds the job); a `picked`/`render:*` report on a job someone holds is shown on the
+//!   job (state and progress) and leaves the lease where it is; `finished`, `error` and
+//!   `queued` apply to a job nobody holds. With the override header ([`Put::overrides`]) the
+//!   client ends any lease first, on purpose: an admin's repair.
+//!
+//! Rejected alternative: refusing a second `started` within one lease, which protected two old
+//! workers sharing one identity (same host, no `nexrender-name`) from both rendering a job —
+//! but refused the 1.6x worker's own re-sent `started` as well, killing it on every failed
+//! render. Two workers sharing one identity are one executor here, as in nexrender-server: give
+//! each its own `--name` (workers from 1.6x) or address (the 1.8.x worker has no `--name`).
 
 use super::job::in_progress;
 use crate::core::error::{Error, Result};
@@ -52,6 +70,9 @@ pub struct Effect {
     /// A finished or failed job went back to the queue: its index entries must be written again
     /// and the job's failed/canceled flags cleared.
     pub requeued: bool,
+    /// A late report of an ended job by its last holder: nothing changed, and the PUT's fields
+    /// must not be merged either (its `error: null` would erase the error it reported).
+    pub late: bool,
 }
 
 fn mine(t: &Task, who: &str) -> bool {
@@ -65,6 +86,24 @@ fn held_by_other(t: &Task, who: &str, now_ms: u64) -> Option<String> {
         .then(|| l.node.clone())
 }
 
+fn ended(t: &Task) -> bool {
+    matches!(
+        t.state,
+        TaskState::Completed | TaskState::Failed | TaskState::Canceled
+    )
+}
+
+/// The job ended and `who` held its last lease: a late report of its own render.
+fn ended_by(t: &Task, who: &str) -> bool {
+    ended(t) && t.history.last().is_some_and(|a| a.node == who)
+}
+
+/// `who` held one of the job's (recent) leases: its reports are a former holder's, not a
+/// dashboard's.
+fn held_before(t: &Task, who: &str) -> bool {
+    t.history.iter().any(|a| a.node == who)
+}
+
 /// One PUT, as the task sees it.
 #[derive(Debug, Clone)]
 pub struct Put<'a> {
@@ -76,6 +115,9 @@ pub struct Put<'a> {
     pub ask: Ask,
     /// Its `renderProgress`, percent.
     pub progress: Option<u64>,
+    /// The caller asked, with the override header, to end whoever's lease first (an admin's
+    /// repair); only a state that needs the job free uses it.
+    pub overrides: bool,
 }
 
 /// Applies a PUT to task 0 of its job, renewing the caller's lease by the executor timeout and
@@ -86,6 +128,7 @@ pub async fn apply<S: Store>(ctx: &Ctx<'_, S>, put: &Put<'_>) -> Result<(JobReco
         who,
         ref ask,
         progress,
+        overrides,
     } = *put;
     let timeout_ms = ctx.config.nexrender.timeout_ms;
     let now = ctx.now_ms;
@@ -102,6 +145,16 @@ pub async fn apply<S: Store>(ctx: &Ctx<'_, S>, put: &Put<'_>) -> Result<(JobReco
                 job.spec.id
             ))
         };
+        if overrides && !matches!(ask, Ask::Touch) {
+            if let Some(node) = held_by_other(t, who, now) {
+                // Ended on purpose, not by silence: no failure counted, no blocklist.
+                t.end_attempt(Outcome::Released, now);
+                t.state = TaskState::Queued;
+                t.progress = None;
+                t.activity = None;
+                tracing::info!(job = %job.spec.id, from = %node, by = %who, "nexrender lease overridden");
+            }
+        }
         match ask {
             Ask::Start => {
                 // A lapsed lease is settled first, so its attempt counts even when the worker
@@ -111,8 +164,12 @@ pub async fn apply<S: Store>(ctx: &Ctx<'_, S>, put: &Put<'_>) -> Result<(JobReco
                 }
                 if claimable(t, who, now) {
                     grant(t, who, ctx.token(), now + timeout_ms, now);
-                } else if mine(t, who) && matches!(t.activity.as_deref(), None | Some("picked")) {
-                    // The executor that picked the job starts it.
+                } else if mine(t, who) {
+                    // The picker starts the job, or the holder says it again: a renewal.
+                } else if ended_by(t, who) {
+                    // Sent before its own `error`/`finished` and arrived after it.
+                    effect.late = true;
+                    return Ok(());
                 } else if let Some(node) = t.lease.as_ref().map(|l| l.node.clone()) {
                     return Err(taken(node));
                 } else {
@@ -125,15 +182,43 @@ pub async fn apply<S: Store>(ctx: &Ctx<'_, S>, put: &Put<'_>) -> Result<(JobReco
                 t.activity = Some("started".into());
             }
             Ask::Report(state) => {
-                if !mine(t, who) {
+                if mine(t, who) {
+                    t.activity = Some(state.clone());
+                } else if ended_by(t, who) {
+                    effect.late = true;
+                    return Ok(());
+                } else if overrides && claimable(t, who, now) {
+                    // Taken over on purpose: a lapsed lease is settled (counted) first.
+                    if lease_expired(t, now) {
+                        settle_expired(t, job.spec.max_attempts, now);
+                    }
+                    if !claimable(t, who, now) {
+                        return Err(Error::Conflict(format!(
+                            "job {} has no attempts left",
+                            job.spec.id
+                        )));
+                    }
+                    grant(t, who, ctx.token(), now + timeout_ms, now);
+                    t.activity = Some(state.clone());
+                } else if held_by_other(t, who, now).is_some() && !held_before(t, who) {
+                    // Someone else's report (a dashboard): shown on the job, lease untouched;
+                    // the holder's next report replaces it.
+                    t.activity = Some(state.clone());
+                    if let Some(p) = progress {
+                        t.progress = Some(Progress {
+                            done: p.min(100),
+                            total: 100,
+                        });
+                    }
+                } else {
                     return Err(Error::StaleLease(format!(
-                        "job {} is not leased to executor {who} (its lease lapsed or it was never picked)",
+                        "job {} is not leased to executor {who} (its lease lapsed or it was never picked); PUT started to take it",
                         job.spec.id
                     )));
                 }
-                t.activity = Some(state.clone());
             }
             Ask::Finish | Ask::Fail(_) => {
+                // Also a holder's re-sent end, which applies again (its latest word).
                 if let Some(node) = held_by_other(t, who, now) {
                     return Err(taken(node));
                 }

@@ -78,7 +78,17 @@ pub struct Settings {
     pub timeout_ms: u64,
     /// Leases granted before a job whose executors keep going silent ends in `error`.
     pub max_attempts: u32,
+    /// Largest `/api/v1` request body, and largest nexrender job (as JSON) a PUT may merge into
+    /// being. Its own limit, above `Limits::body_bytes`: nexrender jobs carry inline `data:`
+    /// assets. Each runtime sizes its default to what it can take and keep (docs/NEXRENDER.md).
+    pub body_bytes: usize,
 }
+
+/// How an operator sets [`Settings::body_bytes`], named in the 413 answer.
+pub const BODY_LIMIT_SETTING: &str = "--nexrender-body-bytes / EDGEFARM_NEXRENDER_BODY_BYTES";
+
+/// nexrender-server's own body limit (100 MiB), the default where the runtime allows it.
+pub const DEFAULT_BODY_BYTES: usize = 100 << 20;
 
 impl Default for Settings {
     fn default() -> Self {
@@ -86,12 +96,13 @@ impl Default for Settings {
             ordering: Ordering::OldestFirst,
             timeout_ms: 10 * 60 * 1000,
             max_attempts: 3,
+            body_bytes: DEFAULT_BODY_BYTES,
         }
     }
 }
 
 /// Headers a browser may send to the façade (CORS preflight answer).
-const CORS_HEADERS: &str = "nexrender-secret, nexrender-name, content-type";
+const CORS_HEADERS: &str = "nexrender-secret, nexrender-name, content-type, x-edgefarm-override";
 
 /// Answers one `/api/v1/...` request; `parts` are the path segments after `api/v1`.
 pub async fn route<S: Store>(

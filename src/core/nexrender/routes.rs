@@ -49,7 +49,7 @@ fn object(bytes: &[u8]) -> Result<Map<String, Value>> {
     }
 }
 
-/// nexrender strips characters other than `a-z0-9, ` from a tags string.
+/// nexrender strips characters other than `a-z0-9, ` (either case) from a tags string.
 fn clean_tags(job: &mut Map<String, Value>) {
     if let Some(Value::String(t)) = job.get("tags") {
         let clean = job::sanitize_tags(t);
@@ -87,6 +87,7 @@ async fn create<S: Store>(
     body.insert("createdAt".into(), json!(now));
     body.insert("updatedAt".into(), json!(now));
     validate::job(&body)?;
+    validate::size(&body, &ctx.config.nexrender)?;
     let taken = || Error::Conflict(format!("a job with uid {uid} already exists"));
     if load::<JobRecord, _>(ctx.store, &keys::job(&uid))
         .await?
@@ -216,7 +217,9 @@ async fn update<S: Store>(
         m.insert("uid".into(), json!(uid));
         m
     };
-    validate::job(&merge(&stored.nexrender))?;
+    let merged = merge(&stored.nexrender);
+    validate::job(&merged)?;
+    validate::size(&merged, &ctx.config.nexrender)?;
     let who = executor(headers);
     let progress = sent
         .get("renderProgress")
@@ -227,8 +230,12 @@ async fn update<S: Store>(
         who: &who,
         ask,
         progress,
+        overrides: job::overrides(headers),
     };
     let (_, task, effect) = lease::apply(ctx, &put).await?;
+    if effect.late {
+        return Ok(ok(&present(&stored, &task, ctx.now_ms, false)));
+    }
     let settings = &ctx.config.nexrender;
     let mut reindex = effect.requeued;
     let job = record::update(ctx, uid, |j| {

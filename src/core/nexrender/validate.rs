@@ -1,7 +1,9 @@
 //! nexrender's job rules (those of `@nexrender/types`' `validate`), answered as a 400 naming
 //! the field, checked on create and again on every PUT, so a job a worker cannot render is
-//! refused at the door instead of failing on a render node later.
+//! refused at the door instead of failing on a render node later; and the size of a whole job,
+//! which must stay within what the runtime keeps (`size`, a 413).
 
+use super::Settings;
 use crate::core::error::{Error, Result};
 use crate::core::validate::is_ident;
 use serde_json::{Map, Value};
@@ -155,4 +157,36 @@ fn asset(field: &str, asset: &Value) -> Result<()> {
             format!("unknown job asset type: {other}"),
         )),
     }
+}
+
+/// Bytes of `job` as JSON, counted without building the text.
+fn json_len(job: &Map<String, Value>) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0 += b.len();
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut n = Count(0);
+    // Writing a `Value` to a sink that never fails cannot fail.
+    let _ = serde_json::to_writer(&mut n, job);
+    n.0
+}
+
+/// 413 when a job (as created, or as a PUT's merge makes it) is over the body limit: the limit
+/// is what the runtime's store can keep of one job, so a merge may not grow past it either.
+pub fn size(job: &Map<String, Value>, settings: &Settings) -> Result<()> {
+    let len = json_len(job);
+    if len > settings.body_bytes {
+        return Err(Error::TooLarge(format!(
+            "the nexrender job would be {len} bytes of JSON, over this server's limit of {} bytes ({})",
+            settings.body_bytes,
+            super::BODY_LIMIT_SETTING
+        )));
+    }
+    Ok(())
 }

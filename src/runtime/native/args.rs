@@ -39,6 +39,10 @@ pub struct ServeArgs {
     /// nexrender façade: leases before a job whose executors keep going silent ends in error.
     #[arg(long, env = "EDGEFARM_NEXRENDER_MAX_ATTEMPTS", default_value_t = 3)]
     pub nexrender_max_attempts: u32,
+    /// nexrender façade: largest /api/v1 request body and nexrender job, bytes (nexrender-server
+    /// takes 100 MiB; jobs carry inline data: assets).
+    #[arg(long, env = "EDGEFARM_NEXRENDER_BODY_BYTES", default_value_t = crate::core::nexrender::DEFAULT_BODY_BYTES)]
+    pub nexrender_body_bytes: usize,
     #[command(flatten)]
     pub net: NetArgs,
 }

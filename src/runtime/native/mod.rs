@@ -101,6 +101,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
         ordering: args.nexrender_ordering,
         timeout_ms: args.nexrender_timeout_ms.max(100),
         max_attempts: args.nexrender_max_attempts.max(1),
+        body_bytes: args.nexrender_body_bytes,
     };
     let certs = match (&args.net.tls_cert, &args.net.tls_key) {
         (Some(cert), Some(key)) => Some(tls::Certs::load(cert, key)?),
@@ -108,9 +109,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     raise_open_files_limit(args.net.max_connections);
     let net = &args.net;
-    let body_limit = config.limits.body_bytes;
-    let body_timeout = Duration::from_secs(net.header_timeout_s.max(1))
-        + Duration::from_secs_f64(body_limit as f64 / net.min_body_rate.max(1) as f64);
+    let shell_config = Arc::new(config.clone());
     let retry_after_s = config.poll_ms.div_ceil(1000).max(1);
     let (tx, rx) = mpsc::channel(4096);
     let wakes = Arc::new(wakes::Wakes::default());
@@ -151,8 +150,9 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
             wakes,
             holds: wakes::Holds::new(net.max_waits_per_client),
             proxies: Arc::new(peer::Proxies::new(net.trusted_proxies.clone())),
-            body_limit,
-            body_timeout,
+            config: shell_config,
+            header_timeout: Duration::from_secs(net.header_timeout_s.max(1)),
+            min_body_rate: net.min_body_rate,
             retry_after_s,
             latency: Default::default(),
         };

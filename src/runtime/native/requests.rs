@@ -22,9 +22,12 @@ pub struct Shell {
     pub wakes: Arc<Wakes>,
     pub holds: Arc<Holds>,
     pub proxies: Arc<Proxies>,
-    pub body_limit: usize,
-    /// Longest a request body may take to arrive.
-    pub body_timeout: Duration,
+    /// The core's settings, for the per-route body limit (`/api/v1` takes larger bodies).
+    pub config: Arc<crate::core::Config>,
+    /// Time to send the headers; a body gets this plus its size limit at `min_body_rate`.
+    pub header_timeout: Duration,
+    /// Slowest accepted body upload, bytes per second.
+    pub min_body_rate: u64,
     /// `Retry-After` of a long poll answered at once (seconds).
     pub retry_after_s: u64,
     pub latency: Arc<super::super::latency::Latency>,
@@ -88,20 +91,21 @@ async fn serve_request(shell: Shell, peer: SocketAddr, req: AxumRequest) -> Axum
     // replaced; a trusted proxy's forwarded address is believed).
     let client = shell.proxies.client(peer.ip(), &parts.headers);
     crate::core::nexrender::set_peer(&mut parts.headers, Some(client));
-    let read = axum::body::to_bytes(body, shell.body_limit + 1);
-    let body = match tokio::time::timeout(shell.body_timeout, read).await {
+    let path = parts.uri.path();
+    let limit = crate::core::router::body_limit(&shell.config, path);
+    let body_timeout = shell.header_timeout
+        + Duration::from_secs_f64(limit as f64 / shell.min_body_rate.max(1) as f64);
+    let read = axum::body::to_bytes(body, limit.saturating_add(1));
+    let body = match tokio::time::timeout(body_timeout, read).await {
         Ok(Ok(b)) => b,
         Ok(Err(_)) => {
-            let e = crate::core::Error::TooLarge(format!(
-                "the request body is over {} bytes",
-                shell.body_limit
-            ));
+            let e = crate::core::router::too_large(&shell.config, path);
             return e.into_response().map(Body::from);
         }
         Err(_) => {
             let message = format!(
                 "the request body did not arrive within {} s",
-                shell.body_timeout.as_secs()
+                body_timeout.as_secs()
             );
             let mut resp = error(StatusCode::REQUEST_TIMEOUT, "request_timeout", message);
             resp.headers_mut()

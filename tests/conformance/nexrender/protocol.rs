@@ -16,8 +16,8 @@ async fn nexrender_create_fills_defaults(f: &Farm) {
     assert_eq!(job["output"], "");
     assert_eq!(
         job["tags"],
-        format!(", {} ", own_tag(f)),
-        "only a-z0-9, and space survive"
+        format!("GPU, {} ", own_tag(f)),
+        "only a-z0-9, and space survive, in either case"
     );
     assert_eq!(job["priority"], 0);
     assert_eq!(job["timings"], json!({}));
