@@ -343,6 +343,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
     config.lease_ms = args.lease_ms.max(100);
     config.heartbeat_ms = args.heartbeat_ms.max(50);
     config.poll_ms = args.poll_ms.max(50);
+    config.started_ms = now_ms(); // leases from before this start get a grace (core::scheduler::claim::lease_clock)
     config.nexrender = crate::core::nexrender::Settings {
         ordering: args.nexrender_ordering,
         timeout_ms: args.nexrender_timeout_ms.max(100),
