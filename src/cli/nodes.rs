@@ -28,7 +28,14 @@ pub struct ListArgs {
 #[derive(Debug, Subcommand)]
 enum NodesCommand {
     /// Remove a node: its token stops working and its tasks go to other nodes at once.
-    Remove(ActionArgs),
+    Remove(RemoveArgs),
+}
+
+/// The server flags are the `nodes` command's own (they are global), so only the node here.
+#[derive(Debug, Args)]
+struct RemoveArgs {
+    /// The node: its name, its id, or the start of its id.
+    node: String,
 }
 
 #[derive(Debug, Args)]
@@ -41,8 +48,8 @@ pub struct ActionArgs {
 
 /// `edgefarm nodes` (or `edgefarm nodes remove NODE`).
 pub async fn list(args: ListArgs) -> anyhow::Result<()> {
-    if let Some(NodesCommand::Remove(a)) = args.command {
-        return remove(a).await;
+    if let Some(NodesCommand::Remove(a)) = &args.command {
+        return remove(&args.client, &a.node).await;
     }
     let client = args.client.client()?;
     let page = api::get(&client, "/v1/nodes").await?;
@@ -188,14 +195,14 @@ pub async fn action(args: ActionArgs, verb: &str) -> anyhow::Result<ExitCode> {
 }
 
 /// `edgefarm nodes remove NODE`.
-async fn remove(args: ActionArgs) -> anyhow::Result<()> {
-    let client = args.client.client()?;
-    let target = resolve(&client, &args.node).await?;
+async fn remove(flags: &ClientArgs, node: &str) -> anyhow::Result<()> {
+    let client = flags.client()?;
+    let target = resolve(&client, node).await?;
     let id = s(&target, "id");
     let answer: Value = client
         .send(client.request(Method::DELETE, &format!("/v1/nodes/{}", enc(id))))
         .await?;
-    if args.client.json {
+    if flags.json {
         api::print_json(&answer);
     } else {
         println!(
