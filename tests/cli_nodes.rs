@@ -29,8 +29,20 @@ impl Farm {
             .map(|a| a.port())
             .expect("a free port");
         let child = Command::new(BIN)
-            .args(["serve", "--memory", "--listen", &format!("127.0.0.1:{port}")])
-            .args(["--secret", SECRET, "--poll-ms", "200", "--heartbeat-ms", "500"])
+            .args([
+                "serve",
+                "--memory",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+            ])
+            .args([
+                "--secret",
+                SECRET,
+                "--poll-ms",
+                "200",
+                "--heartbeat-ms",
+                "500",
+            ])
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .spawn()
@@ -40,7 +52,10 @@ impl Farm {
             base: format!("http://127.0.0.1:{port}"),
         };
         let deadline = Instant::now() + Duration::from_secs(60);
-        while reqwest::get(format!("{}/v1/health", farm.base)).await.is_err() {
+        while reqwest::get(format!("{}/v1/health", farm.base))
+            .await
+            .is_err()
+        {
             assert!(Instant::now() < deadline, "edgefarm serve did not answer");
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
@@ -63,7 +78,12 @@ impl Farm {
     /// Enrols a node; returns (id, token).
     async fn enrol(&self, name: &str) -> (String, String) {
         let (s, b) = self
-            .call(SECRET, "POST", "/v1/nodes", json!({"name": name, "types": ["command"]}))
+            .call(
+                SECRET,
+                "POST",
+                "/v1/nodes",
+                json!({"name": name, "types": ["command"]}),
+            )
             .await;
         assert_eq!(s, 201, "{b}");
         (
@@ -138,7 +158,12 @@ async fn nodes_are_addressed_by_name_or_id_prefix() {
         .await;
     assert_eq!(s, 200, "nodeB claims the task: {got}");
     let (s, _) = farm
-        .call(SECRET, "POST", &format!("/v1/nodes/{t1}/leave"), Value::Null)
+        .call(
+            SECRET,
+            "POST",
+            &format!("/v1/nodes/{t1}/leave"),
+            Value::Null,
+        )
         .await;
     assert_eq!(s, 200);
     let (code, out, err) = farm.cli(&["nodes"]);

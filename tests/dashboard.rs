@@ -224,7 +224,12 @@ async fn trouble(b: &Browser, api: &Api, hero: &str, out: &std::path::Path) -> R
     let wait = Duration::from_secs(60);
     // render-02 serves only the "shots" queue, and fails what it gets.
     let (_, enrol) = api
-        .call("POST", "/v1/nodes", SECRET, Some(json!({"name": "render-02", "types": ["command"], "slots": 1})))
+        .call(
+            "POST",
+            "/v1/nodes",
+            SECRET,
+            Some(json!({"name": "render-02", "types": ["command"], "slots": 1})),
+        )
         .await;
     let token = enrol["token"].as_str().unwrap_or("").to_string();
     api.call("POST", "/v1/queue/shots", &token, Some(json!({"max": 0})))
@@ -239,39 +244,84 @@ async fn trouble(b: &Browser, api: &Api, hero: &str, out: &std::path::Path) -> R
     let mut log: String = (1..=60)
         .map(|i| format!("line {i:02}: Blender 4.2 reading shots/sh050.blend, attempt to open the file and its libraries\n"))
         .collect();
-    log.push_str("Error: cannot read file 'shots/sh050.blend': No such file or directory (END OF LOG)\n");
-    api.call("POST", &format!("/v1/tasks/{id}/heartbeat"), &token, Some(json!({"lease": task["lease"], "log": log})))
-        .await;
+    log.push_str(
+        "Error: cannot read file 'shots/sh050.blend': No such file or directory (END OF LOG)\n",
+    );
+    api.call(
+        "POST",
+        &format!("/v1/tasks/{id}/heartbeat"),
+        &token,
+        Some(json!({"lease": task["lease"], "log": log})),
+    )
+    .await;
     let (status, acked) = api
         .call("POST", &format!("/v1/tasks/{id}/ack"), &token, Some(json!({"lease": task["lease"], "status": "failed", "error": "exit code 1: cannot read file 'shots/sh050.blend'"})))
         .await;
     if status != 200 || acked["state"] != "failed" {
-        return Err(format!("the only node that can run it failed it: the task should fail, got {status} {acked}"));
+        return Err(format!(
+            "the only node that can run it failed it: the task should fail, got {status} {acked}"
+        ));
     }
     let waiting = api.submit(json!({"name": "sh060 lighting – gpu only", "type": "blender", "queue": "lighting", "tags": ["gpu"], "frames": "1-10",
         "params": {"file": "shots/sh060.blend", "output": "sh060/f_####"}})).await;
     let (_, gone) = api
-        .call("POST", "/v1/nodes", SECRET, Some(json!({"name": "render-03", "slots": 4})))
+        .call(
+            "POST",
+            "/v1/nodes",
+            SECRET,
+            Some(json!({"name": "render-03", "slots": 4})),
+        )
         .await;
     let gone_id = gone["node"]["id"].as_str().unwrap_or("").to_string();
-    api.call("POST", &format!("/v1/nodes/{gone_id}/leave"), SECRET, None).await;
+    api.call("POST", &format!("/v1/nodes/{gone_id}/leave"), SECRET, None)
+        .await;
 
-    let note = |job: &str| format!("const n = document.querySelector('{} .note'); return n ? n.textContent : ''", row(job));
+    let note = |job: &str| {
+        format!(
+            "const n = document.querySelector('{} .note'); return n ? n.textContent : ''",
+            row(job)
+        )
+    };
     b.wait_for("the failed job's error in its row", &format!("const n = document.querySelector('{} .note'); return !!n && n.textContent.includes(\"cannot read file\")", row(&broken)), wait).await?;
     b.wait_for("the waiting job's reason in its row", &format!("const n = document.querySelector('{} .note'); return !!n && n.textContent.includes('no node with type blender and tag gpu on queue lighting')", row(&waiting)), wait).await?;
-    let requeue = b.exec(&format!("return document.querySelector('{} button[data-act=\"requeue\"]').disabled", row(&broken)), json!([])).await?;
+    let requeue = b
+        .exec(
+            &format!(
+                "return document.querySelector('{} button[data-act=\"requeue\"]').disabled",
+                row(&broken)
+            ),
+            json!([]),
+        )
+        .await?;
     if requeue != json!(false) {
-        return Err(format!("Requeue should be enabled for the failed job ({:?})", b.exec(&note(&broken), json!([])).await?));
+        return Err(format!(
+            "Requeue should be enabled for the failed job ({:?})",
+            b.exec(&note(&broken), json!([])).await?
+        ));
     }
     b.wait_for("the node that left shown offline", &format!("const n = document.querySelector('.node[data-node=\"{gone_id}\"] .badge'); return !!n && n.textContent === 'offline'"), wait).await?;
 
     // The full log of the failed task: select its job, click its task.
     b.click(&format!("{} .name", row(&broken))).await?;
-    b.wait_for("its frame strip", "return document.querySelectorAll('#strip i.failed').length === 1", wait).await?;
+    b.wait_for(
+        "its frame strip",
+        "return document.querySelectorAll('#strip i.failed').length === 1",
+        wait,
+    )
+    .await?;
     b.click("#strip i.failed").await?;
     b.wait_for("the whole log, to its last line", "const l = document.querySelector('#log'); return !!l && l.textContent.includes('(END OF LOG)') && l.textContent.includes('line 01')", wait).await?;
-    let err = b.exec("return document.querySelector('#task-error').textContent", json!([])).await?;
-    if !err.as_str().unwrap_or("").contains("failed on every node that can run it (render-02)") {
+    let err = b
+        .exec(
+            "return document.querySelector('#task-error').textContent",
+            json!([]),
+        )
+        .await?;
+    if !err
+        .as_str()
+        .unwrap_or("")
+        .contains("failed on every node that can run it (render-02)")
+    {
         return Err(format!("the task view shows its whole error, got {err}"));
     }
 
@@ -285,25 +335,42 @@ async fn trouble(b: &Browser, api: &Api, hero: &str, out: &std::path::Path) -> R
     // The sticky header must not cover the row clicked (the log view scrolled the page).
     b.exec("window.scrollTo(0, 0)", json!([])).await?;
     b.click(&format!("{} .name", row(&long))).await?;
-    b.wait_for("the layout at 1400 px", "return window.innerWidth <= 1400", wait).await?;
+    b.wait_for(
+        "the layout at 1400 px",
+        "return window.innerWidth <= 1400",
+        wait,
+    )
+    .await?;
     let fit = b.exec(&format!("const acts = document.querySelector('{} .acts'); const sec = acts.closest('section').getBoundingClientRect(); \
         const parts = [...acts.children].filter((e) => e.offsetParent !== null).map((e) => e.getBoundingClientRect()); \
         const eta = document.querySelector('{} .eta'); \
         return {{right: Math.max(...parts.map((r) => r.right)), sec: sec.right, width: window.innerWidth, n: parts.length, eta: eta.textContent, etaH: eta.getBoundingClientRect().height, line: parseFloat(getComputedStyle(eta).lineHeight) || 17}}", row(&broken), row(hero)), json!([])).await?;
     let f = |k: &str| fit[k].as_f64().unwrap_or(f64::NAN);
     if !(f("right") <= f("sec") && f("right") <= f("width") && f("n") >= 4.0) {
-        return Err(format!("at 1400 px the Actions column (Requeue, priority) should fit: {fit}"));
+        return Err(format!(
+            "at 1400 px the Actions column (Requeue, priority) should fit: {fit}"
+        ));
     }
     if !(fit["eta"].as_str().unwrap_or("").starts_with("done in") && f("etaH") < 1.6 * f("line")) {
         return Err(format!("\"done in\" should stay on one line: {fit}"));
     }
     b.screenshot(&out.join("dashboard-1400x900.png")).await?;
     b.resize(1920, 1080).await?;
-    b.wait_for("the layout at 1920 px", "return window.innerWidth > 1400", wait).await?;
+    b.wait_for(
+        "the layout at 1920 px",
+        "return window.innerWidth > 1400",
+        wait,
+    )
+    .await?;
     // With the failed task's log open.
     b.exec("window.scrollTo(0, 0)", json!([])).await?;
     b.click(&format!("{} .name", row(&broken))).await?;
-    b.wait_for("its frame strip", "return document.querySelectorAll('#strip i.failed').length === 1", wait).await?;
+    b.wait_for(
+        "its frame strip",
+        "return document.querySelectorAll('#strip i.failed').length === 1",
+        wait,
+    )
+    .await?;
     b.click("#strip i.failed").await?;
     b.wait_for("its log", "const l = document.querySelector('#log'); return !!l && l.textContent.includes('(END OF LOG)')", wait).await?;
     b.screenshot(&out.join("dashboard-1920x1080.png")).await?;
@@ -312,17 +379,27 @@ async fn trouble(b: &Browser, api: &Api, hero: &str, out: &std::path::Path) -> R
     b.exec("window.scrollTo(0, 0)", json!([])).await?;
     b.click(&format!("{} .name", row(&long))).await?;
     b.resize(390, 844).await?;
-    b.wait_for("the layout at 390 px", "return window.innerWidth <= 400", wait).await?;
+    b.wait_for(
+        "the layout at 390 px",
+        "return window.innerWidth <= 400",
+        wait,
+    )
+    .await?;
     let over = b.exec("const w = document.documentElement.clientWidth; \
         const wide = [...document.querySelectorAll('header, main, section, tr.job, .acts')].filter((e) => e.getBoundingClientRect().right > w + 1).map((e) => e.tagName + '.' + e.className); \
         return {scroll: document.documentElement.scrollWidth, width: w, wide}", json!([])).await?;
-    if over["scroll"].as_f64() > over["width"].as_f64() || over["wide"].as_array().is_some_and(|w| !w.is_empty()) {
-        return Err(format!("on a 390 px phone nothing should overflow the screen: {over}"));
+    if over["scroll"].as_f64() > over["width"].as_f64()
+        || over["wide"].as_array().is_some_and(|w| !w.is_empty())
+    {
+        return Err(format!(
+            "on a 390 px phone nothing should overflow the screen: {over}"
+        ));
     }
     b.exec("window.scrollTo(0, 0)", json!([])).await?;
     b.screenshot(&out.join("dashboard-390x844.png")).await?;
     b.resize(1600, 1000).await?;
-    api.call("POST", &format!("/v1/jobs/{long}/cancel"), SECRET, None).await;
+    api.call("POST", &format!("/v1/jobs/{long}/cancel"), SECRET, None)
+        .await;
     Ok(())
 }
 

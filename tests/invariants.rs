@@ -479,7 +479,11 @@ fn step(sim: &Sim, m: &mut Model, op: &Op) {
                         if again {
                             mj.failed_nodes[t].clear();
                             mj.winner[t] = None;
-                            for l in m.leases.iter_mut().filter(|l| l.job == j && l.task as usize == t) {
+                            for l in m
+                                .leases
+                                .iter_mut()
+                                .filter(|l| l.job == j && l.task as usize == t)
+                            {
                                 l.lapsed = false;
                             }
                         }

@@ -57,7 +57,13 @@ async fn call(port: u16, method: &str, path: &str, body: Value) -> (u16, Value) 
 }
 
 async fn claim(port: u16, node: &str) -> Option<Value> {
-    let (s, b) = call(port, "POST", "/v1/queue/default", json!({"node": node, "max": 1})).await;
+    let (s, b) = call(
+        port,
+        "POST",
+        "/v1/queue/default",
+        json!({"node": node, "max": 1}),
+    )
+    .await;
     assert!(s == 200 || s == 204, "claim answered {s}: {b}");
     b["tasks"].get(0).cloned()
 }
@@ -99,7 +105,10 @@ async fn a_server_outage_does_not_count_against_leases() {
         json!({"lease": finished["lease"], "status": "done", "result": {"exit_code": 0}}),
     )
     .await;
-    assert_eq!(s, 200, "the ack of work finished while the server was down is kept: {b}");
+    assert_eq!(
+        s, 200,
+        "the ack of work finished while the server was down is kept: {b}"
+    );
     assert_eq!(b["state"], "completed");
 
     // node-b never comes back: once the grace is over its task goes to another node, and its

@@ -136,12 +136,12 @@ pub async fn resolve(client: &Client, query: &str) -> anyhow::Result<Value> {
 }
 
 fn pick(nodes: &[Value], query: &str) -> anyhow::Result<Value> {
-    let by = |f: &dyn Fn(&Value) -> bool| -> Vec<&Value> { nodes.iter().filter(|n| f(n)).collect() };
-    let rules: [&dyn Fn(&Value) -> bool; 3] = [
-        &|n| s(n, "id") == query,
-        &|n| s(n, "name") == query,
-        &|n| !query.is_empty() && s(n, "id").starts_with(query),
-    ];
+    let by =
+        |f: &dyn Fn(&Value) -> bool| -> Vec<&Value> { nodes.iter().filter(|n| f(n)).collect() };
+    let rules: [&dyn Fn(&Value) -> bool; 3] =
+        [&|n| s(n, "id") == query, &|n| s(n, "name") == query, &|n| {
+            !query.is_empty() && s(n, "id").starts_with(query)
+        }];
     for rule in rules {
         match by(rule).as_slice() {
             [] => continue,
@@ -228,16 +228,31 @@ mod tests {
     #[test]
     fn a_unique_name_or_id_prefix_names_one_node() {
         let n = nodes();
-        assert_eq!(pick(&n, "nodeA").map(|v| v["id"].clone()).ok(), Some(json!("0193a1b2-aaaa")));
-        assert_eq!(pick(&n, "0193ff").map(|v| v["name"].clone()).ok(), Some(json!("nodeB")));
-        assert_eq!(pick(&n, "0193a1b2-bbbb").map(|v| v["id"].clone()).ok(), Some(json!("0193a1b2-bbbb")));
+        assert_eq!(
+            pick(&n, "nodeA").map(|v| v["id"].clone()).ok(),
+            Some(json!("0193a1b2-aaaa"))
+        );
+        assert_eq!(
+            pick(&n, "0193ff").map(|v| v["name"].clone()).ok(),
+            Some(json!("nodeB"))
+        );
+        assert_eq!(
+            pick(&n, "0193a1b2-bbbb").map(|v| v["id"].clone()).ok(),
+            Some(json!("0193a1b2-bbbb"))
+        );
     }
 
     #[test]
     fn an_ambiguous_name_lists_the_candidates() {
         let e = pick(&nodes(), "nodeB").map(|_| ()).unwrap_err().to_string();
-        assert!(e.contains("0193a1b2-bbbb") && e.contains("0193ffff-cccc"), "{e}");
-        let e = pick(&nodes(), "0193a1").map(|_| ()).unwrap_err().to_string();
+        assert!(
+            e.contains("0193a1b2-bbbb") && e.contains("0193ffff-cccc"),
+            "{e}"
+        );
+        let e = pick(&nodes(), "0193a1")
+            .map(|_| ())
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("2 nodes"), "{e}");
         assert!(pick(&nodes(), "nodeZ").is_err());
     }

@@ -136,7 +136,10 @@ async fn requeue_forgets_which_nodes_failed_a_waiting_task(f: &Farm) {
     assert_eq!(r.status, 200, "{:?}", r.json());
     let tasks = f.tasks(&jid).await;
     assert_eq!(
-        (tasks[0]["failures"].as_u64(), tasks[0]["failed_nodes"].clone()),
+        (
+            tasks[0]["failures"].as_u64(),
+            tasks[0]["failed_nodes"].clone()
+        ),
         (Some(0), json!([])),
         "requeue clears the failed-node memory of a task still waiting"
     );
@@ -195,7 +198,12 @@ async fn a_job_no_node_can_take_says_why_it_waits(f: &Farm) {
     f.call("POST", &format!("/v1/nodes/{}/resume", gpu.id), None)
         .await;
     let r = f
-        .call_as(&gpu.token, "POST", &format!("/v1/nodes/{}/leave", gpu.id), None)
+        .call_as(
+            &gpu.token,
+            "POST",
+            &format!("/v1/nodes/{}/leave", gpu.id),
+            None,
+        )
         .await;
     assert_eq!(r.status, 200);
     let why = f.job(&jid).await["waiting"]
@@ -211,10 +219,18 @@ async fn a_job_no_node_can_take_says_why_it_waits(f: &Farm) {
 async fn a_node_that_leaves_is_offline_at_once_until_it_polls_again(f: &Farm) {
     let n = enrol(f, "leaver", json!(["command"]), json!([])).await;
     let v = node_view(f, &n.id).await;
-    assert_eq!((v["state"].as_str(), v["online"].as_bool()), (Some("awake"), Some(true)));
+    assert_eq!(
+        (v["state"].as_str(), v["online"].as_bool()),
+        (Some("awake"), Some(true))
+    );
     let other = enrol(f, "other", json!(["command"]), json!([])).await;
     let r = f
-        .call_as(&other.token, "POST", &format!("/v1/nodes/{}/leave", n.id), None)
+        .call_as(
+            &other.token,
+            "POST",
+            &format!("/v1/nodes/{}/leave", n.id),
+            None,
+        )
         .await;
     assert_eq!(r.status, 403, "a node may only leave for itself");
     let r = f
@@ -270,7 +286,10 @@ async fn a_late_ack_for_a_lapsed_lease_nobody_took_is_accepted(f: &Farm) {
     let r = f
         .call(
             "POST",
-            &format!("/v1/tasks/{}/release", held[0]["_id"].as_str().unwrap_or_default()),
+            &format!(
+                "/v1/tasks/{}/release",
+                held[0]["_id"].as_str().unwrap_or_default()
+            ),
             Some(json!({"lease": held[0]["lease"]})),
         )
         .await;
@@ -278,7 +297,10 @@ async fn a_late_ack_for_a_lapsed_lease_nobody_took_is_accepted(f: &Farm) {
     f.advance(LEASE_MS + 300).await;
     let other = f.claim("other", 1).await;
     assert_eq!(other.len(), 1);
-    assert_ne!(other[0]["_id"], held[1]["_id"], "the other node took task 0");
+    assert_ne!(
+        other[0]["_id"], held[1]["_id"],
+        "the other node took task 0"
+    );
     let tid = held[1]["_id"].as_str().unwrap_or_default().to_string();
     let before = f
         .call("GET", &format!("/v1/tasks/{tid}"), None)
@@ -296,10 +318,19 @@ async fn a_late_ack_for_a_lapsed_lease_nobody_took_is_accepted(f: &Farm) {
             Some(json!({"lease": held[1]["lease"], "status": "done", "result": {"by": "slow"}})),
         )
         .await;
-    assert_eq!(late.status, 200, "the late ack is accepted: {:?}", late.json());
+    assert_eq!(
+        late.status,
+        200,
+        "the late ack is accepted: {:?}",
+        late.json()
+    );
     let t = late.json();
     assert_eq!(
-        (t["state"].as_str(), t["failures"].as_u64(), t["result"]["by"].as_str()),
+        (
+            t["state"].as_str(),
+            t["failures"].as_u64(),
+            t["result"]["by"].as_str()
+        ),
         (Some("completed"), Some(0), Some("slow")),
         "completed with the late result, and the lapse is not counted as a failure: {t}"
     );
@@ -341,7 +372,10 @@ async fn a_heartbeat_revives_a_lapsed_lease_nobody_took(f: &Farm) {
     let r = f
         .call(
             "POST",
-            &format!("/v1/tasks/{}/release", held[0]["_id"].as_str().unwrap_or_default()),
+            &format!(
+                "/v1/tasks/{}/release",
+                held[0]["_id"].as_str().unwrap_or_default()
+            ),
             Some(json!({"lease": held[0]["lease"]})),
         )
         .await;
@@ -362,7 +396,10 @@ async fn a_heartbeat_revives_a_lapsed_lease_nobody_took(f: &Farm) {
         "the node keeps rendering: {:?}",
         beat.json()
     );
-    let t = f.call("GET", &format!("/v1/tasks/{tid}"), None).await.json();
+    let t = f
+        .call("GET", &format!("/v1/tasks/{tid}"), None)
+        .await
+        .json();
     assert_eq!(
         (t["state"].as_str(), t["lease"]["node"].as_str()),
         (Some("leased"), Some("slow"))

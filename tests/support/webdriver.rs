@@ -168,7 +168,8 @@ impl Browser {
         let dim = |i: usize| inner[i].as_i64().unwrap_or(0);
         let (dw, dh) = ((w - dim(0)).max(0), (h - dim(1)).max(0));
         if dw > 0 || dh > 0 {
-            self.cmd("POST", "/window/rect", rect(w + dw, h + dh)).await?;
+            self.cmd("POST", "/window/rect", rect(w + dw, h + dh))
+                .await?;
         }
         Ok(())
     }

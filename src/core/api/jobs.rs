@@ -31,9 +31,8 @@ fn with_job_headers(mut resp: Response<Bytes>, id: &str, retry_after_s: u64) -> 
 /// Fills in `waiting` on the views of unfinished jobs with queued tasks, reading the nodes once
 /// (and not at all when no view needs them).
 async fn explain<S: Store>(ctx: &Ctx<'_, S>, views: &mut [JobView]) -> Result<()> {
-    let needs = |v: &JobView| {
-        matches!(v.state, JobState::Queued | JobState::Active) && v.counts.queued > 0
-    };
+    let needs =
+        |v: &JobView| matches!(v.state, JobState::Queued | JobState::Active) && v.counts.queued > 0;
     if !views.iter().any(needs) {
         return Ok(());
     }

@@ -62,9 +62,10 @@ pub fn revive_lapsed<S: Store>(
     token: &str,
     node: Option<&str>,
 ) {
-    let ours = task.lapsed.as_ref().is_some_and(|l| {
-        l.lease.token == token && node.is_none_or(|n| n == l.lease.node)
-    });
+    let ours = task
+        .lapsed
+        .as_ref()
+        .is_some_and(|l| l.lease.token == token && node.is_none_or(|n| n == l.lease.node));
     let open = matches!(task.state, TaskState::Queued | TaskState::Failed);
     if !ours || !open || job.canceled || job.failed {
         return;
