@@ -14,7 +14,7 @@
 
 use super::api::nodes::SEEN_EVERY_MS;
 use super::error::Result;
-use super::model::{JobSpec, JobType, NodeRecord, NodeState, Task};
+use super::model::{JobSpec, JobType, NodeRecord, NodeState, Task, TaskState};
 use super::records::load;
 use super::{Config, Ctx};
 use crate::store::{keys, Store};
@@ -150,4 +150,14 @@ pub fn dead_end(spec: &JobSpec, task: &Task, nodes: &Nodes) -> Option<String> {
     let able: Vec<&NodeRecord> = nodes.nodes.iter().filter(|n| serves(n, spec)).collect();
     let all_failed = !able.is_empty() && able.iter().all(|n| task.failed_nodes.contains(&n.id));
     all_failed.then(|| names(&able))
+}
+
+/// Fails a task that every node able to run it has failed (`names`): waiting would be for ever.
+pub fn fail_dead_end(task: &mut Task, names: &str, now_ms: u64) {
+    let last = task.error.take().unwrap_or_default();
+    task.error = Some(format!(
+        "failed on every node that can run it ({names}): {last}"
+    ));
+    task.state = TaskState::Failed;
+    task.updated_ms = now_ms;
 }

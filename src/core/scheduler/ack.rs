@@ -85,7 +85,7 @@ pub async fn fail_if_lease<S: Store>(
             .then(|| crate::core::reach::dead_end(&job.spec, t, &nodes))
             .flatten()
         {
-            super::claim::fail_dead_end(t, &names, ctx.now_ms);
+            crate::core::reach::fail_dead_end(t, &names, ctx.now_ms);
         }
         Ok(())
     })

@@ -11,18 +11,20 @@
 //! KV) the claim is optimistic: the same write, then a read-back that drops any task whose lease
 //! is no longer ours (`still_ours`). Only there; everywhere else the CAS alone decides.
 
+pub use super::expiry::{
+    lapsed_while_down, lease_clock, lease_expired, settle_expired, settle_lapsed,
+};
 use super::index::{self, Entry, PageRead, Scan};
 use super::revoked::{held_by_revoked, revoked_ids, settle_revoked};
 pub use super::select::{Order, Selection};
 use super::task_ref::task_id;
 use crate::core::error::Result;
 use crate::core::model::{
-    Attempt, JobRecord, JobType, Lapsed, Lease, Outcome, Progress, Segment, Task, TaskState,
-    HISTORY_KEPT,
+    Attempt, JobRecord, JobType, Lease, Progress, Segment, Task, TaskState, HISTORY_KEPT,
 };
 use crate::core::reach::{self, Nodes};
 use crate::core::records::{load, save, Rec, CAS_RETRIES};
-use crate::core::{Config, Ctx};
+use crate::core::Ctx;
 use crate::store::{keys, Cond, Store};
 use std::collections::HashMap;
 
@@ -65,65 +67,6 @@ pub fn claimable(task: &Task, node: &str, now_ms: u64) -> bool {
     };
     // Never hand a task back to a node that failed it.
     free && !task.failed_nodes.iter().any(|n| n == node)
-}
-
-/// Whether the lease on `task` has lapsed.
-pub fn lease_expired(task: &Task, now_ms: u64) -> bool {
-    task.state == TaskState::Leased && task.lease.as_ref().is_none_or(|l| l.expires_ms <= now_ms)
-}
-
-/// The time leases are judged at: `now_ms`, except within one lease length of the server's
-/// start (`Config::started_ms`), when it is 0 so that no lease lapses. A node cannot heartbeat
-/// while the server is down, so after a restart every lease gets one whole lease length to be
-/// heard from again; a lease granted since the start runs past that grace anyway, so only
-/// leases from before the start are affected. Rejected alternative: measuring the downtime from
-/// the store's last commit, which the core cannot see on every runtime.
-pub fn lease_clock(config: &Config, now_ms: u64) -> u64 {
-    let grace_end = config.started_ms.saturating_add(config.lease_ms);
-    if config.started_ms > 0 && now_ms < grace_end {
-        0
-    } else {
-        now_ms
-    }
-}
-
-/// Ends an expired lease: the attempt counts as a failure (a task that kills every node it runs
-/// on must not loop forever), but the node is not blocklisted — it died, the task may be fine.
-pub fn settle_expired(task: &mut Task, max_attempts: u32, now_ms: u64) {
-    settle_lapsed(task, max_attempts, now_ms, true);
-}
-
-/// Ends an expired lease as [`settle_expired`] does; `counted` false when the lease ran out
-/// while the server itself was down (not the node's fault, so not a failed attempt). The lease
-/// is kept as `lapsed` until the next grant, so that its holder's late ack is still accepted.
-pub fn settle_lapsed(task: &mut Task, max_attempts: u32, now_ms: u64, counted: bool) {
-    let lease = task.lease.clone();
-    let node = lease.as_ref().map(|l| l.node.clone()).unwrap_or_default();
-    task.end_attempt(Outcome::Expired, now_ms);
-    if counted {
-        task.failures += 1;
-    }
-    task.lapsed = lease.map(|lease| Lapsed { lease, counted });
-    task.error = Some(if counted {
-        format!("lease expired: node {node} stopped answering")
-    } else {
-        format!("lease expired while the server was down (node {node}); not counted as a failure")
-    });
-    task.progress = None;
-    task.state = if task.failures >= max_attempts {
-        TaskState::Failed
-    } else {
-        TaskState::Queued
-    };
-    task.updated_ms = now_ms;
-}
-
-/// Whether the lease on `task` ran out while the server was not running: it expired before
-/// the server's start. Such an expiry is not counted against the task.
-pub fn lapsed_while_down(task: &Task, config: &Config) -> bool {
-    task.lease
-        .as_ref()
-        .is_some_and(|l| config.started_ms > 0 && l.expires_ms < config.started_ms)
 }
 
 /// Leases `task` to `node` until `expires_ms` (a new attempt), for a task [`claimable`] accepted.
@@ -195,7 +138,10 @@ async fn claim_in_segment<S: Store>(
                 expired: 0,
             });
         };
-        if value.tasks.iter().any(|t| failed_here(t, &claimer.node)) {
+        // nexrender executors do not enrol: their jobs never run out of nodes this way.
+        if job.spec.kind != JobType::Nexrender
+            && value.tasks.iter().any(|t| failed_here(t, &claimer.node))
+        {
             seen.load_nodes(ctx).await?;
         }
         let (mut changed, mut newly_failed, mut claimed) = (false, false, Vec::new());
@@ -219,7 +165,7 @@ async fn claim_in_segment<S: Store>(
                     .as_ref()
                     .and_then(|n| reach::dead_end(&job.spec, task, n))
                 {
-                    fail_dead_end(task, &names, ctx.now_ms);
+                    reach::fail_dead_end(task, &names, ctx.now_ms);
                     newly_failed = true;
                     changed = true;
                 }
@@ -299,16 +245,6 @@ async fn still_ours<S: Store>(
 /// Queued, and `node` failed it: the claim checks whether any node is left to try it.
 fn failed_here(t: &Task, node: &str) -> bool {
     t.state == TaskState::Queued && t.failed_nodes.iter().any(|n| n == node)
-}
-
-/// Fails a task that every node able to run it has failed (`names`): waiting would be for ever.
-pub fn fail_dead_end(task: &mut Task, names: &str, now_ms: u64) {
-    let last = task.error.take().unwrap_or_default();
-    task.error = Some(format!(
-        "failed on every node that can run it ({names}): {last}"
-    ));
-    task.state = TaskState::Failed;
-    task.updated_ms = now_ms;
 }
 
 /// What one claim request read once and shares across the segments it visits.
