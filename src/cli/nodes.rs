@@ -73,23 +73,29 @@ pub async fn list(args: ListArgs) -> anyhow::Result<()> {
         .max()
         .unwrap_or(4)
         .clamp(4, 32);
+    let what = |node: &Value| format!("{} / {}", list_of(&node["types"]), list_of(&node["tags"]));
+    let wide = nodes
+        .iter()
+        .map(|n| what(n).chars().count())
+        .max()
+        .unwrap_or(12)
+        .clamp(12, 48);
     println!(
-        "{:<width$}  {:<8}  {:>5}  {:>6}  {:<10}  {:<16}  ID",
+        "{:<width$}  {:<8}  {:>5}  {:>6}  {:<10}  {:<wide$}  ID",
         "NAME", "STATE", "SLOTS", "LEASES", "SEEN", "TYPES / TAGS"
     );
     let now = now_ms();
     for node in &nodes {
         let id = s(node, "id");
         let held = leases.get(id).and_then(Value::as_u64).unwrap_or(0);
-        let what = format!("{} / {}", list_of(&node["types"]), list_of(&node["tags"]));
         println!(
-            "{:<width$}  {:<8}  {:>5}  {:>6}  {:<10}  {:<16}  {id}",
+            "{:<width$}  {:<8}  {:>5}  {:>6}  {:<10}  {:<wide$}  {id}",
             s(node, "name"),
             s(node, "state"),
             n(node, "slots"),
             held,
             ago(now, node["last_seen_ms"].as_u64().unwrap_or(0)),
-            what,
+            what(node),
         );
     }
     let online = nodes.iter().filter(|n| n["online"] == true).count();
