@@ -4,7 +4,13 @@
 
 use crate::harness::{Farm, LEASE_MS};
 use serde_json::{json, Value};
+use std::cell::RefCell;
 use std::time::{Duration, Instant};
+
+// The OpenAPI checker of `openapi.rs`, for the answers these cases add to the API.
+#[path = "openapi/check.rs"]
+#[allow(dead_code)]
+mod check;
 
 /// A node enrolled with its own token, that has polled this farm's queue once (nodes reach the
 /// jobs of the queues they poll).
@@ -406,7 +412,53 @@ async fn a_heartbeat_revives_a_lapsed_lease_nobody_took(f: &Farm) {
     );
 }
 
+async fn the_new_answers_match_the_openapi_description(f: &Farm) {
+    let doc: Value =
+        serde_json::from_str(edgefarm::core::dashboard::OPENAPI).expect("openapi.json is JSON");
+    let t = check::Tour {
+        farm: f,
+        doc,
+        problems: RefCell::new(Vec::new()),
+        checked: RefCell::new(0),
+    };
+    let n = enrol(f, "described", json!(["command"]), json!([])).await;
+    let job = f.submit(json!({"frames": "1", "tags": ["nowhere"]})).await;
+    let jid = id_of(&job);
+    t.call("GET", &format!("/v1/jobs/{jid}"), None).await;
+    t.call("GET", &format!("/v1/jobs?queue={}", f.queue()), None)
+        .await;
+    t.raw(
+        "POST",
+        &format!("/v1/nodes/{}/leave", n.id),
+        Some(&n.token),
+        vec![],
+        &[],
+    )
+    .await;
+    t.call("POST", "/v1/nodes/no-such-node/leave", None).await;
+    t.call("GET", "/v1/nodes", None).await;
+    t.call("GET", &format!("/v1/nodes/{}", n.id), None).await;
+    f.submit(json!({"frames": "1-2", "chunk_size": 2})).await;
+    assert_eq!(f.claim("renders", 1).await.len(), 1);
+    let m = t.call("GET", "/v1/metrics?format=json", None).await.json();
+    if m["scan_complete"] == true {
+        // (A server shared with many other cases may scan only the newest jobs.)
+        assert_eq!(
+            m["renders_by_node"]["renders"][0]["frames"]["to"], 2,
+            "the metrics say what each node renders: {m}"
+        );
+    }
+    let problems = t.problems.borrow();
+    assert!(
+        problems.is_empty(),
+        "answers the description does not match:\n{}",
+        problems.join("\n")
+    );
+    assert_eq!(*t.checked.borrow(), 7);
+}
+
 crate::cases!(
+    the_new_answers_match_the_openapi_description,
     a_task_every_node_failed_fails_its_job_with_the_error,
     requeue_forgets_which_nodes_failed_a_waiting_task,
     a_job_no_node_can_take_says_why_it_waits,
