@@ -7,9 +7,9 @@ use serde_json::{json, Value};
 use std::cell::RefCell;
 use std::time::{Duration, Instant};
 
-// The OpenAPI checker of `openapi.rs`, for the answers these cases add to the API.
+// The OpenAPI checker of `openapi.rs` (private there), for the answers these cases add.
 #[path = "openapi/check.rs"]
-#[allow(dead_code)]
+#[allow(dead_code, clippy::duplicate_mod)]
 mod check;
 
 /// A node enrolled with its own token, that has polled this farm's queue once (nodes reach the
