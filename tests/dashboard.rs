@@ -208,11 +208,199 @@ async fn tour(b: &Browser, api: &Api, base: &str, out: &std::path::Path) -> Resu
         ));
     }
     b.screenshot(&out.join("dashboard-screenshot.png")).await?;
+    trouble(b, api, &hero, out).await?;
 
     let report = bulk(b, api, base).await?;
     b.screenshot(&out.join("dashboard-1000-jobs.png")).await?;
     println!("{report}");
     std::fs::write(out.join("dashboard-report.txt"), &report).map_err(|e| e.to_string())
+}
+
+/// What a farm in trouble looks like (issue 15): a job every node failed shows its error and
+/// can be requeued, a job no node can take says why it waits, a node that left is offline, the
+/// nodes panel says what each node renders, a task's whole log can be read, and the page fits
+/// 1400×900, 1920×1080 and a 390×844 phone (screenshots of each in `tests/output/`).
+async fn trouble(b: &Browser, api: &Api, hero: &str, out: &std::path::Path) -> Result<(), String> {
+    let wait = Duration::from_secs(60);
+    // render-02 serves only the "shots" queue, and fails what it gets.
+    let (_, enrol) = api
+        .call(
+            "POST",
+            "/v1/nodes",
+            SECRET,
+            Some(json!({"name": "render-02", "types": ["command"], "slots": 1})),
+        )
+        .await;
+    let token = enrol["token"].as_str().unwrap_or("").to_string();
+    api.call("POST", "/v1/queue/shots", &token, Some(json!({"max": 0})))
+        .await;
+    let broken = api.submit(json!({"name": "sh050 missing file", "type": "command", "queue": "shots", "frames": "1-4", "chunk_size": 4,
+        "params": {"program": "touchframe", "args": ["{frame}"]}})).await;
+    let (_, got) = api
+        .call("POST", "/v1/queue/shots", &token, Some(json!({"max": 1})))
+        .await;
+    let task = got["tasks"][0].clone();
+    let id = task["_id"].as_str().unwrap_or("").to_string();
+    let mut log: String = (1..=60)
+        .map(|i| format!("line {i:02}: Blender 4.2 reading shots/sh050.blend, attempt to open the file and its libraries\n"))
+        .collect();
+    log.push_str(
+        "Error: cannot read file 'shots/sh050.blend': No such file or directory (END OF LOG)\n",
+    );
+    api.call(
+        "POST",
+        &format!("/v1/tasks/{id}/heartbeat"),
+        &token,
+        Some(json!({"lease": task["lease"], "log": log})),
+    )
+    .await;
+    let (status, acked) = api
+        .call("POST", &format!("/v1/tasks/{id}/ack"), &token, Some(json!({"lease": task["lease"], "status": "failed", "error": "exit code 1: cannot read file 'shots/sh050.blend'"})))
+        .await;
+    if status != 200 || acked["state"] != "failed" {
+        return Err(format!(
+            "the only node that can run it failed it: the task should fail, got {status} {acked}"
+        ));
+    }
+    let waiting = api.submit(json!({"name": "sh060 lighting – gpu only", "type": "blender", "queue": "lighting", "tags": ["gpu"], "frames": "1-10",
+        "params": {"file": "shots/sh060.blend", "output": "sh060/f_####"}})).await;
+    let (_, gone) = api
+        .call(
+            "POST",
+            "/v1/nodes",
+            SECRET,
+            Some(json!({"name": "render-03", "slots": 4})),
+        )
+        .await;
+    let gone_id = gone["node"]["id"].as_str().unwrap_or("").to_string();
+    api.call("POST", &format!("/v1/nodes/{gone_id}/leave"), SECRET, None)
+        .await;
+
+    let note = |job: &str| {
+        format!(
+            "const n = document.querySelector('{} .note'); return n ? n.textContent : ''",
+            row(job)
+        )
+    };
+    b.wait_for("the failed job's error in its row", &format!("const n = document.querySelector('{} .note'); return !!n && n.textContent.includes(\"cannot read file\")", row(&broken)), wait).await?;
+    b.wait_for("the waiting job's reason in its row", &format!("const n = document.querySelector('{} .note'); return !!n && n.textContent.includes('no node with type blender and tag gpu on queue lighting')", row(&waiting)), wait).await?;
+    let requeue = b
+        .exec(
+            &format!(
+                "return document.querySelector('{} button[data-act=\"requeue\"]').disabled",
+                row(&broken)
+            ),
+            json!([]),
+        )
+        .await?;
+    if requeue != json!(false) {
+        return Err(format!(
+            "Requeue should be enabled for the failed job ({:?})",
+            b.exec(&note(&broken), json!([])).await?
+        ));
+    }
+    b.wait_for("the node that left shown offline", &format!("const n = document.querySelector('.node[data-node=\"{gone_id}\"] .badge'); return !!n && n.textContent === 'offline'"), wait).await?;
+
+    // The full log of the failed task: select its job, click its task.
+    b.click(&format!("{} .name", row(&broken))).await?;
+    b.wait_for(
+        "its frame strip",
+        "return document.querySelectorAll('#strip i.failed').length === 1",
+        wait,
+    )
+    .await?;
+    b.click("#strip i.failed").await?;
+    b.wait_for("the whole log, to its last line", "const l = document.querySelector('#log'); return !!l && l.textContent.includes('(END OF LOG)') && l.textContent.includes('line 01')", wait).await?;
+    let err = b
+        .exec(
+            "return document.querySelector('#task-error').textContent",
+            json!([]),
+        )
+        .await?;
+    if !err
+        .as_str()
+        .unwrap_or("")
+        .contains("failed on every node that can run it (render-02)")
+    {
+        return Err(format!("the task view shows its whole error, got {err}"));
+    }
+
+    // A job that renders now, to show in the nodes panel.
+    let long = api.submit(json!({"name": "sh070 long shot", "type": "command", "frames": "1-400", "chunk_size": 20, "priority": 99,
+        "params": {"program": "touchframe", "args": ["{frame}"]}})).await;
+    b.wait_for("what render-01 renders", "const r = [...document.querySelectorAll('.node .renders')].map((e) => e.textContent).join(' '); return r.includes('sh070 long shot')", wait).await?;
+
+    // 1400×900: every action of every row fits; "done in" stays on one line.
+    b.resize(1400, 900).await?;
+    // The sticky header must not cover the row clicked (the log view scrolled the page).
+    b.exec("window.scrollTo(0, 0)", json!([])).await?;
+    b.click(&format!("{} .name", row(&long))).await?;
+    b.wait_for(
+        "the layout at 1400 px",
+        "return window.innerWidth <= 1400",
+        wait,
+    )
+    .await?;
+    let fit = b.exec(&format!("const acts = document.querySelector('{} .acts'); const sec = acts.closest('section').getBoundingClientRect(); \
+        const parts = [...acts.children].filter((e) => e.offsetParent !== null).map((e) => e.getBoundingClientRect()); \
+        const eta = document.querySelector('{} .eta'); \
+        return {{right: Math.max(...parts.map((r) => r.right)), sec: sec.right, width: window.innerWidth, n: parts.length, eta: eta.textContent, etaH: eta.getBoundingClientRect().height, line: parseFloat(getComputedStyle(eta).lineHeight) || 17}}", row(&broken), row(hero)), json!([])).await?;
+    let f = |k: &str| fit[k].as_f64().unwrap_or(f64::NAN);
+    if !(f("right") <= f("sec") && f("right") <= f("width") && f("n") >= 4.0) {
+        return Err(format!(
+            "at 1400 px the Actions column (Requeue, priority) should fit: {fit}"
+        ));
+    }
+    if !(fit["eta"].as_str().unwrap_or("").starts_with("done in") && f("etaH") < 1.6 * f("line")) {
+        return Err(format!("\"done in\" should stay on one line: {fit}"));
+    }
+    b.screenshot(&out.join("dashboard-1400x900.png")).await?;
+    b.resize(1920, 1080).await?;
+    b.wait_for(
+        "the layout at 1920 px",
+        "return window.innerWidth > 1400",
+        wait,
+    )
+    .await?;
+    // With the failed task's log open.
+    b.exec("window.scrollTo(0, 0)", json!([])).await?;
+    b.click(&format!("{} .name", row(&broken))).await?;
+    b.wait_for(
+        "its frame strip",
+        "return document.querySelectorAll('#strip i.failed').length === 1",
+        wait,
+    )
+    .await?;
+    b.click("#strip i.failed").await?;
+    b.wait_for("its log", "const l = document.querySelector('#log'); return !!l && l.textContent.includes('(END OF LOG)')", wait).await?;
+    b.screenshot(&out.join("dashboard-1920x1080.png")).await?;
+
+    // A phone: nothing wider than the screen.
+    b.exec("window.scrollTo(0, 0)", json!([])).await?;
+    b.click(&format!("{} .name", row(&long))).await?;
+    b.resize(390, 844).await?;
+    b.wait_for(
+        "the layout at 390 px",
+        "return window.innerWidth <= 400",
+        wait,
+    )
+    .await?;
+    let over = b.exec("const w = document.documentElement.clientWidth; \
+        const wide = [...document.querySelectorAll('header, main, section, tr.job, .acts')].filter((e) => e.getBoundingClientRect().right > w + 1).map((e) => e.tagName + '.' + e.className); \
+        return {scroll: document.documentElement.scrollWidth, width: w, wide}", json!([])).await?;
+    if over["scroll"].as_f64() > over["width"].as_f64()
+        || over["wide"].as_array().is_some_and(|w| !w.is_empty())
+    {
+        return Err(format!(
+            "on a 390 px phone nothing should overflow the screen: {over}"
+        ));
+    }
+    b.exec("window.scrollTo(0, 0)", json!([])).await?;
+    b.screenshot(&out.join("dashboard-390x844.png")).await?;
+    b.resize(1600, 1000).await?;
+    api.call("POST", &format!("/v1/jobs/{long}/cancel"), SECRET, None)
+        .await;
+    Ok(())
 }
 
 /// Submits 1,000 jobs of 100 tasks and measures how long the page takes to show them.

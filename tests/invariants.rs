@@ -10,7 +10,8 @@
 //! - no task is lost: every task of every job is listed exactly once, with a valid state, and
 //!   every job is listed exactly once;
 //! - an ack, heartbeat or release with a lease that is no longer held is refused (409) and
-//!   changes nothing in the store (compared byte for byte); one with a held lease succeeds;
+//!   changes nothing in the store (compared byte for byte); one with a held lease succeeds, and
+//!   so does one with a lease that lapsed while nobody else was granted the task since;
 //! - a completed task shows the result of the ack that won, never a later one;
 //! - a claim that returns fewer tasks than asked leaves no task this node could have taken.
 //!
@@ -175,6 +176,9 @@ struct MLease {
     live: bool,
     /// Another claim took the task after this lease expired.
     taken_over: bool,
+    /// It expired and a claim settled it, and nobody was granted the task since: its holder
+    /// may still ack, heartbeat or release it (the lease comes back to life).
+    lapsed: bool,
 }
 
 #[derive(Default)]
@@ -314,6 +318,15 @@ fn step(sim: &Sim, m: &mut Model, op: &Op) {
                     l.live = false;
                     l.taken_over = true;
                 }
+                for l in m
+                    .leases
+                    .iter_mut()
+                    .filter(|l| l.lapsed && l.job == job && l.task == index)
+                {
+                    // Granted to someone since it lapsed: its holder can no longer ack.
+                    l.lapsed = false;
+                    l.taken_over = true;
+                }
                 let token = s(&t["lease"]);
                 assert!(
                     !m.leases.iter().any(|l| l.token == token),
@@ -339,6 +352,7 @@ fn step(sim: &Sim, m: &mut Model, op: &Op) {
                     expires: now + LEASE_MS,
                     live: true,
                     taken_over: false,
+                    lapsed: false,
                 });
             }
             if claimed.len() < max as usize {
@@ -354,6 +368,20 @@ fn step(sim: &Sim, m: &mut Model, op: &Op) {
             let Some(i) = m.lease(lease) else { return };
             let id = m.task_id(&m.leases[i]);
             let token = m.leases[i].token.clone();
+            let revivable = {
+                let l = &m.leases[i];
+                let j = &m.jobs[l.job];
+                let open = matches!(j.seen_states[l.task as usize].as_str(), "queued" | "failed");
+                let job_failed = j.seen_state == "failed" && !j.continue_on_failure;
+                l.lapsed && open && !j.canceled && !job_failed
+            };
+            if revivable {
+                // Nobody took the task since its lease lapsed: the lease is the holder's again.
+                let l = &mut m.leases[i];
+                l.live = true;
+                l.lapsed = false;
+                l.expires = now + LEASE_MS;
+            }
             let live = m.leases[i].live;
             let (path, body) = match op {
                 Op::Heartbeat { .. } => (
@@ -435,6 +463,7 @@ fn step(sim: &Sim, m: &mut Model, op: &Op) {
                     mj.canceled = true;
                     for l in m.leases.iter_mut().filter(|l| l.job == j) {
                         l.live = false;
+                        l.lapsed = false;
                     }
                 }
                 "pause" => mj.paused = true,
@@ -450,6 +479,17 @@ fn step(sim: &Sim, m: &mut Model, op: &Op) {
                         if again {
                             mj.failed_nodes[t].clear();
                             mj.winner[t] = None;
+                            for l in m
+                                .leases
+                                .iter_mut()
+                                .filter(|l| l.job == j && l.task as usize == t)
+                            {
+                                l.lapsed = false;
+                            }
+                        }
+                        if mj.seen_states[t] == "queued" {
+                            // A waiting task forgets which nodes failed it too.
+                            mj.failed_nodes[t].clear();
                         }
                     }
                     mj.canceled = false;
@@ -593,6 +633,8 @@ fn observe(sim: &Sim, m: &mut Model, op: &Op) {
                             l.attempt
                         );
                         l.live = false;
+                        // Settled by a claim's lazy expiry: revivable until the next grant.
+                        l.lapsed = l.expires <= now && server_lease.is_none();
                     }
                 }
             }

@@ -1,68 +1,265 @@
-//! `edgefarm nodes`, `edgefarm drain NODE`, `edgefarm undrain NODE`.
+//! `edgefarm nodes`, `edgefarm nodes remove NODE`, `edgefarm drain NODE`, `edgefarm undrain
+//! NODE`.
+//!
+//! NODE is a node's name, its id, or the start of its id. The server addresses nodes by id
+//! only; the names are resolved here, from `GET /v1/nodes`, so every client sees the same API
+//! and a name that matches two nodes is refused with both listed rather than guessed.
 
 use std::process::ExitCode;
+use std::time::{SystemTime, UNIX_EPOCH};
 
-use clap::Args;
-use serde_json::json;
+use clap::{Args, Subcommand};
+use reqwest::Method;
+use serde_json::{json, Value};
 
 use super::api::{self, n, s};
 use super::settings::ClientArgs;
-use crate::node::client::enc;
+use super::UsageError;
+use crate::node::client::{enc, Client};
 
 #[derive(Debug, Args)]
 pub struct ListArgs {
+    #[command(subcommand)]
+    command: Option<NodesCommand>,
     #[command(flatten)]
     client: ClientArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum NodesCommand {
+    /// Remove a node: its token stops working and its tasks go to other nodes at once.
+    Remove(RemoveArgs),
+}
+
+/// The server flags are the `nodes` command's own (they are global), so only the node here.
+#[derive(Debug, Args)]
+struct RemoveArgs {
+    /// The node: its name, its id, or the start of its id.
+    node: String,
 }
 
 #[derive(Debug, Args)]
 pub struct ActionArgs {
-    /// Node id.
-    id: String,
+    /// The node: its name, its id, or the start of its id.
+    node: String,
     #[command(flatten)]
     client: ClientArgs,
 }
 
-/// `edgefarm nodes`.
+/// `edgefarm nodes` (or `edgefarm nodes remove NODE`).
 pub async fn list(args: ListArgs) -> anyhow::Result<()> {
+    if let Some(NodesCommand::Remove(a)) = &args.command {
+        return remove(&args.client, &a.node).await;
+    }
     let client = args.client.client()?;
     let page = api::get(&client, "/v1/nodes").await?;
     if args.client.json {
         api::print_json(&page);
         return Ok(());
     }
+    // Live leases per node come from the metrics' bounded scan of the newest jobs.
+    let leases = api::get(&client, "/v1/metrics?format=json")
+        .await
+        .map(|m| m["leases_by_node"].clone())
+        .unwrap_or(Value::Null);
+    let nodes: Vec<&Value> = page["nodes"].as_array().into_iter().flatten().collect();
+    if nodes.is_empty() {
+        println!("no nodes enrolled: start one with `edgefarm node`");
+        return Ok(());
+    }
+    let width = nodes
+        .iter()
+        .map(|n| s(n, "name").chars().count())
+        .max()
+        .unwrap_or(4)
+        .clamp(4, 32);
+    let what = |node: &Value| format!("{} / {}", list_of(&node["types"]), list_of(&node["tags"]));
+    let wide = nodes
+        .iter()
+        .map(|n| what(n).chars().count())
+        .max()
+        .unwrap_or(12)
+        .clamp(12, 48);
     println!(
-        "{:<38} {:<16} {:<9} {:>5} {:>6}  TYPES / TAGS",
-        "ID", "NAME", "STATE", "SLOTS", "LEASES"
+        "{:<width$}  {:<8}  {:>5}  {:>6}  {:<10}  {:<wide$}  ID",
+        "NAME", "STATE", "SLOTS", "LEASES", "SEEN", "TYPES / TAGS"
     );
-    for node in page["nodes"].as_array().into_iter().flatten() {
+    let now = now_ms();
+    for node in &nodes {
+        let id = s(node, "id");
+        let held = leases.get(id).and_then(Value::as_u64).unwrap_or(0);
         println!(
-            "{:<38} {:<16} {:<9} {:>5} {:>6}  {} / {}",
-            s(node, "id"),
+            "{:<width$}  {:<8}  {:>5}  {:>6}  {:<10}  {:<wide$}  {id}",
             s(node, "name"),
             s(node, "state"),
             n(node, "slots"),
-            n(node, "leases"),
-            node["types"],
-            node["tags"]
+            held,
+            ago(now, node["last_seen_ms"].as_u64().unwrap_or(0)),
+            what(node),
         );
     }
+    let online = nodes.iter().filter(|n| n["online"] == true).count();
+    println!("{online} of {} nodes online", nodes.len());
     Ok(())
+}
+
+fn list_of(v: &Value) -> String {
+    let items: Vec<&str> = v
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    if items.is_empty() {
+        "-".into()
+    } else {
+        items.join(",")
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// "12 s ago", "3 min ago", ...
+fn ago(now: u64, then: u64) -> String {
+    let s = now.saturating_sub(then) / 1000;
+    match s {
+        0..60 => format!("{s} s ago"),
+        60..3600 => format!("{} min ago", s / 60),
+        3600..86_400 => format!("{} h ago", s / 3600),
+        _ => format!("{} d ago", s / 86_400),
+    }
+}
+
+/// The one node `query` names: an exact id, else an exact name, else the start of an id.
+pub async fn resolve(client: &Client, query: &str) -> anyhow::Result<Value> {
+    let page = api::get(client, "/v1/nodes").await?;
+    let nodes: Vec<Value> = page["nodes"].as_array().cloned().unwrap_or_default();
+    pick(&nodes, query)
+}
+
+fn pick(nodes: &[Value], query: &str) -> anyhow::Result<Value> {
+    let by =
+        |f: &dyn Fn(&Value) -> bool| -> Vec<&Value> { nodes.iter().filter(|n| f(n)).collect() };
+    let rules: [&dyn Fn(&Value) -> bool; 3] =
+        [&|n| s(n, "id") == query, &|n| s(n, "name") == query, &|n| {
+            !query.is_empty() && s(n, "id").starts_with(query)
+        }];
+    for rule in rules {
+        match by(rule).as_slice() {
+            [] => continue,
+            [one] => return Ok((*one).clone()),
+            many => {
+                let names: Vec<String> = many
+                    .iter()
+                    .map(|n| format!("{} ({})", s(n, "name"), s(n, "id")))
+                    .collect();
+                return Err(UsageError(format!(
+                    "{query:?} matches {} nodes: {}; give the id",
+                    many.len(),
+                    names.join(", ")
+                ))
+                .into());
+            }
+        }
+    }
+    Err(UsageError(format!(
+        "no node is named {query:?} or has an id starting with it; `edgefarm nodes` lists them"
+    ))
+    .into())
 }
 
 /// `edgefarm drain|undrain NODE` (`verb` is the API's `drain` or `resume`).
 pub async fn action(args: ActionArgs, verb: &str) -> anyhow::Result<ExitCode> {
     let client = args.client.client()?;
+    let target = resolve(&client, &args.node).await?;
     let node = api::post(
         &client,
-        &format!("/v1/nodes/{}/{verb}", enc(&args.id)),
+        &format!("/v1/nodes/{}/{verb}", enc(s(&target, "id"))),
         &json!({}),
     )
     .await?;
     if args.client.json {
         api::print_json(&node);
     } else {
-        println!("node {} is now {}", s(&node, "id"), s(&node, "state"));
+        let now = if node["draining"] == true {
+            "draining: it is handed no new task"
+        } else {
+            "taking tasks again"
+        };
+        println!(
+            "node {} ({}) is {now} (state: {})",
+            s(&node, "name"),
+            s(&node, "id"),
+            s(&node, "state")
+        );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `edgefarm nodes remove NODE`.
+async fn remove(flags: &ClientArgs, node: &str) -> anyhow::Result<()> {
+    let client = flags.client()?;
+    let target = resolve(&client, node).await?;
+    let id = s(&target, "id");
+    let answer: Value = client
+        .send(client.request(Method::DELETE, &format!("/v1/nodes/{}", enc(id))))
+        .await?;
+    if flags.json {
+        api::print_json(&answer);
+    } else {
+        println!(
+            "node {} ({id}) removed: its token no longer works",
+            s(&target, "name")
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nodes() -> Vec<Value> {
+        vec![
+            json!({"id": "0193a1b2-aaaa", "name": "nodeA"}),
+            json!({"id": "0193a1b2-bbbb", "name": "nodeB"}),
+            json!({"id": "0193ffff-cccc", "name": "nodeB"}),
+        ]
+    }
+
+    #[test]
+    fn a_unique_name_or_id_prefix_names_one_node() {
+        let n = nodes();
+        assert_eq!(
+            pick(&n, "nodeA").map(|v| v["id"].clone()).ok(),
+            Some(json!("0193a1b2-aaaa"))
+        );
+        assert_eq!(
+            pick(&n, "0193ff").map(|v| v["name"].clone()).ok(),
+            Some(json!("nodeB"))
+        );
+        assert_eq!(
+            pick(&n, "0193a1b2-bbbb").map(|v| v["id"].clone()).ok(),
+            Some(json!("0193a1b2-bbbb"))
+        );
+    }
+
+    #[test]
+    fn an_ambiguous_name_lists_the_candidates() {
+        let e = pick(&nodes(), "nodeB").map(|_| ()).unwrap_err().to_string();
+        assert!(
+            e.contains("0193a1b2-bbbb") && e.contains("0193ffff-cccc"),
+            "{e}"
+        );
+        let e = pick(&nodes(), "0193a1")
+            .map(|_| ())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("2 nodes"), "{e}");
+        assert!(pick(&nodes(), "nodeZ").is_err());
+    }
 }

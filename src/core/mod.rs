@@ -14,6 +14,7 @@ pub mod http;
 pub mod job_list;
 pub mod model;
 pub mod nexrender;
+pub mod reach;
 pub mod records;
 pub mod rollup;
 pub mod router;
@@ -90,6 +91,11 @@ pub struct Config {
     pub limits: Limits,
     /// The nexrender façade (`/api/v1`): pickup ordering, executor timeout, attempts.
     pub nexrender: nexrender::Settings,
+    /// When this server process started (ms since the epoch; 0 when unknown, e.g. on runtimes
+    /// without a long-lived process). Time before it may have been an outage: no lease lapses
+    /// within one lease length of it, and a lease that ran out before it is not counted against
+    /// its task (see `scheduler::claim::lease_clock`).
+    pub started_ms: u64,
 }
 
 impl Config {
@@ -102,6 +108,7 @@ impl Config {
             poll_ms: 2_000,
             limits: Limits::default(),
             nexrender: nexrender::Settings::default(),
+            started_ms: 0,
         }
     }
 }

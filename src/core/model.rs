@@ -233,6 +233,20 @@ pub struct Task {
     pub history: Vec<Attempt>,
     /// Last change.
     pub updated_ms: u64,
+    /// The lease that lapsed last, while nobody else has claimed the task since: its holder may
+    /// still ack (or heartbeat) it, e.g. after a server outage. Cleared by the next grant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lapsed: Option<Lapsed>,
+}
+
+/// A lease that ran out before its holder was heard from, kept until the task is claimed again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lapsed {
+    /// The lease as it was.
+    pub lease: Lease,
+    /// Whether its expiry was counted as a failed attempt (not when it ran out while the server
+    /// itself was down).
+    pub counted: bool,
 }
 
 /// Attempts kept in a task's history.
@@ -255,6 +269,7 @@ impl Task {
             error: None,
             history: Vec::new(),
             updated_ms: now_ms,
+            lapsed: None,
         }
     }
 
@@ -318,4 +333,18 @@ pub struct NodeRecord {
     pub created_ms: u64,
     /// sha256 of its token, hex.
     pub token_sha256: String,
+    /// Queues it polled, most recent last (bounded by [`NODE_QUEUES_KEPT`]); a job on another
+    /// queue cannot reach it.
+    #[serde(default)]
+    pub queues: Vec<String>,
+    /// How long its last poll asked the server to hold it (`?wait=`): it is not overdue before
+    /// `last_seen_ms` plus this.
+    #[serde(default)]
+    pub poll_wait_ms: u64,
+    /// When it said it was leaving (`POST /v1/nodes/{id}/leave`); cleared when it is seen again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub left_ms: Option<u64>,
 }
+
+/// Queues remembered per node.
+pub const NODE_QUEUES_KEPT: usize = 8;

@@ -90,6 +90,11 @@ pub struct JobView {
     pub updated_ms: u64,
     /// When it finished.
     pub finished_ms: Option<u64>,
+    /// Why it failed (or what failed in it): the first failed task's error, with its frames.
+    pub error: Option<String>,
+    /// Why its queued tasks wait, when no online node could take them (`core::reach::waiting`);
+    /// filled in by the API, which reads the nodes.
+    pub waiting: Option<String>,
 }
 
 /// Reads every segment of a job (a job of n tasks has n/64 segments).
@@ -131,7 +136,17 @@ pub fn view<'a>(job: &JobRecord, tasks: impl Iterator<Item = &'a Task>) -> JobVi
     let (mut frames_done, mut units_done, mut started) = (0u64, 0f64, false);
     let mut updated = job.updated_ms;
     let mut last_end = 0u64;
+    let mut error = None;
     for t in tasks {
+        if t.state == TaskState::Failed && error.is_none() {
+            let what = match t.frames {
+                Some(f) if f.from == f.to => format!("task {} (frame {})", t.index, f.from),
+                Some(f) => format!("task {} (frames {}-{})", t.index, f.from, f.to),
+                None => format!("task {}", t.index),
+            };
+            let why = t.error.as_deref().unwrap_or("no error given");
+            error = Some(format!("{what} failed: {why}"));
+        }
         c.total += 1;
         updated = updated.max(t.updated_ms);
         started |= t.attempts > 0;
@@ -176,6 +191,8 @@ pub fn view<'a>(job: &JobRecord, tasks: impl Iterator<Item = &'a Task>) -> JobVi
         created_ms: job.created_ms,
         updated_ms: updated,
         finished_ms,
+        error,
+        waiting: None,
     }
 }
 

@@ -128,11 +128,12 @@ async fn v1<S: Store>(
                 .await
         }
         (&Method::GET, ["queue", q]) => queue::settings(ctx, q),
-        (&Method::POST, ["queue", q]) => queue::poll(ctx, caller, q, body).await,
+        (&Method::POST, ["queue", q]) => queue::poll(ctx, caller, q, query, body).await,
         (&Method::POST, ["nodes"]) => admin().map(|_| nodes::enrol(ctx, body))?.await,
         (&Method::GET, ["nodes"]) => admin().map(|_| nodes::list(ctx))?.await,
         (&Method::GET, ["nodes", id]) => nodes::get(ctx, caller, id).await,
         (&Method::DELETE, ["nodes", id]) => admin().map(|_| nodes::delete(ctx, id))?.await,
+        (&Method::POST, ["nodes", id, "leave"]) => nodes::leave(ctx, caller, id).await,
         (&Method::POST, ["nodes", id, action]) => {
             admin().map(|_| nodes::action(ctx, id, action))?.await
         }

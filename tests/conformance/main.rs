@@ -8,6 +8,7 @@ mod png;
 mod auth;
 mod claims;
 mod errors;
+mod farm_state;
 mod jobs;
 mod late_acks;
 mod nexrender;

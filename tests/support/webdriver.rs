@@ -156,6 +156,24 @@ impl Browser {
         }
     }
 
+    /// Sets the size of the page's viewport (the window is made larger by whatever its frame
+    /// takes, measured once the first size is set).
+    pub async fn resize(&self, width: u32, height: u32) -> Res<()> {
+        let rect = |w: i64, h: i64| json!({"width": w, "height": h});
+        let (w, h) = (i64::from(width), i64::from(height));
+        self.cmd("POST", "/window/rect", rect(w, h)).await?;
+        let inner = self
+            .exec("return [window.innerWidth, window.innerHeight]", json!([]))
+            .await?;
+        let dim = |i: usize| inner[i].as_i64().unwrap_or(0);
+        let (dw, dh) = ((w - dim(0)).max(0), (h - dim(1)).max(0));
+        if dw > 0 || dh > 0 {
+            self.cmd("POST", "/window/rect", rect(w + dw, h + dh))
+                .await?;
+        }
+        Ok(())
+    }
+
     /// Saves a PNG screenshot of the window to `path`.
     pub async fn screenshot(&self, path: &std::path::Path) -> Res<()> {
         let v = self.cmd("GET", "/screenshot", Value::Null).await?;

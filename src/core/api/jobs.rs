@@ -6,6 +6,7 @@ use crate::core::frames;
 use crate::core::http::{body, body_or_default, json, query, query_u64};
 use crate::core::job_list::{self, Cursor, Listed};
 use crate::core::model::{JobRecord, Segment, Task, TaskState, SEGMENT_TASKS};
+use crate::core::reach;
 use crate::core::records::{load, save, CAS_RETRIES};
 use crate::core::rollup::{self, JobState, JobView};
 use crate::core::scheduler::ack::cancel_remaining;
@@ -25,6 +26,28 @@ fn with_job_headers(mut resp: Response<Bytes>, id: &str, retry_after_s: u64) -> 
     resp.headers_mut()
         .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_s));
     resp
+}
+
+/// Fills in `waiting` on the views of unfinished jobs with queued tasks, reading the nodes once
+/// (and not at all when no view needs them).
+async fn explain<S: Store>(ctx: &Ctx<'_, S>, views: &mut [JobView]) -> Result<()> {
+    let needs =
+        |v: &JobView| matches!(v.state, JobState::Queued | JobState::Active) && v.counts.queued > 0;
+    if !views.iter().any(needs) {
+        return Ok(());
+    }
+    let nodes = reach::load_nodes(ctx).await?;
+    for v in views.iter_mut().filter(|v| needs(v)) {
+        v.waiting = reach::waiting(&v.spec, &nodes, ctx.config, ctx.now_ms);
+    }
+    Ok(())
+}
+
+/// A job's view, with why it waits.
+async fn explained_view<S: Store>(ctx: &Ctx<'_, S>, job: &JobRecord) -> Result<JobView> {
+    let mut view = rollup::load_view(ctx.store, job).await?;
+    explain(ctx, std::slice::from_mut(&mut view)).await?;
+    Ok(view)
 }
 
 fn retry_after<S: Store>(ctx: &Ctx<'_, S>) -> u64 {
@@ -148,7 +171,7 @@ pub async fn submit<S: Store>(ctx: &Ctx<'_, S>, bytes: &[u8]) -> Result<Response
                 Err(existing) => same_or_conflict(existing)?,
             }
         };
-    let view = rollup::load_view(ctx.store, &job).await?;
+    let view = explained_view(ctx, &job).await?;
     Ok(with_job_headers(
         json(status, &view),
         &job.spec.id,
@@ -164,7 +187,7 @@ pub async fn get<S: Store>(
     headers: &http::HeaderMap,
 ) -> Result<Response<Bytes>> {
     let job = load_job(ctx, id).await?.value;
-    let view = rollup::load_view(ctx.store, &job).await?;
+    let view = explained_view(ctx, &job).await?;
     let wants_events = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
@@ -250,6 +273,7 @@ pub async fn list<S: Store>(ctx: &Ctx<'_, S>, q: Option<&str>) -> Result<Respons
         Ok(jobs.len() < limit)
     })
     .await?;
+    explain(ctx, &mut jobs).await?;
     Ok(json(
         StatusCode::OK,
         &serde_json::json!({"jobs": jobs, "next_cursor": next.map(|c| c.encode())}),
@@ -397,7 +421,7 @@ pub async fn action<S: Store>(
             )))
         }
     };
-    let view = rollup::load_view(ctx.store, &job).await?;
+    let view = explained_view(ctx, &job).await?;
     Ok(json(StatusCode::OK, &view))
 }
 
@@ -422,12 +446,20 @@ async fn requeue<S: Store>(ctx: &Ctx<'_, S>, id: &str, all: bool) -> Result<JobR
                     TaskState::Completed => all,
                     TaskState::Queued | TaskState::Leased => false,
                 };
+                if t.state == TaskState::Queued {
+                    // A task still waiting gets a fresh start too: the nodes that failed it may
+                    // take it again (the user fixed the file, or the node), else it never runs.
+                    t.failures = 0;
+                    t.failed_nodes.clear();
+                    t.updated_ms = ctx.now_ms;
+                }
                 if again {
                     // `attempts` keeps counting so attempt-scoped keys are never reused.
                     t.state = TaskState::Queued;
                     t.failures = 0;
                     t.failed_nodes.clear();
                     t.lease = None;
+                    t.lapsed = None;
                     t.progress = None;
                     t.result = None;
                     t.error = None;
@@ -473,7 +505,7 @@ pub async fn patch<S: Store>(ctx: &Ctx<'_, S>, id: &str, bytes: &[u8]) -> Result
     })
     .await?;
     index_segments(ctx, &job, Some(&live_segments(ctx, &job).await?)).await?;
-    let view = rollup::load_view(ctx.store, &job).await?;
+    let view = explained_view(ctx, &job).await?;
     Ok(json(StatusCode::OK, &view))
 }
 

@@ -57,10 +57,31 @@ pub struct Snapshot {
     pub scan_complete: bool,
     /// Nodes by state.
     pub nodes: BTreeMap<&'static str, u64>,
-    /// Nodes seen within a lease length.
+    /// Nodes online: heard from recently and not left (`core::reach::is_online`).
     pub nodes_seen_recently: u64,
     /// Unexpired leases held per node id, among the jobs scanned.
     pub leases_by_node: BTreeMap<String, u64>,
+    /// What each node renders (unexpired leases, at most [`RENDERS_PER_NODE`] per node), among
+    /// the jobs scanned: for the dashboard's nodes panel.
+    pub renders_by_node: BTreeMap<String, Vec<Render>>,
+}
+
+/// Renders listed per node.
+pub const RENDERS_PER_NODE: usize = 16;
+
+/// One task a node renders.
+#[derive(Debug, Clone, Serialize)]
+pub struct Render {
+    /// Task id.
+    pub task: String,
+    /// Job id.
+    pub job: String,
+    /// Job name.
+    pub job_name: String,
+    /// Its frames, if any.
+    pub frames: Option<crate::core::frames::FrameRange>,
+    /// Its progress.
+    pub progress: Option<crate::core::model::Progress>,
 }
 
 /// The node list record, as `api::nodes` writes it (only the ids are needed here).
@@ -96,6 +117,16 @@ pub async fn snapshot<S: Store>(ctx: &Ctx<'_, S>) -> Result<Snapshot> {
         for t in tasks().filter(|t| t.state == TaskState::Leased) {
             if let Some(l) = t.lease.as_ref().filter(|l| l.expires_ms > ctx.now_ms) {
                 *s.leases_by_node.entry(l.node.clone()).or_default() += 1;
+                let renders = s.renders_by_node.entry(l.node.clone()).or_default();
+                if renders.len() < RENDERS_PER_NODE {
+                    renders.push(Render {
+                        task: crate::core::scheduler::task_ref::task_id(&job.spec.id, t.index),
+                        job: job.spec.id.clone(),
+                        job_name: job.spec.name.clone(),
+                        frames: t.frames,
+                        progress: t.progress,
+                    });
+                }
             }
         }
         *s.jobs.entry(view.state.as_str()).or_default() += 1;
@@ -116,7 +147,6 @@ pub async fn snapshot<S: Store>(ctx: &Ctx<'_, S>) -> Result<Snapshot> {
         .map(|r| r.value.ids)
         .unwrap_or_default();
     s.nodes = [("awake", 0), ("draining", 0)].into_iter().collect();
-    let recent = ctx.config.lease_ms + super::nodes::SEEN_EVERY_MS;
     for id in ids {
         if let Some(n) = load::<NodeRecord, _>(ctx.store, &keys::node(&id)).await? {
             let state = match n.value.state {
@@ -124,7 +154,7 @@ pub async fn snapshot<S: Store>(ctx: &Ctx<'_, S>) -> Result<Snapshot> {
                 NodeState::Draining => "draining",
             };
             *s.nodes.entry(state).or_default() += 1;
-            if n.value.last_seen_ms + recent > ctx.now_ms {
+            if crate::core::reach::is_online(&n.value, ctx.config, ctx.now_ms) {
                 s.nodes_seen_recently += 1;
             }
         }
@@ -229,7 +259,7 @@ pub fn render(s: &Snapshot) -> String {
         &mut o,
         "edgefarm_nodes_seen_recently",
         "gauge",
-        "Nodes that polled or heartbeat within a lease length.",
+        "Nodes online: heard from within a few poll or heartbeat intervals and not left.",
         &one(s.nodes_seen_recently),
     );
     let leases: Vec<(String, u64)> = s

@@ -1,9 +1,12 @@
-//! `/v1/nodes`: enrolment (a token for each node), listing, drain and resume, revocation.
+//! `/v1/nodes`: enrolment (a token for each node), listing, drain and resume, leaving,
+//! revocation. A node's shown state (`offline` once it is not heard from) is derived when read
+//! (see `core::reach`).
 
 use crate::core::auth::{sha256_hex, Caller};
 use crate::core::error::{Error, Result};
 use crate::core::http::{body_or_default, json};
-use crate::core::model::{JobType, NodeRecord, NodeState};
+use crate::core::model::{JobType, NodeRecord, NodeState, NODE_QUEUES_KEPT};
+use crate::core::reach;
 use crate::core::records::{cond_for, load, save, Rec, CAS_RETRIES};
 use crate::core::validate;
 use crate::core::Ctx;
@@ -30,10 +33,14 @@ struct Enrol {
     slots: Option<u32>,
 }
 
-/// A node as the API shows it (no token hash).
-pub fn view(n: &NodeRecord) -> Value {
+/// A node as the API shows it (no token hash). `state` is `offline` when it is not heard from
+/// (`reach::is_online`); `draining` still says whether it was drained.
+pub fn view<S: Store>(ctx: &Ctx<'_, S>, n: &NodeRecord) -> Value {
+    let state = reach::shown_state(n, ctx.config, ctx.now_ms);
     json!({"id": n.id, "name": n.name, "tags": n.tags, "types": n.types, "slots": n.slots,
-           "state": n.state, "last_seen_ms": n.last_seen_ms, "created_ms": n.created_ms})
+           "state": state, "online": state != "offline", "draining": n.state == NodeState::Draining,
+           "queues": n.queues, "last_seen_ms": n.last_seen_ms, "left_ms": n.left_ms,
+           "created_ms": n.created_ms})
 }
 
 /// `POST /v1/nodes`: a new node and its token (shown once).
@@ -65,13 +72,16 @@ pub async fn enrol<S: Store>(ctx: &Ctx<'_, S>, bytes: &[u8]) -> Result<Response<
         last_seen_ms: ctx.now_ms,
         created_ms: ctx.now_ms,
         token_sha256: sha256_hex(&token),
+        queues: Vec::new(),
+        poll_wait_ms: 0,
+        left_ms: None,
     };
     // The node record is the commit point of the enrolment; the list entry is a hint.
     update_list(ctx, |l| l.ids.push(id.clone())).await?;
     save(ctx.store, &keys::node(&id), &node, Cond::Absent).await?;
     Ok(json(
         StatusCode::CREATED,
-        &json!({"node": view(&node), "token": token}),
+        &json!({"node": view(ctx, &node), "token": token}),
     ))
 }
 
@@ -102,7 +112,7 @@ pub async fn list<S: Store>(ctx: &Ctx<'_, S>) -> Result<Response<Bytes>> {
     let mut nodes = Vec::new();
     for id in ids {
         if let Some(n) = load::<NodeRecord, _>(ctx.store, &keys::node(&id)).await? {
-            nodes.push(view(&n.value));
+            nodes.push(view(ctx, &n.value));
         }
     }
     Ok(json(StatusCode::OK, &json!({ "nodes": nodes })))
@@ -114,7 +124,7 @@ pub async fn get<S: Store>(ctx: &Ctx<'_, S>, caller: &Caller, id: &str) -> Resul
         return Err(Error::Forbidden("a node may only read itself".into()));
     }
     let n = load_node(ctx, id).await?;
-    Ok(json(StatusCode::OK, &view(&n.value)))
+    Ok(json(StatusCode::OK, &view(ctx, &n.value)))
 }
 
 async fn load_node<S: Store>(ctx: &Ctx<'_, S>, id: &str) -> Result<Rec<NodeRecord>> {
@@ -160,7 +170,24 @@ pub async fn action<S: Store>(ctx: &Ctx<'_, S>, id: &str, action: &str) -> Resul
         }
     };
     let n = update_node(ctx, id, |n| n.state = state).await?;
-    Ok(json(StatusCode::OK, &view(&n)))
+    Ok(json(StatusCode::OK, &view(ctx, &n)))
+}
+
+/// `POST /v1/nodes/{id}/leave`: the node stops (a clean exit), so it is shown offline at once
+/// rather than after its silence. The node's own token or the farm secret. Its next poll or
+/// heartbeat brings it back online.
+pub async fn leave<S: Store>(
+    ctx: &Ctx<'_, S>,
+    caller: &Caller,
+    id: &str,
+) -> Result<Response<Bytes>> {
+    if caller.node_id().is_some_and(|n| n != id) {
+        return Err(Error::Forbidden(
+            "a node token can only leave for its own node".into(),
+        ));
+    }
+    let n = update_node(ctx, id, |n| n.left_ms = Some(ctx.now_ms)).await?;
+    Ok(json(StatusCode::OK, &view(ctx, &n)))
 }
 
 /// `DELETE /v1/nodes/{id}`: the token stops working at once, and the next claim that meets one
@@ -173,14 +200,43 @@ pub async fn delete<S: Store>(ctx: &Ctx<'_, S>, id: &str) -> Result<Response<Byt
     Ok(json(StatusCode::OK, &json!({"id": id, "deleted": true})))
 }
 
-/// Notes that a node was seen (at most every [`SEEN_EVERY_MS`]); returns its state.
-pub async fn touch<S: Store>(ctx: &Ctx<'_, S>, caller: &Caller) -> Result<NodeState> {
+/// What a request tells about its node besides "seen now".
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Seen<'a> {
+    /// The queue it polls (a poll), if any.
+    pub queue: Option<&'a str>,
+    /// How long its poll may be held (`?wait=`, ms); `None` for a heartbeat.
+    pub wait_ms: Option<u64>,
+}
+
+/// Notes that a node was seen: its last-seen time (written at most every [`SEEN_EVERY_MS`]),
+/// and at once when it comes back after leaving, polls a queue it never polled, or changes its
+/// long-poll time. Returns its state.
+pub async fn touch<S: Store>(
+    ctx: &Ctx<'_, S>,
+    caller: &Caller,
+    seen: Seen<'_>,
+) -> Result<NodeState> {
     let Caller::Node(rec) = caller else {
         return Ok(NodeState::Awake);
     };
-    if rec.value.last_seen_ms + SEEN_EVERY_MS <= ctx.now_ms {
-        let mut n = rec.value.clone();
+    let old = &rec.value;
+    let new_queue = seen.queue.filter(|q| !old.queues.iter().any(|k| k == q));
+    let new_wait = seen.wait_ms.filter(|w| *w != old.poll_wait_ms);
+    let due = old.last_seen_ms + SEEN_EVERY_MS <= ctx.now_ms;
+    if due || old.left_ms.is_some() || new_queue.is_some() || new_wait.is_some() {
+        let mut n = old.clone();
         n.last_seen_ms = ctx.now_ms;
+        n.left_ms = None;
+        if let Some(q) = new_queue {
+            n.queues.push(q.to_string());
+            if n.queues.len() > NODE_QUEUES_KEPT {
+                n.queues.remove(0);
+            }
+        }
+        if let Some(w) = new_wait {
+            n.poll_wait_ms = w;
+        }
         // Losing this race only loses a last-seen time another request is writing anyway.
         save(
             ctx.store,
@@ -190,5 +246,5 @@ pub async fn touch<S: Store>(ctx: &Ctx<'_, S>, caller: &Caller) -> Result<NodeSt
         )
         .await?;
     }
-    Ok(rec.value.state)
+    Ok(old.state)
 }

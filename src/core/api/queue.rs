@@ -36,11 +36,27 @@ struct Poll {
     tasks: Vec<Ack>,
 }
 
+/// The longest long poll (`?wait=`, seconds) a shell holds; a node is not counted offline
+/// while a poll of that length may still be held for it.
+pub const MAX_WAIT_S: u64 = 30;
+
+/// The long-poll time a poll asks for, in ms (bounded by [`MAX_WAIT_S`]). Lenient like the
+/// shells that hold the request: a value that is not a number is no long poll.
+fn wait_ms(q: Option<&str>) -> u64 {
+    crate::core::http::query(q)
+        .get("wait")
+        .and_then(|w| w.parse::<u64>().ok())
+        .unwrap_or(0)
+        .min(MAX_WAIT_S)
+        * 1000
+}
+
 /// `POST /v1/queue/{queue}`: acks first, then claims up to `max` tasks.
 pub async fn poll<S: Store>(
     ctx: &Ctx<'_, S>,
     caller: &Caller,
     queue: &str,
+    q: Option<&str>,
     bytes: &[u8],
 ) -> Result<Response<Bytes>> {
     validate::ident("queue", queue)?;
@@ -116,7 +132,13 @@ pub async fn poll<S: Store>(
             Err(e) => json!({"_id": id, "ok": false, "error": e.body()["error"]}),
         });
     }
-    let node_state = super::nodes::touch(ctx, caller).await.unwrap_or(node_state);
+    let seen = super::nodes::Seen {
+        queue: Some(queue),
+        wait_ms: Some(wait_ms(q)),
+    };
+    let node_state = super::nodes::touch(ctx, caller, seen)
+        .await
+        .unwrap_or(node_state);
     let claimed = if node_state == NodeState::Draining {
         Vec::new()
     } else {

@@ -126,7 +126,7 @@ pub async fn heartbeat<S: Store>(
     let (_, t) = extend_if_lease(ctx, &task, beat, caller.node_id())
         .await
         .map_err(gone_is_stale)?;
-    let node_state = super::nodes::touch(ctx, caller).await?;
+    let node_state = super::nodes::touch(ctx, caller, super::nodes::Seen::default()).await?;
     Ok(json(
         StatusCode::OK,
         &json!({"keep_running": true, "lease_expires_ms": t.lease.map(|l| l.expires_ms), "node_state": node_state}),

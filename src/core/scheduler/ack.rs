@@ -5,7 +5,7 @@
 //! Also here: ending a whole job early (`fail_job`, `cancel_remaining`), which the ack of a task
 //! that ran out of attempts triggers under `on_failure = fail`.
 
-use super::lease::check_lease;
+use super::lease::hold;
 use super::task_ref::{load_job, update_task, TaskRef};
 use crate::core::counters::{self, Tally};
 use crate::core::error::Result;
@@ -27,14 +27,14 @@ pub async fn complete_if_lease<S: Store>(
     node: Option<&str>,
     result: Value,
 ) -> Result<(JobRecord, Task)> {
-    let (job, current) = super::task_ref::read_task(ctx, task).await?;
-    let attempt = check_lease(&job, &current, token, node)?.attempt;
+    let (job, mut current) = super::task_ref::read_task(ctx, task).await?;
+    let attempt = hold(ctx, &job, &mut current, token, node)?.attempt;
     let bytes = serde_json::to_vec(&result).unwrap_or_default();
     ctx.store
         .put(&keys::result(&task.id(), attempt), &bytes, Cond::Any)
         .await?;
     let done = update_task(ctx, task, |job, t| {
-        check_lease(job, t, token, node)?;
+        hold(ctx, job, t, token, node)?;
         t.end_attempt(Outcome::Completed, ctx.now_ms);
         t.state = TaskState::Completed;
         t.result = Some(result.clone());
@@ -54,7 +54,8 @@ pub async fn complete_if_lease<S: Store>(
 }
 
 /// Records a failed attempt if the caller holds the lease: the task goes back to the queue for
-/// another node, or fails when out of attempts or failed by [`MAX_FAILED_NODES`] nodes.
+/// another node, or fails when out of attempts, failed by [`MAX_FAILED_NODES`] nodes, or failed
+/// by every enrolled node that can run it (`reach::dead_end`: waiting would be for ever).
 pub async fn fail_if_lease<S: Store>(
     ctx: &Ctx<'_, S>,
     task: &TaskRef,
@@ -62,8 +63,10 @@ pub async fn fail_if_lease<S: Store>(
     node: Option<&str>,
     error: String,
 ) -> Result<(JobRecord, Task)> {
+    // Read before the write (the change below cannot wait on the store); failures are rare.
+    let nodes = crate::core::reach::load_nodes(ctx).await?;
     let (job, t) = update_task(ctx, task, |job, t| {
-        let holder = check_lease(job, t, token, node)?.node.clone();
+        let holder = hold(ctx, job, t, token, node)?.node;
         t.end_attempt(Outcome::Failed, ctx.now_ms);
         t.failures += 1;
         if !t.failed_nodes.contains(&holder) {
@@ -78,6 +81,12 @@ pub async fn fail_if_lease<S: Store>(
         } else {
             TaskState::Queued
         };
+        if let Some(names) = (!out_of_attempts)
+            .then(|| crate::core::reach::dead_end(&job.spec, t, &nodes))
+            .flatten()
+        {
+            crate::core::reach::fail_dead_end(t, &names, ctx.now_ms);
+        }
         Ok(())
     })
     .await?;

@@ -11,14 +11,18 @@
 //! KV) the claim is optimistic: the same write, then a read-back that drops any task whose lease
 //! is no longer ours (`still_ours`). Only there; everywhere else the CAS alone decides.
 
+pub use super::expiry::{
+    lapsed_while_down, lease_clock, lease_expired, settle_expired, settle_lapsed,
+};
 use super::index::{self, Entry, PageRead, Scan};
 use super::revoked::{held_by_revoked, revoked_ids, settle_revoked};
 pub use super::select::{Order, Selection};
 use super::task_ref::task_id;
 use crate::core::error::Result;
 use crate::core::model::{
-    Attempt, JobRecord, JobType, Lease, Outcome, Progress, Segment, Task, TaskState, HISTORY_KEPT,
+    Attempt, JobRecord, JobType, Lease, Progress, Segment, Task, TaskState, HISTORY_KEPT,
 };
+use crate::core::reach::{self, Nodes};
 use crate::core::records::{load, save, Rec, CAS_RETRIES};
 use crate::core::Ctx;
 use crate::store::{keys, Cond, Store};
@@ -65,31 +69,6 @@ pub fn claimable(task: &Task, node: &str, now_ms: u64) -> bool {
     free && !task.failed_nodes.iter().any(|n| n == node)
 }
 
-/// Whether the lease on `task` has lapsed.
-pub fn lease_expired(task: &Task, now_ms: u64) -> bool {
-    task.state == TaskState::Leased && task.lease.as_ref().is_none_or(|l| l.expires_ms <= now_ms)
-}
-
-/// Ends an expired lease: the attempt counts as a failure (a task that kills every node it runs
-/// on must not loop forever), but the node is not blocklisted — it died, the task may be fine.
-pub fn settle_expired(task: &mut Task, max_attempts: u32, now_ms: u64) {
-    let node = task
-        .lease
-        .as_ref()
-        .map(|l| l.node.clone())
-        .unwrap_or_default();
-    task.end_attempt(Outcome::Expired, now_ms);
-    task.failures += 1;
-    task.error = Some(format!("lease expired: node {node} stopped answering"));
-    task.progress = None;
-    task.state = if task.failures >= max_attempts {
-        TaskState::Failed
-    } else {
-        TaskState::Queued
-    };
-    task.updated_ms = now_ms;
-}
-
 /// Leases `task` to `node` until `expires_ms` (a new attempt), for a task [`claimable`] accepted.
 pub fn grant(task: &mut Task, node: &str, token: String, expires_ms: u64, now_ms: u64) {
     task.attempts += 1;
@@ -105,6 +84,8 @@ pub fn grant(task: &mut Task, node: &str, token: String, expires_ms: u64, now_ms
         total: task.frame_count(),
     });
     task.activity = None;
+    // Someone else holds it now: the lapsed lease's holder can no longer ack.
+    task.lapsed = None;
     task.history.push(Attempt {
         attempt: task.attempts,
         node: node.to_string(),
@@ -140,9 +121,10 @@ async fn claim_in_segment<S: Store>(
     (seg, mut read): SegmentRead,
     claimer: &Claimer,
     want: usize,
-    revoked: &[String],
+    seen: &mut Seen,
 ) -> Result<SegmentClaim> {
     let key = keys::segment(&job.spec.id, &job.gen, seg);
+    let lease_now = lease_clock(ctx.config, ctx.now_ms);
     for _ in 0..CAS_RETRIES {
         let rec = match read.take() {
             Some(r) => Some(r),
@@ -156,20 +138,39 @@ async fn claim_in_segment<S: Store>(
                 expired: 0,
             });
         };
+        // nexrender executors do not enrol: their jobs never run out of nodes this way.
+        if job.spec.kind != JobType::Nexrender
+            && value.tasks.iter().any(|t| failed_here(t, &claimer.node))
+        {
+            seen.load_nodes(ctx).await?;
+        }
         let (mut changed, mut newly_failed, mut claimed) = (false, false, Vec::new());
         let mut expired = 0;
         for task in value.tasks.iter_mut() {
-            if lease_expired(task, ctx.now_ms) {
-                settle_expired(task, job.spec.max_attempts, ctx.now_ms);
+            if lease_expired(task, lease_now) {
+                let counted = !lapsed_while_down(task, ctx.config);
+                settle_lapsed(task, job.spec.max_attempts, ctx.now_ms, counted);
                 newly_failed |= task.state == TaskState::Failed;
                 expired += 1;
                 changed = true;
-            } else if held_by_revoked(task, revoked) {
+            } else if held_by_revoked(task, &seen.revoked) {
                 // Its node was removed: it can never heartbeat or ack again.
                 settle_revoked(task, ctx.now_ms);
                 changed = true;
             }
-            if claimed.len() < want && claimable(task, &claimer.node, ctx.now_ms) {
+            if failed_here(task, &claimer.node) {
+                // This node failed it; if every node that could run it did, nobody is left.
+                if let Some(names) = seen
+                    .nodes
+                    .as_ref()
+                    .and_then(|n| reach::dead_end(&job.spec, task, n))
+                {
+                    reach::fail_dead_end(task, &names, ctx.now_ms);
+                    newly_failed = true;
+                    changed = true;
+                }
+            }
+            if claimed.len() < want && claimable(task, &claimer.node, lease_now) {
                 grant(
                     task,
                     &claimer.node,
@@ -241,6 +242,28 @@ async fn still_ours<S: Store>(
         .collect())
 }
 
+/// Queued, and `node` failed it: the claim checks whether any node is left to try it.
+fn failed_here(t: &Task, node: &str) -> bool {
+    t.state == TaskState::Queued && t.failed_nodes.iter().any(|n| n == node)
+}
+
+/// What one claim request read once and shares across the segments it visits.
+struct Seen {
+    /// Nodes removed recently (their leases are released at once).
+    revoked: Vec<String>,
+    /// The enrolled nodes, read only when a segment holds a task this claimer failed.
+    nodes: Option<Nodes>,
+}
+
+impl Seen {
+    async fn load_nodes<S: Store>(&mut self, ctx: &Ctx<'_, S>) -> Result<()> {
+        if self.nodes.is_none() {
+            self.nodes = Some(reach::load_nodes(ctx).await?);
+        }
+        Ok(())
+    }
+}
+
 /// Something in the segment is still queued or leased: its index entry must stay.
 fn is_live(seg: &Segment) -> bool {
     seg.tasks
@@ -250,9 +273,12 @@ fn is_live(seg: &Segment) -> bool {
 
 /// Nothing in the segment can be claimed by `node` or settled now: every live task is leased
 /// to a node that is still within its lease and not removed (or was failed by `node`).
-fn nothing_to_do(seg: &Segment, node: &str, now_ms: u64, revoked: &[String]) -> bool {
+fn nothing_to_do(seg: &Segment, node: &str, lease_now: u64, revoked: &[String]) -> bool {
     !seg.tasks.iter().any(|t| {
-        lease_expired(t, now_ms) || held_by_revoked(t, revoked) || claimable(t, node, now_ms)
+        lease_expired(t, lease_now)
+            || held_by_revoked(t, revoked)
+            || claimable(t, node, lease_now)
+            || failed_here(t, node)
     })
 }
 
@@ -287,7 +313,11 @@ pub async fn claim_where<S: Store>(
     sel: &Selection<'_>,
 ) -> Result<Vec<Claimed>> {
     let mut scan = Scan::open_parts(ctx, queue, sel.parts, sel.order == Order::NewestFirst).await?;
-    let revoked = revoked_ids(ctx).await?;
+    let mut seen = Seen {
+        revoked: revoked_ids(ctx).await?,
+        nodes: None,
+    };
+    let lease_now = lease_clock(ctx.config, ctx.now_ms);
     let mut jobs: HashMap<String, Option<JobRecord>> = HashMap::new();
     let mut out = Vec::new();
     let mut budget = SCAN_BUDGET;
@@ -333,7 +363,7 @@ pub async fn claim_where<S: Store>(
                     .await?;
             if let Some(s) = seg
                 .as_ref()
-                .filter(|s| nothing_to_do(&s.value, &claimer.node, ctx.now_ms, &revoked))
+                .filter(|s| nothing_to_do(&s.value, &claimer.node, lease_now, &seen.revoked))
             {
                 if !is_live(&s.value) {
                     drops[i].push(entry.n);
@@ -361,7 +391,7 @@ pub async fn claim_where<S: Store>(
                 (entry.seg, seg),
                 claimer,
                 max - out.len(),
-                &revoked,
+                &mut seen,
             )
             .await?;
             if !got.live {

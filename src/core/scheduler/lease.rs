@@ -3,7 +3,7 @@
 
 use super::task_ref::{update_task, TaskRef};
 use crate::core::error::{Error, Result};
-use crate::core::model::{JobRecord, Lease, Outcome, Progress, Task, TaskState};
+use crate::core::model::{JobRecord, Lapsed, Lease, Outcome, Progress, Task, TaskState};
 use crate::core::Ctx;
 use crate::store::{keys, Cond, Store};
 
@@ -50,6 +50,59 @@ pub fn check_lease<'t>(
     }
 }
 
+/// Gives a lapsed lease back to its holder, when nobody has claimed the task since it lapsed
+/// (`Task::lapsed` is cleared by every grant): a node that kept rendering through a server
+/// outage, or was slow to be heard from, keeps its work. The expiry's failed attempt, if it was
+/// counted, is taken back. First success still wins: a completed task keeps no lapsed lease,
+/// and a task leased to anyone since refuses the late holder.
+pub fn revive_lapsed<S: Store>(
+    ctx: &Ctx<'_, S>,
+    job: &JobRecord,
+    task: &mut Task,
+    token: &str,
+    node: Option<&str>,
+) {
+    let ours = task
+        .lapsed
+        .as_ref()
+        .is_some_and(|l| l.lease.token == token && node.is_none_or(|n| n == l.lease.node));
+    let open = matches!(task.state, TaskState::Queued | TaskState::Failed);
+    if !ours || !open || job.canceled || job.failed {
+        return;
+    }
+    let Some(Lapsed { mut lease, counted }) = task.lapsed.take() else {
+        return;
+    };
+    if counted {
+        task.failures = task.failures.saturating_sub(1);
+    }
+    if let Some(a) = task
+        .history
+        .iter_mut()
+        .rev()
+        .find(|a| a.attempt == lease.attempt)
+    {
+        a.ended_ms = None;
+        a.outcome = None;
+    }
+    lease.expires_ms = ctx.now_ms + ctx.config.lease_ms;
+    task.lease = Some(lease);
+    task.state = TaskState::Leased;
+    task.error = None;
+}
+
+/// [`revive_lapsed`], then [`check_lease`]: the lease `token` holds, if any.
+pub fn hold<S: Store>(
+    ctx: &Ctx<'_, S>,
+    job: &JobRecord,
+    task: &mut Task,
+    token: &str,
+    node: Option<&str>,
+) -> Result<Lease> {
+    revive_lapsed(ctx, job, task, token, node);
+    check_lease(job, task, token, node).cloned()
+}
+
 /// What a heartbeat carries.
 #[derive(Debug, Default)]
 pub struct Beat {
@@ -73,8 +126,8 @@ pub async fn extend_if_lease<S: Store>(
 ) -> Result<(JobRecord, Task)> {
     if let Some(log) = beat.log.as_deref().filter(|l| !l.is_empty()) {
         // The chunk is written before the segment counts it, so a counted chunk always exists.
-        let (job, current) = super::task_ref::read_task(ctx, task).await?;
-        let lease = check_lease(&job, &current, &beat.token, node)?;
+        let (job, mut current) = super::task_ref::read_task(ctx, task).await?;
+        let lease = hold(ctx, &job, &mut current, &beat.token, node)?;
         let chunk = current
             .history
             .iter()
@@ -85,7 +138,7 @@ pub async fn extend_if_lease<S: Store>(
             // The attempt's log is full: keep its beginning and keep the lease alive (a render
             // must not die of its own verbosity), but store no more text for it.
             return update_task(ctx, task, |job, t| {
-                check_lease(job, t, &beat.token, node)?;
+                hold(ctx, job, t, &beat.token, node)?;
                 apply_beat(ctx, t, &beat);
                 Ok(())
             })
@@ -99,7 +152,7 @@ pub async fn extend_if_lease<S: Store>(
             )
             .await?;
         return update_task(ctx, task, |job, t| {
-            let attempt = check_lease(job, t, &beat.token, node)?.attempt;
+            let attempt = hold(ctx, job, t, &beat.token, node)?.attempt;
             if let Some(a) = t.history.iter_mut().rev().find(|a| a.attempt == attempt) {
                 a.log_chunks = a.log_chunks.max(chunk + 1);
             }
@@ -109,7 +162,7 @@ pub async fn extend_if_lease<S: Store>(
         .await;
     }
     update_task(ctx, task, |job, t| {
-        check_lease(job, t, &beat.token, node)?;
+        hold(ctx, job, t, &beat.token, node)?;
         apply_beat(ctx, t, &beat);
         Ok(())
     })
@@ -139,7 +192,7 @@ pub async fn release_if_lease<S: Store>(
     node: Option<&str>,
 ) -> Result<(JobRecord, Task)> {
     update_task(ctx, task, |job, t| {
-        check_lease(job, t, token, node)?;
+        hold(ctx, job, t, token, node)?;
         t.end_attempt(Outcome::Released, ctx.now_ms);
         t.state = TaskState::Queued;
         t.progress = None;

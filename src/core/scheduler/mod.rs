@@ -3,6 +3,7 @@
 //!
 //! - `index.rs`: the claim index (which segments may hold claimable work, by priority and age).
 //! - `claim.rs`: `claimable()` and the claim itself.
+//! - `expiry.rs`: lapsed leases: settling them, and the grace after a server restart.
 //! - `lease.rs`: heartbeat (extend) and release, guarded by the lease token.
 //! - `ack.rs`: done / failed, guarded by the lease token; first success wins.
 //! - `revoked.rs`: removed nodes, whose leases claims release at once.
@@ -11,6 +12,7 @@
 
 pub mod ack;
 pub mod claim;
+pub mod expiry;
 pub mod index;
 pub mod lease;
 pub mod revoked;

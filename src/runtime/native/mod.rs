@@ -97,6 +97,8 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
     config.lease_ms = args.lease_ms.max(100);
     config.heartbeat_ms = args.heartbeat_ms.max(50);
     config.poll_ms = args.poll_ms.max(50);
+    // Leases from before this start get a grace (core::scheduler::expiry).
+    config.started_ms = now_ms();
     config.nexrender = crate::core::nexrender::Settings {
         ordering: args.nexrender_ordering,
         timeout_ms: args.nexrender_timeout_ms.max(100),
