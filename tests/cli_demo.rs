@@ -238,3 +238,15 @@ fn demo_with_blender_renders_real_frames_of_the_sample_scene() {
         );
     }
 }
+
+#[test]
+fn a_port_in_use_is_refused_before_anything_starts() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = taken.local_addr().expect("addr").port().to_string();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut demo = Demo::start(&["--no-blender", "--exit", "--port", &port], dir.path());
+    let (code, stderr) = demo.wait_exit(LONG);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains(&format!("--port {port}")), "{stderr}");
+    assert!(!stderr.contains("demo: dashboard"), "{stderr}");
+}

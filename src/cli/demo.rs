@@ -117,10 +117,11 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
                 .ok_or_else(|| UsageError("neither blender nor touch found in PATH".into()))?,
         ),
     };
-    let port = match args.port {
-        0 => TcpListener::bind("127.0.0.1:0")?.local_addr()?.port(),
-        port => port,
-    };
+    // Bound here first so that a port in use is reported, not mistaken for our server.
+    let port = TcpListener::bind(("127.0.0.1", args.port))
+        .and_then(|l| l.local_addr())
+        .map_err(|e| UsageError(format!("--port {}: {e}", args.port)))?
+        .port();
     let farm = Farm {
         url: format!("http://127.0.0.1:{port}"),
         secret: format!("demo-{:016x}", getrandom::u64().unwrap_or(0x5eed_5eed)),
