@@ -52,6 +52,7 @@ nexrender_stock_clients() { # label start-fn stop-fn: the stock @nexrender/api a
   names=$(sed -n 's/^ok [0-9]* - //p' "$WORK"/nexrender-*.tap)
   passed=$({ grep -v ' # SKIP' <<<"$names" || true; } | sort -u)
   skipped=$({ grep ' # SKIP' <<<"$names" || true; } | sed 's/ # SKIP.*//' | sort -u | comm -23 - <(printf '%s\n' "$passed"))
+  # shellcheck disable=SC2001 # a prefix on every line of a multi-line value
   [ -z "$skipped" ] || sed 's/^/SKIP (no run had its nexrender settings): /' <<<"$skipped"
   echo "nexrender stock clients through $label: $(grep -c . <<<"$passed" || true) passed," \
     "$(grep -c . <<<"$skipped" || true) skipped (not passes); ${#NEXRENDER_SETTINGS[@]} server starts," \

@@ -1,6 +1,6 @@
 //! Claims, leases, heartbeats and acks: the scheduling rules.
 
-use crate::harness::{Farm, LEASE_MS};
+use crate::harness::Farm;
 use serde_json::{json, Value};
 
 fn ids(tasks: &[Value]) -> Vec<String> {
@@ -49,7 +49,7 @@ async fn claim_answers_the_task_with_lease_and_settings(f: &Farm) {
     assert_eq!(t["frames"], json!({"from": 1, "to": 2, "step": 1}));
     assert_eq!(t["params"]["args"], json!(["{from}", "{to}"]));
     assert_eq!(t["attempt"], 1);
-    assert_eq!(t["lease_ms"], LEASE_MS);
+    assert_eq!(t["lease_ms"], f.lease_ms());
     assert!(
         t["lease"].as_str().is_some_and(|l| l.len() >= 16),
         "a lease token"
@@ -58,7 +58,7 @@ async fn claim_answers_the_task_with_lease_and_settings(f: &Farm) {
         .call("GET", &format!("/v1/queue/{}", f.queue()), None)
         .await
         .json();
-    assert_eq!(s["lease_ms"], LEASE_MS);
+    assert_eq!(s["lease_ms"], f.lease_ms());
     assert!(s["interval"].as_u64().is_some() && s["heartbeat_ms"].as_u64().is_some());
     let view = f
         .call(
@@ -142,14 +142,21 @@ async fn fifty_concurrent_claimers_never_share_a_task(f: &Farm) {
 
 async fn an_expired_lease_goes_back_to_the_queue(f: &Farm) {
     let job = f.submit(json!({"frames": "1"})).await;
+    let claimed = f.mark();
     let first = f.claim("dies", 1).await;
     assert_eq!(first.len(), 1);
-    assert!(
-        f.claim("other", 1).await.is_empty(),
-        "a live lease is not claimable"
-    );
-    f.advance(LEASE_MS + 300).await;
-    let second = f.claim("other", 1).await;
+    let early = f.claim("other", 1).await;
+    // On a machine slow enough that the lease lapsed before that claim, it may take the task
+    // (and then this case goes on with that second holder).
+    if f.lease_live_since(claimed) {
+        assert!(early.is_empty(), "a live lease is not claimable");
+    }
+    let second = if early.is_empty() {
+        f.advance(f.lease_ms() + 300).await;
+        f.claim("other", 1).await
+    } else {
+        early
+    };
     assert_eq!(
         ids(&second),
         ids(&first),
@@ -183,19 +190,30 @@ async fn an_expired_lease_goes_back_to_the_queue(f: &Farm) {
 
 async fn heartbeats_extend_the_lease_and_carry_progress_and_logs(f: &Farm) {
     f.submit(json!({"frames": "1-4", "chunk_size": 4})).await;
+    // Each heartbeat renews the lease from when the server handles it, so the lease is surely
+    // live up to a lease length after the last heartbeat was sent (`beat`).
+    let mut beat = f.mark();
     let t = &f.claim("n1", 1).await[0];
     let id = t["_id"].as_str().unwrap_or_default();
     for i in 0..3u64 {
-        f.advance(LEASE_MS / 2).await;
+        f.advance(f.lease_ms() / 2).await;
+        let sent = f.mark();
         let hb = f.call("POST", &format!("/v1/tasks/{id}/heartbeat"),
             Some(json!({"lease": t["lease"], "progress": {"done": i + 1, "total": 4}, "activity": format!("Fra:{}", i + 1), "log": format!("line {i}\n")}))).await;
+        // A heartbeat after the lease lapsed still holds it while nobody claimed the task.
         assert_eq!(hb.status, 200, "{:?}", hb.json());
         assert_eq!(hb.json()["keep_running"], true);
+        beat = sent;
     }
+    let taken = f.claim("n2", 1).await;
     assert!(
-        f.claim("n2", 1).await.is_empty(),
+        taken.is_empty() || !f.lease_live_since(beat),
         "a heartbeating node keeps its lease past the first expiry time"
     );
+    if !taken.is_empty() {
+        // The machine was too slow for the lease to be surely live: nothing more to check.
+        return;
+    }
     let view = f.call("GET", &format!("/v1/tasks/{id}"), None).await.json();
     assert_eq!(view["progress"], json!({"done": 3, "total": 4}));
     assert_eq!(view["activity"], "Fra:3");
@@ -380,13 +398,13 @@ async fn release_requeues_at_once_without_counting_a_failure(f: &Farm) {
 async fn a_lease_expired_max_attempts_times_fails_the_task(f: &Farm) {
     let job = f.submit(json!({"frames": "1", "max_attempts": 2})).await;
     assert_eq!(f.claim("a", 1).await.len(), 1);
-    f.advance(LEASE_MS + 300).await;
+    f.advance(f.lease_ms() + 300).await;
     assert_eq!(
         f.claim("a", 1).await.len(),
         1,
         "an expiry does not blocklist the node"
     );
-    f.advance(LEASE_MS + 300).await;
+    f.advance(f.lease_ms() + 300).await;
     assert!(
         f.claim("b", 1).await.is_empty(),
         "the second expiry used the last attempt"
@@ -402,13 +420,13 @@ crate::cases!(
     claim_answers_the_task_with_lease_and_settings,
     tasks_go_only_to_nodes_with_the_type_and_tags,
     fifty_concurrent_claimers_never_share_a_task,
-    an_expired_lease_goes_back_to_the_queue,
-    heartbeats_extend_the_lease_and_carry_progress_and_logs,
     failed_attempts_retry_elsewhere_until_max_attempts,
     three_failing_nodes_fail_a_task_whatever_its_attempts,
     on_failure_continue_lets_the_other_tasks_run,
     first_success_wins_and_late_acks_change_nothing,
     acks_ride_on_the_next_poll,
-    release_requeues_at_once_without_counting_a_failure,
+    release_requeues_at_once_without_counting_a_failure;
+    lapse: an_expired_lease_goes_back_to_the_queue,
+    heartbeats_extend_the_lease_and_carry_progress_and_logs,
     a_lease_expired_max_attempts_times_fails_the_task,
 );

@@ -1,6 +1,13 @@
 //! One farm, two ways to reach it: in-process through `handle()` over the memory store (time
 //! moved by hand), or over real HTTP (a spawned `edgefarm serve`, or any server named by
 //! `EDGEFARM_URL` + `EDGEFARM_SECRET`, with time passing for real).
+//!
+//! Two lease lengths, so that no case depends on how fast the machine is: most cases run on a
+//! farm whose leases are long ([`LEASE_MS`]), so a lease the case holds never lapses however slow
+//! the machine is; the few cases that need a lease to lapse (`cases!(...; lapse: ...)`) run on a
+//! farm of its own with short leases ([`LAPSE_LEASE_MS`]; over `EDGEFARM_URL`, the server
+//! `EDGEFARM_LAPSE_URL` names), and check anything that holds only while a lease is live only
+//! when the time they measured shows it was live (`Farm::mark`, `Farm::lease_live_since`).
 
 use bytes::Bytes;
 use edgefarm::core::{Config, Ctx, SeqIds};
@@ -11,8 +18,11 @@ use std::collections::BTreeMap;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-/// Lease length every target uses, so the same test waits the same (virtual or real) time.
-pub const LEASE_MS: u64 = 1_500;
+/// Lease length of the farms most cases run on: long enough that no lease lapses during a case
+/// even on a machine many times slower than usual (the cases never wait for it).
+pub const LEASE_MS: u64 = 120_000;
+/// Lease length of the farms the lapse cases run on: short, since those cases wait for it.
+pub const LAPSE_LEASE_MS: u64 = 1_500;
 pub const SECRET: &str = "conformance-secret";
 
 /// An answer: status, headers, body.
@@ -51,6 +61,7 @@ pub enum Farm {
         queue: String,
     },
     Http {
+        lease_ms: u64,
         client: reqwest::Client,
         base: String,
         secret: String,
@@ -96,8 +107,22 @@ fn free_port() -> u16 {
         .unwrap_or(18_099)
 }
 
-/// Starts `edgefarm serve` on SQLite in `dir` and waits for it to answer.
+/// A point in the farm's time (virtual in-process, real over HTTP), from [`Farm::mark`].
+#[derive(Debug, Clone, Copy)]
+pub struct Mark {
+    virtual_ms: u64,
+    real: std::time::Instant,
+}
+
+/// Starts `edgefarm serve` on SQLite in `dir` and waits for it to answer (for the suites that
+/// include this harness: tests/native.rs, tests/persistence.rs).
+#[allow(dead_code)]
 pub async fn spawn_server(dir: &std::path::Path, port: u16) -> Child {
+    spawn_server_with_lease(dir, port, LEASE_MS).await
+}
+
+/// [`spawn_server`] with leases (and nexrender timeouts) of `lease_ms`.
+pub async fn spawn_server_with_lease(dir: &std::path::Path, port: u16, lease_ms: u64) -> Child {
     let mut child = Command::new(env!("CARGO_BIN_EXE_edgefarm"))
         .args([
             "serve",
@@ -108,13 +133,13 @@ pub async fn spawn_server(dir: &std::path::Path, port: u16) -> Child {
         ])
         .args([
             "--lease-ms",
-            &LEASE_MS.to_string(),
+            &lease_ms.to_string(),
             "--heartbeat-ms",
             "500",
             "--poll-ms",
             "200",
             "--nexrender-timeout-ms",
-            &LEASE_MS.to_string(),
+            &lease_ms.to_string(),
         ])
         .arg("--data")
         .arg(dir)
@@ -123,7 +148,8 @@ pub async fn spawn_server(dir: &std::path::Path, port: u16) -> Child {
         .spawn()
         .expect("the edgefarm binary should start");
     let client = reqwest::Client::new();
-    for _ in 0..200 {
+    // Generous: a loaded machine can take seconds to start the binary.
+    for _ in 0..1_200 {
         if client
             .get(format!("http://127.0.0.1:{port}/v1/health"))
             .send()
@@ -141,11 +167,20 @@ pub async fn spawn_server(dir: &std::path::Path, port: u16) -> Child {
 
 impl Farm {
     pub fn in_process() -> Farm {
+        Farm::in_process_with_lease(LEASE_MS)
+    }
+
+    /// An in-process farm with the lapse cases' short leases.
+    pub fn in_process_lapsing() -> Farm {
+        Farm::in_process_with_lease(LAPSE_LEASE_MS)
+    }
+
+    fn in_process_with_lease(lease_ms: u64) -> Farm {
         let mut config = Config::new(SECRET);
-        config.lease_ms = LEASE_MS;
+        config.lease_ms = lease_ms;
         config.heartbeat_ms = 500;
         config.poll_ms = 200;
-        config.nexrender.timeout_ms = LEASE_MS;
+        config.nexrender.timeout_ms = lease_ms;
         Farm::InProcess {
             store: Memory::new(),
             config,
@@ -155,15 +190,32 @@ impl Farm {
         }
     }
 
-    /// A spawned server, or the one `EDGEFARM_URL` names.
+    /// A spawned server, or the one `EDGEFARM_URL` names (its leases must be [`LEASE_MS`]).
     pub async fn http() -> Farm {
+        Farm::http_with_lease("EDGEFARM_URL", LEASE_MS).await
+    }
+
+    /// A spawned server with the lapse cases' short leases, or the one `EDGEFARM_LAPSE_URL`
+    /// names when `EDGEFARM_URL` is set (its leases must be [`LAPSE_LEASE_MS`]).
+    pub async fn http_lapsing() -> Farm {
+        Farm::http_with_lease("EDGEFARM_LAPSE_URL", LAPSE_LEASE_MS).await
+    }
+
+    async fn http_with_lease(url_var: &str, lease_ms: u64) -> Farm {
         let client = reqwest::Client::builder()
             .pool_max_idle_per_host(64)
             .build()
             .expect("reqwest client");
-        if let Ok(base) = std::env::var("EDGEFARM_URL") {
+        if std::env::var("EDGEFARM_URL").is_ok() {
+            let base = std::env::var(url_var).unwrap_or_else(|_| {
+                panic!(
+                    "with EDGEFARM_URL set, {url_var} must name a server whose leases (and \
+                     nexrender timeout) are {lease_ms} ms"
+                )
+            });
             let secret = std::env::var("EDGEFARM_SECRET").unwrap_or_else(|_| SECRET.to_string());
             return Farm::Http {
+                lease_ms,
                 client,
                 base: base.trim_end_matches('/').to_string(),
                 secret,
@@ -174,8 +226,9 @@ impl Farm {
         }
         let dir = tempfile::tempdir().expect("tempdir");
         let port = free_port();
-        let server = spawn_server(dir.path(), port).await;
+        let server = spawn_server_with_lease(dir.path(), port, lease_ms).await;
         Farm::Http {
+            lease_ms,
             client,
             base: format!("http://127.0.0.1:{port}"),
             secret: SECRET.to_string(),
@@ -219,6 +272,44 @@ impl Farm {
 
     pub fn is_http(&self) -> bool {
         matches!(self, Farm::Http { .. })
+    }
+
+    /// This farm's lease length (and nexrender timeout), ms.
+    pub fn lease_ms(&self) -> u64 {
+        match self {
+            Farm::InProcess { config, .. } => config.lease_ms,
+            Farm::Http { lease_ms, .. } => *lease_ms,
+        }
+    }
+
+    /// Now, to measure how much time passed since (see [`Farm::since`]).
+    pub fn mark(&self) -> Mark {
+        let virtual_ms = match self {
+            Farm::InProcess { now, .. } => now.get(),
+            Farm::Http { .. } => 0,
+        };
+        Mark {
+            virtual_ms,
+            real: std::time::Instant::now(),
+        }
+    }
+
+    /// Time passed since `mark`: the virtual clock in-process, the real one over HTTP.
+    pub fn since(&self, mark: Mark) -> u64 {
+        match self {
+            Farm::InProcess { now, .. } => now.get().saturating_sub(mark.virtual_ms),
+            Farm::Http { .. } => mark.real.elapsed().as_millis() as u64,
+        }
+    }
+
+    /// Whether a lease granted by a request sent after `mark` was certainly still live when
+    /// the server handled every request answered until now. The server grants the lease no
+    /// earlier than `mark` and handles a request no later than its answer arrives, so this
+    /// holds while less than a lease length has passed since `mark`; after that, what a live
+    /// lease promises (nobody else can claim the task) no longer applies, and a case checks it
+    /// only when this says it does.
+    pub fn lease_live_since(&self, mark: Mark) -> bool {
+        self.since(mark) < self.lease_ms()
     }
 
     /// Lets `ms` pass: by hand in-process, for real over HTTP.
@@ -425,15 +516,18 @@ impl Farm {
 }
 
 /// Declares each case for every target: `cases!(submit_returns_202, ...)` makes
-/// `in_process::submit_returns_202` and `http::submit_returns_202`.
+/// `in_process::submit_returns_202` and `http::submit_returns_202`. Cases that wait for a lease
+/// to lapse are listed after `; lapse:` and get a farm with short leases ([`LAPSE_LEASE_MS`]).
 #[macro_export]
 macro_rules! cases {
-    ($($case:ident),* $(,)?) => {
+    ($($case:ident),* $(,)? $(; lapse: $($lapse:ident),* $(,)?)?) => {
         mod in_process {
             $( #[tokio::test(flavor = "current_thread")] async fn $case() { let farm = $crate::harness::Farm::in_process(); super::$case(&farm).await; } )*
+            $($( #[tokio::test(flavor = "current_thread")] async fn $lapse() { let farm = $crate::harness::Farm::in_process_lapsing(); super::$lapse(&farm).await; } )*)?
         }
         mod http {
             $( #[tokio::test(flavor = "current_thread")] async fn $case() { let farm = $crate::harness::Farm::http().await; super::$case(&farm).await; } )*
+            $($( #[tokio::test(flavor = "current_thread")] async fn $lapse() { let farm = $crate::harness::Farm::http_lapsing().await; super::$lapse(&farm).await; } )*)?
         }
     };
 }

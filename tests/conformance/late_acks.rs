@@ -2,7 +2,7 @@
 //! even after that node won: its heartbeat and ack are refused with a reason it can log, and its
 //! result never replaces the winner's.
 
-use crate::harness::{Farm, LEASE_MS};
+use crate::harness::Farm;
 use serde_json::json;
 
 async fn a_taken_over_nodes_late_ack_never_replaces_the_winner(f: &Farm) {
@@ -10,7 +10,7 @@ async fn a_taken_over_nodes_late_ack_never_replaces_the_winner(f: &Farm) {
     let jid = job["id"].as_str().unwrap_or_default().to_string();
     let frozen = f.claim("frozen", 1).await.remove(0);
     let tid = frozen["_id"].as_str().unwrap_or_default().to_string();
-    f.advance(LEASE_MS + 300).await;
+    f.advance(f.lease_ms() + 300).await;
     let winner = f.claim("winner", 1).await.remove(0);
     assert_eq!(
         winner["_id"], frozen["_id"],
@@ -75,4 +75,4 @@ async fn a_taken_over_nodes_late_ack_never_replaces_the_winner(f: &Farm) {
     assert_eq!(outcomes, ["expired", "completed"], "one winning attempt");
 }
 
-crate::cases!(a_taken_over_nodes_late_ack_never_replaces_the_winner);
+crate::cases!(; lapse: a_taken_over_nodes_late_ack_never_replaces_the_winner);

@@ -1,10 +1,13 @@
 //! Last-rendered previews, metrics and the static assets (`/`, `/v1/openapi.json`).
 
 use crate::cases;
-use crate::harness::{Farm, LEASE_MS};
+use crate::harness::Farm;
 use serde_json::{json, Value};
 
 use crate::png;
+
+/// The preview throttle window.
+const PREVIEW_EVERY_MS: u64 = edgefarm::core::api::previews::EVERY_MS;
 
 /// A job of two one-frame tasks and a claim of its first task: (job id, claimed task).
 async fn running_task(farm: &Farm) -> (String, Value) {
@@ -45,6 +48,11 @@ async fn latest_preview_is_served_per_job_and_for_the_farm(farm: &Farm) {
     for path in [format!("/v1/jobs/{job}/preview"), "/v1/preview".to_string()] {
         let got = farm.call("GET", &path, None).await;
         assert_eq!(got.status, 200, "{path} serves the latest preview");
+        // On a shared server other cases send previews at the same time: the farm's latest may
+        // be theirs.
+        if path == "/v1/preview" && farm.is_shared() && got.body.as_ref() != image.as_slice() {
+            continue;
+        }
         assert_eq!(got.header("content-type").as_deref(), Some("image/png"));
         assert_eq!(
             got.body.as_ref(),
@@ -61,9 +69,15 @@ async fn latest_preview_is_served_per_job_and_for_the_farm(farm: &Farm) {
                 &[("if-none-match", &etag)],
             )
             .await;
-        assert_eq!(
-            again.status, 304,
-            "an unchanged preview answers 304 to its ETag"
+        // (Unless, on a shared server, another case sent the farm a newer preview meanwhile.)
+        let changed = path == "/v1/preview"
+            && farm.is_shared()
+            && again.status == 200
+            && again.header("etag") != Some(etag.clone());
+        assert!(
+            again.status == 304 || changed,
+            "an unchanged preview answers 304 to its ETag, got {}",
+            again.status
         );
     }
 }
@@ -104,7 +118,7 @@ async fn preview_needs_the_current_lease(farm: &Farm) {
         .await;
     assert_eq!(by_query.status, 200, "the lease may come as ?lease=");
     assert_eq!(farm.done(&task).await.status, 200);
-    farm.advance(2_100).await;
+    farm.advance(PREVIEW_EVERY_MS + 100).await;
     let after_ack = send(farm, &task, image, "image/png").await;
     assert_eq!(
         after_ack.code(),
@@ -150,13 +164,32 @@ async fn preview_must_be_a_small_png_or_jpeg(farm: &Farm) {
 async fn previews_are_throttled_per_task(farm: &Farm) {
     let (_, task) = running_task(farm).await;
     let other = farm.claim("node-b", 1).await.remove(0);
+    // The server accepts a preview no earlier than the mark taken before sending it, and handles
+    // the next one no later than its answer arrives: a preview answered less than the window
+    // after the last accepted one was sent must be refused. On a machine slow enough to take
+    // longer, it may be accepted, and the pair is tried again.
+    let mut accepted = farm.mark();
     assert_eq!(
         send(farm, &task, png::frame(1, 8, 8), "image/png")
             .await
             .status,
         200
     );
-    let soon = send(farm, &task, png::frame(2, 8, 8), "image/png").await;
+    let mut refused = None;
+    for n in 2..12 {
+        let sent = farm.mark();
+        let soon = send(farm, &task, png::frame(n, 8, 8), "image/png").await;
+        if soon.status != 200 {
+            refused = Some(soon);
+            break;
+        }
+        assert!(
+            farm.since(accepted) >= PREVIEW_EVERY_MS,
+            "a second preview within 2 s is refused"
+        );
+        accepted = sent;
+    }
+    let soon = refused.expect("a preview sent right after another is refused (10 tries)");
     assert_eq!(
         (soon.status, soon.code().as_str()),
         (429, "throttled"),
@@ -166,14 +199,14 @@ async fn previews_are_throttled_per_task(farm: &Farm) {
         soon.header("retry-after").is_some(),
         "429 says when to try again"
     );
-    let other_task = send(farm, &other, png::frame(3, 8, 8), "image/png").await;
+    let other_task = send(farm, &other, png::frame(13, 8, 8), "image/png").await;
     assert_eq!(
         other_task.status, 200,
         "the throttle is per task, not per job"
     );
-    farm.advance(2_100).await;
+    farm.advance(PREVIEW_EVERY_MS + 100).await;
     assert_eq!(
-        send(farm, &task, png::frame(4, 8, 8), "image/png")
+        send(farm, &task, png::frame(14, 8, 8), "image/png")
             .await
             .status,
         200
@@ -204,16 +237,27 @@ async fn metrics_count_claims_acks_failures_and_expiries(farm: &Farm) {
     assert_eq!(tasks.len(), 3);
     assert_eq!(farm.done(&tasks[0]).await.status, 200);
     assert_eq!(farm.fail(&tasks[1], "boom").await.status, 200);
-    farm.advance(LEASE_MS + 200).await;
+    farm.advance(farm.lease_ms() + 200).await;
     farm.claim("node-n", 3).await;
+    let atomic_cas = farm.atomic_cas().await;
     let expect = [5.0, 1.0, 1.0, 1.0];
     for ((n, b), e) in names.iter().zip(before).zip(expect) {
         let delta = metric(farm, n).await - b;
-        // A shared server (EDGEFARM_URL) counts other suites' events too.
-        assert!(
-            delta >= e && (farm.is_http() || delta == e),
-            "{n} grew by {delta}, expected {e}"
-        );
+        if atomic_cas {
+            // A shared server (EDGEFARM_URL) counts other cases' events too.
+            assert!(
+                delta >= e && (farm.is_shared() || delta == e),
+                "{n} grew by {delta}, expected {e}"
+            );
+        } else {
+            // Without a compare-and-swap a counter update can be lost (docs/CLOUDFLARE.md), so
+            // the counters may lag: they never go back, and (one case at a time, as the KV suite
+            // runs) never count more than happened.
+            assert!(
+                (0.0..=e).contains(&delta),
+                "{n} grew by {delta}, expected at most {e}"
+            );
+        }
     }
     let r = farm.call("GET", "/v1/metrics", None).await;
     let text = String::from_utf8_lossy(&r.body).to_string();
@@ -292,7 +336,7 @@ cases!(
     preview_needs_the_current_lease,
     preview_must_be_a_small_png_or_jpeg,
     previews_are_throttled_per_task,
-    metrics_count_claims_acks_failures_and_expiries,
     metrics_need_the_farm_secret,
-    dashboard_and_openapi_need_no_credentials,
+    dashboard_and_openapi_need_no_credentials;
+    lapse: metrics_count_claims_acks_failures_and_expiries,
 );
