@@ -2,7 +2,7 @@
 //! fails instead of waiting for ever, a job says why it waits, nodes that stop are shown
 //! offline, and a node's late ack is kept when nobody else took its task.
 
-use crate::harness::{Farm, LEASE_MS};
+use crate::harness::Farm;
 use serde_json::{json, Value};
 use std::cell::RefCell;
 use std::time::{Duration, Instant};
@@ -300,7 +300,7 @@ async fn a_late_ack_for_a_lapsed_lease_nobody_took_is_accepted(f: &Farm) {
         )
         .await;
     assert_eq!(r.status, 200);
-    f.advance(LEASE_MS + 300).await;
+    f.advance(f.lease_ms() + 300).await;
     let other = f.claim("other", 1).await;
     assert_eq!(other.len(), 1);
     assert_ne!(
@@ -358,7 +358,7 @@ async fn a_late_ack_for_a_lapsed_lease_nobody_took_is_accepted(f: &Farm) {
 async fn a_late_ack_is_refused_once_another_node_took_the_lapsed_task(f: &Farm) {
     f.submit(json!({"frames": "1"})).await;
     let slow = f.claim("slow", 1).await.remove(0);
-    f.advance(LEASE_MS + 300).await;
+    f.advance(f.lease_ms() + 300).await;
     let taker = f.claim("taker", 1).await;
     assert_eq!(taker.len(), 1, "the lapsed task went to another node");
     let tid = slow["_id"].as_str().unwrap_or_default();
@@ -386,7 +386,7 @@ async fn a_heartbeat_revives_a_lapsed_lease_nobody_took(f: &Farm) {
         )
         .await;
     assert_eq!(r.status, 200);
-    f.advance(LEASE_MS + 300).await;
+    f.advance(f.lease_ms() + 300).await;
     assert_eq!(f.claim("other", 1).await.len(), 1);
     let tid = held[1]["_id"].as_str().unwrap_or_default();
     let beat = f
@@ -463,8 +463,8 @@ crate::cases!(
     requeue_forgets_which_nodes_failed_a_waiting_task,
     a_job_no_node_can_take_says_why_it_waits,
     a_node_that_leaves_is_offline_at_once_until_it_polls_again,
-    a_silent_node_is_shown_offline,
-    a_late_ack_for_a_lapsed_lease_nobody_took_is_accepted,
+    a_silent_node_is_shown_offline;
+    lapse: a_late_ack_for_a_lapsed_lease_nobody_took_is_accepted,
     a_late_ack_is_refused_once_another_node_took_the_lapsed_task,
     a_heartbeat_revives_a_lapsed_lease_nobody_took,
 );
