@@ -61,7 +61,7 @@ enum Command {
     Drain(nodes::ActionArgs),
     /// Undo `drain`.
     Undrain(nodes::ActionArgs),
-    /// Start a server and a node, render a sample job, follow it, stop everything.
+    /// Start a server and a node, render a sample scene, keep the farm up until Ctrl-C (`--exit`: stop when the job ends).
     Demo(demo::DemoArgs),
 }
 
