@@ -69,9 +69,16 @@ pub async fn run_core<S: Store>(
     resp
 }
 
-/// The 413 for a request whose declared length (`Content-Length`) is over its route's body
-/// limit, answered before the body is read; a body without one is bounded by the platform and
-/// checked by the core once read.
+/// Declared lengths up to this are read whole and refused by the core (the body consumed, so the
+/// client gets its 413): answering before the body is read makes workerd (`wrangler dev`) drop
+/// the connection while the client is still sending ("Network connection lost", a 500 or a reset
+/// instead of the 413). Above it, holding the body would threaten the isolate's memory (128 MB
+/// on Workers), so the shell refuses at once and a client may see the connection cut.
+pub const READ_BEFORE_REFUSING_BYTES: u64 = 16 << 20;
+
+/// The 413 for a request whose declared length (`Content-Length`) is over its route's body limit
+/// and over [`READ_BEFORE_REFUSING_BYTES`], answered before the body is read; smaller bodies and
+/// bodies without a length (bounded by the platform) are checked by the core once read.
 pub fn declared_too_large(
     config: &Config,
     path: &str,
@@ -79,7 +86,8 @@ pub fn declared_too_large(
 ) -> Option<http::Response<Bytes>> {
     let declared = content_length?.trim().parse::<u64>().ok()?;
     let limit = crate::core::router::body_limit(config, path);
-    (declared > limit as u64).then(|| crate::core::router::too_large(config, path).into_response())
+    (declared > limit as u64 && declared > READ_BEFORE_REFUSING_BYTES)
+        .then(|| crate::core::router::too_large(config, path).into_response())
 }
 
 /// Whether a request asks to follow a job as server-sent events.
@@ -185,14 +193,17 @@ mod tests {
         };
         let c = config_from_vars(vars).expect("config");
         assert_eq!(c.nexrender.body_bytes, 2_000_000);
-        let over = declared_too_large(&c, "/api/v1/jobs", Some("2000001")).expect("413");
+        let big = (READ_BEFORE_REFUSING_BYTES + 1).to_string();
+        let over = declared_too_large(&c, "/api/v1/jobs", Some(&big)).expect("413");
         assert_eq!(over.status(), 413);
         assert!(String::from_utf8_lossy(over.body()).contains("2000000"));
-        assert!(declared_too_large(&c, "/api/v1/jobs", Some("2000000")).is_none());
         assert!(
-            declared_too_large(&c, "/v1/jobs", Some("2000000")).is_some(),
-            "/v1 keeps its 1 MiB"
+            declared_too_large(&c, "/api/v1/jobs", Some("2000001")).is_none(),
+            "read whole, then refused by the core"
         );
+        let mut roomy = c.clone();
+        roomy.nexrender.body_bytes = 64 << 20;
+        assert!(declared_too_large(&roomy, "/api/v1/jobs", Some(&big)).is_none());
         assert!(declared_too_large(&c, "/v1/jobs", None).is_none());
     }
 
