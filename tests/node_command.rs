@@ -198,8 +198,10 @@ async fn cli_finds_the_secret_a_local_server_generated() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_node_starts_a_new_job_well_within_one_poll_interval() {
-    // Nodes poll every 8 s here; an idle node's long poll must still start a job at once.
-    let server = Server::start_polling_every(8_000).await;
+    // Nodes poll every 60 s here; an idle node's long poll must still start a job at once. The
+    // bound below is half the interval: generous for a busy machine, still failing a node that
+    // only finds the job at its next regular poll.
+    let server = Server::start_polling_every(60_000).await;
     let project = server.dir.path().join("project");
     let output = server.dir.path().join("out");
     std::fs::create_dir_all(&project).expect("project");
@@ -222,8 +224,8 @@ async fn an_idle_node_starts_a_new_job_well_within_one_poll_interval() {
         .submit(json!({"type": "command", "params": {"program": "ok"}}))
         .await;
     server
-        .wait_job(&job, "completed", Duration::from_secs(5))
+        .wait_job(&job, "completed", Duration::from_secs(45))
         .await;
     let took = submitted.elapsed();
-    assert!(took < Duration::from_secs(4), "the job should start within moments of its submission, not at the next 8 s poll; took {took:?}");
+    assert!(took < Duration::from_secs(30), "the job should start within moments of its submission, not at the next 60 s poll; took {took:?}");
 }
