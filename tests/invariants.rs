@@ -371,7 +371,9 @@ fn step(sim: &Sim, m: &mut Model, op: &Op) {
             let revivable = {
                 let l = &m.leases[i];
                 let j = &m.jobs[l.job];
-                let open = matches!(j.seen_states[l.task as usize].as_str(), "queued" | "failed");
+                // A lapse that used up the task's attempts is final (the core dropped it from
+                // the claim index); only a task still queued takes its lapsed lease back.
+                let open = j.seen_states[l.task as usize] == "queued";
                 let job_failed = j.seen_state == "failed" && !j.continue_on_failure;
                 l.lapsed && open && !j.canceled && !job_failed
             };
@@ -801,4 +803,43 @@ fn an_attempts_log_is_bounded_and_the_lease_lives_on() {
         b"line 0\nline 1\nline 2\n",
         "the log keeps its beginning"
     );
+}
+
+/// A sequence the property test found after the merge of stop 13 (kept as a fixed case).
+#[test]
+fn a_release_after_a_pause_leaves_nothing_claimable_behind() {
+    let sub = |frames, max_attempts, continue_on_failure, priority| Op::Submit {
+        frames,
+        chunk: 1,
+        max_attempts,
+        continue_on_failure,
+        priority,
+    };
+    let claim = |max| Op::Claim { node: 0, max };
+    let ops = vec![
+        sub(7, 1, true, 50),
+        sub(1, 1, false, 90),
+        sub(1, 2, false, 10),
+        claim(3),
+        claim(1),
+        sub(60, 1, false, 10),
+        claim(3),
+        claim(2),
+        Op::Advance { ms: 500 },
+        claim(2),
+        sub(1, 1, false, 10),
+        claim(1),
+        claim(3),
+        Op::Pause { job: 3 },
+        Op::Advance { ms: 500 },
+        sub(1, 1, false, 10),
+        claim(3),
+        Op::Release { lease: 19 },
+        claim(1),
+    ];
+    let sim = Sim::new();
+    let mut m = Model::default();
+    for op in &ops {
+        step(&sim, &mut m, op);
+    }
 }

@@ -66,7 +66,10 @@ pub fn revive_lapsed<S: Store>(
         .lapsed
         .as_ref()
         .is_some_and(|l| l.lease.token == token && node.is_none_or(|n| n == l.lease.node));
-    let open = matches!(task.state, TaskState::Queued | TaskState::Failed);
+    // Only a task still queued is revived. One whose lapse used up its attempts (`Failed`) was
+    // dropped from the claim index when the lapse was settled; reviving it would strand it
+    // (a later release or expiry would leave it queued where no claim can find it).
+    let open = task.state == TaskState::Queued;
     if !ours || !open || job.canceled || job.failed {
         return;
     }
