@@ -22,15 +22,26 @@ pub(crate) async fn observable(
         .json();
     // On a server other cases share (`EDGEFARM_URL`), they enrol nodes at any time: the node
     // list is only this case's own elsewhere.
-    let nodes = if f.is_shared() {
+    let mut nodes = if f.is_shared() {
         serde_json::Value::Null
     } else {
         f.call("GET", "/v1/nodes", None).await.json()
     };
+    // What is derived at read time from the clock, not stored, changes while a case runs: a
+    // silent node turns `offline` (its stored drain state is `draining`), and a job's `waiting`
+    // reason follows the nodes. Everything stored is kept.
+    if let Some(a) = nodes["nodes"].as_array_mut() {
+        for n in a.iter_mut().filter_map(Value::as_object_mut) {
+            n.remove("state");
+            n.remove("online");
+        }
+    }
     let mut jobs_only = jobs["jobs"].clone();
-    // Timestamps of views do not change on reads; keep everything.
     if let Some(a) = jobs_only.as_array_mut() {
         a.sort_by_key(|j| j["id"].as_str().unwrap_or_default().to_string());
+        for j in a.iter_mut().filter_map(Value::as_object_mut) {
+            j.remove("waiting");
+        }
     }
     (f.snapshot(), jobs_only, nodes)
 }
