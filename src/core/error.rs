@@ -39,10 +39,17 @@ pub enum Error {
     /// Sent more often than the server allows; the answer says when to try again.
     #[error("{0}")]
     Throttled(String),
+    /// A record kept changing under this request until its compare-and-swap retries ran out
+    /// (`core::cas`): 503 with `Retry-After`; nothing was written, the request may be sent again.
+    #[error("{0}")]
+    Busy(String),
     /// The store failed; the client sees a generic message.
     #[error("internal error")]
     Store(#[from] StoreError),
 }
+
+/// Seconds a client is told to wait before re-sending a request answered [`Error::Busy`].
+pub const BUSY_RETRY_S: u64 = 1;
 
 /// Result of the core.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -75,6 +82,7 @@ impl Error {
             Error::StaleLease(_) => (StatusCode::CONFLICT, "stale_lease"),
             Error::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
             Error::Throttled(_) => (StatusCode::TOO_MANY_REQUESTS, "throttled"),
+            Error::Busy(_) => (StatusCode::SERVICE_UNAVAILABLE, "busy"),
             Error::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -99,6 +107,13 @@ impl Error {
         if matches!(self, Error::StaleLease(_)) {
             body["keep_running"] = serde_json::Value::Bool(false);
         }
-        super::http::json(status, &body)
+        let mut resp = super::http::json(status, &body);
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            resp.headers_mut().insert(
+                http::header::RETRY_AFTER,
+                http::HeaderValue::from(BUSY_RETRY_S),
+            );
+        }
+        resp
     }
 }

@@ -2,8 +2,9 @@
 //! an opaque cursor. Like the claim index it is written before the job record and checked
 //! against it on read (an entry whose job is absent or of another generation is skipped).
 
+use super::cas::{self, Step, CAS_RETRIES};
 use super::error::{Error, Result};
-use super::records::{cond_for, load, save, Rec, CAS_RETRIES};
+use super::records::{cond_for, load, save, Rec};
 use super::Ctx;
 use crate::store::{keys, Store};
 use base64::Engine;
@@ -34,9 +35,10 @@ struct Page {
     jobs: Vec<Listed>,
 }
 
-/// Adds a job to the list; returns the page it landed on.
+/// Adds a job to the list; returns the page it landed on. A full tail page first moves the
+/// tail on (its own write), so this may take more rounds than one CAS.
 pub async fn append<S: Store>(ctx: &Ctx<'_, S>, entry: Listed) -> Result<u64> {
-    for _ in 0..CAS_RETRIES * 4 {
+    cas::retry("the job list", CAS_RETRIES * 4, async || {
         let meta: Option<Rec<Meta>> = load(ctx.store, &keys::job_list_meta()).await?;
         let tail = meta.as_ref().map_or(0, |m| m.value.tail);
         let key = keys::job_list_page(tail);
@@ -50,35 +52,34 @@ pub async fn append<S: Store>(ctx: &Ctx<'_, S>, entry: Listed) -> Result<u64> {
                 cond_for(&meta),
             )
             .await?;
-            continue;
+            return Ok(None);
         }
         value.jobs.push(entry.clone());
-        if save(ctx.store, &key, &value, cond_for(&page))
-            .await?
-            .is_some()
-        {
-            return Ok(tail);
-        }
-    }
-    Err(Error::Conflict("the job list is busy; try again".into()))
+        let written = save(ctx.store, &key, &value, cond_for(&page)).await?;
+        Ok(written.map(|_| tail))
+    })
+    .await
 }
 
-/// Removes a job from page `page` (best effort: a leftover entry is skipped on read).
+/// Removes a job from page `page`. Best effort: it runs after the job record was deleted (the
+/// commit point of a delete), and a leftover entry is skipped on read.
 pub async fn remove<S: Store>(ctx: &Ctx<'_, S>, page_no: u64, id: &str) -> Result<()> {
     let key = keys::job_list_page(page_no);
-    for _ in 0..CAS_RETRIES {
-        let page: Option<Rec<Page>> = load(ctx.store, &key).await?;
-        let Some(rec) = &page else { return Ok(()) };
-        let mut value = rec.value.clone();
-        value.jobs.retain(|j| j.id != id);
-        if save(ctx.store, &key, &value, cond_for(&page))
-            .await?
-            .is_some()
-        {
-            return Ok(());
-        }
-    }
-    Ok(())
+    let removed = cas::update(
+        ctx.store,
+        &key,
+        "the job list",
+        async |page: Option<Rec<Page>>| {
+            let Some(rec) = page else {
+                return Ok(Step::Stop(()));
+            };
+            let mut value = rec.value;
+            value.jobs.retain(|j| j.id != id);
+            Ok(Step::Write(value, ()))
+        },
+    )
+    .await;
+    cas::best_effort(removed, "job list entry of a deleted job").map(|_| ())
 }
 
 /// A position in the list: the page and how many of its entries are still to be read.

@@ -6,12 +6,14 @@
 
 pub mod api;
 pub mod auth;
+pub mod cas;
 pub mod counters;
 pub mod dashboard;
 pub mod error;
 pub mod frames;
 pub mod http;
 pub mod job_list;
+pub mod lifecycle;
 pub mod model;
 pub mod nexrender;
 pub mod reach;

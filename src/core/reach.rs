@@ -14,7 +14,7 @@
 
 use super::api::nodes::SEEN_EVERY_MS;
 use super::error::Result;
-use super::model::{JobSpec, JobType, NodeRecord, NodeState, Task, TaskState};
+use super::model::{JobSpec, JobType, NodeRecord, NodeState, Task};
 use super::records::load;
 use super::{Config, Ctx};
 use crate::store::{keys, Store};
@@ -142,7 +142,7 @@ pub fn waiting(spec: &JobSpec, nodes: &Nodes, config: &Config, now_ms: u64) -> O
 /// When every enrolled node that can run `task` (at least one) has failed it, the names of
 /// those nodes: nobody is left to try it, so it must fail rather than wait for ever. A node
 /// that is offline but has not failed it still counts as one to try. `None` otherwise, and
-/// when not every node was read.
+/// when not every node was read. The task is then failed with `transition::Event::DeadEnd`.
 pub fn dead_end(spec: &JobSpec, task: &Task, nodes: &Nodes) -> Option<String> {
     if !nodes.complete || spec.kind == JobType::Nexrender {
         return None;
@@ -150,14 +150,4 @@ pub fn dead_end(spec: &JobSpec, task: &Task, nodes: &Nodes) -> Option<String> {
     let able: Vec<&NodeRecord> = nodes.nodes.iter().filter(|n| serves(n, spec)).collect();
     let all_failed = !able.is_empty() && able.iter().all(|n| task.failed_nodes.contains(&n.id));
     all_failed.then(|| names(&able))
-}
-
-/// Fails a task that every node able to run it has failed (`names`): waiting would be for ever.
-pub fn fail_dead_end(task: &mut Task, names: &str, now_ms: u64) {
-    let last = task.error.take().unwrap_or_default();
-    task.error = Some(format!(
-        "failed on every node that can run it ({names}): {last}"
-    ));
-    task.state = TaskState::Failed;
-    task.updated_ms = now_ms;
 }

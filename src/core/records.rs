@@ -49,6 +49,3 @@ pub fn cond_for<T>(rec: &Option<Rec<T>>) -> Cond {
         None => Cond::Absent,
     }
 }
-
-/// How many times a read-modify-write retries a lost CAS before giving up with a conflict.
-pub const CAS_RETRIES: usize = 64;

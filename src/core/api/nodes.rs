@@ -3,11 +3,12 @@
 //! (see `core::reach`).
 
 use crate::core::auth::{sha256_hex, Caller};
+use crate::core::cas::{self, Step};
 use crate::core::error::{Error, Result};
 use crate::core::http::{body_or_default, json};
 use crate::core::model::{JobType, NodeRecord, NodeState, NODE_QUEUES_KEPT};
 use crate::core::reach;
-use crate::core::records::{cond_for, load, save, Rec, CAS_RETRIES};
+use crate::core::records::{load, save, Rec};
 use crate::core::validate;
 use crate::core::Ctx;
 use crate::store::{keys, Cond, Store};
@@ -89,18 +90,18 @@ async fn update_list<S: Store>(
     ctx: &Ctx<'_, S>,
     mut change: impl FnMut(&mut NodeList),
 ) -> Result<()> {
-    for _ in 0..CAS_RETRIES {
-        let rec: Option<Rec<NodeList>> = load(ctx.store, &keys::node_list()).await?;
-        let mut list = rec.as_ref().map(|r| r.value.clone()).unwrap_or_default();
-        change(&mut list);
-        if save(ctx.store, &keys::node_list(), &list, cond_for(&rec))
-            .await?
-            .is_some()
-        {
-            return Ok(());
-        }
-    }
-    Err(Error::Conflict("the node list is busy; try again".into()))
+    let key = keys::node_list();
+    cas::update(
+        ctx.store,
+        &key,
+        "the node list",
+        async |rec: Option<Rec<NodeList>>| {
+            let mut list = rec.map(|r| r.value).unwrap_or_default();
+            change(&mut list);
+            Ok(Step::Write(list, ()))
+        },
+    )
+    .await
 }
 
 /// `GET /v1/nodes`.
@@ -142,20 +143,23 @@ pub async fn update_node<S: Store>(
     id: &str,
     mut change: impl FnMut(&mut NodeRecord),
 ) -> Result<NodeRecord> {
-    for _ in 0..CAS_RETRIES {
-        let rec = load_node(ctx, id).await?;
-        let mut n = rec.value;
-        change(&mut n);
-        if save(ctx.store, &keys::node(id), &n, Cond::Version(rec.version))
-            .await?
-            .is_some()
-        {
-            return Ok(n);
-        }
+    if !validate::is_ident(id, 64) {
+        return Err(Error::NotFound(format!("node {id}")));
     }
-    Err(Error::Conflict(format!(
-        "node {id} is changing too often; try again"
-    )))
+    let what = format!("node {id}");
+    cas::update(
+        ctx.store,
+        &keys::node(id),
+        &what,
+        async |rec: Option<Rec<NodeRecord>>| {
+            let mut n = rec
+                .ok_or_else(|| Error::NotFound(format!("node {id}")))?
+                .value;
+            change(&mut n);
+            Ok(Step::Write(n.clone(), n))
+        },
+    )
+    .await
 }
 
 /// `POST /v1/nodes/{id}/drain|resume`.

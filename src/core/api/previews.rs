@@ -12,9 +12,9 @@
 //! but leave up to 100,000 images per job behind and still need a "latest" pointer per job.
 
 use crate::core::auth::Caller;
+use crate::core::cas::{self, CAS_RETRIES};
 use crate::core::error::{Error, Result};
 use crate::core::http::{json, query};
-use crate::core::records::CAS_RETRIES;
 use crate::core::scheduler::lease::check_lease;
 use crate::core::scheduler::task_ref::{load_job, read_task, TaskRef};
 use crate::core::Ctx;
@@ -145,7 +145,8 @@ pub async fn upload<S: Store>(
         .clone();
     let key = keys::job_preview(&job.spec.id);
     let task_id = task.id();
-    for _ in 0..CAS_RETRIES {
+    let what = format!("the preview of job {}", job.spec.id);
+    cas::retry(&what, CAS_RETRIES, async || {
         let current = ctx.store.get(&key).await?;
         let mut recent = match &current {
             Some(raw) => decode(&key, &raw.value)?.0.recent,
@@ -163,7 +164,7 @@ pub async fn upload<S: Store>(
                 header::RETRY_AFTER,
                 HeaderValue::from(wait_ms.div_ceil(1000).max(1)),
             );
-            return Ok(resp);
+            return Ok(Some(resp));
         }
         recent.insert(task_id.clone(), ctx.now_ms);
         if recent.len() > RECENT_KEPT {
@@ -186,7 +187,7 @@ pub async fn upload<S: Store>(
             .as_ref()
             .map_or(Cond::Absent, |r| Cond::Version(r.version));
         if ctx.store.put(&key, &encode(&meta, image), cond).await? == Write::Lost {
-            continue;
+            return Ok(None);
         }
         // The farm's preview is last-writer-wins: nothing is checked against it.
         meta.recent.clear();
@@ -194,16 +195,13 @@ pub async fn upload<S: Store>(
         ctx.store
             .put(&keys::farm_preview(), &farm, Cond::Any)
             .await?;
-        return Ok(json(
+        Ok(Some(json(
             StatusCode::OK,
             &serde_json::json!({"job": meta.job, "task": meta.task, "node": meta.node,
                 "content_type": content_type, "bytes": image.len(), "received_ms": ctx.now_ms}),
-        ));
-    }
-    Err(Error::Conflict(format!(
-        "the preview of job {} is changing too often; try again",
-        job.spec.id
-    )))
+        )))
+    })
+    .await
 }
 
 /// The image answer, or 304 when the client already has this version (`If-None-Match`).

@@ -128,7 +128,8 @@ pub async fn poll<S: Store>(
         let id = ack.id.clone();
         acks.push(match apply_ack(ctx, caller, ack).await {
             Ok(_) => json!({"_id": id, "ok": true}),
-            Err(Error::Store(e)) => return Err(Error::Store(e)),
+            // Not this ack's fault: the whole poll is answered 500/503 and sent again.
+            Err(e @ (Error::Store(_) | Error::Busy(_))) => return Err(e),
             Err(e) => json!({"_id": id, "ok": false, "error": e.body()["error"]}),
         });
     }

@@ -4,7 +4,7 @@
 
 use super::{Ordering, Settings};
 use crate::core::model::{JobRecord, JobSpec, JobType, OnFailure, Outcome, Task, TaskState};
-use crate::core::scheduler::claim::lease_expired;
+use crate::core::scheduler::expiry::lease_expired;
 use crate::core::Ctx;
 use crate::store::Store;
 use serde_json::{json, Map, Value};

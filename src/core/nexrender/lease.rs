@@ -1,5 +1,9 @@
 //! The task transitions a nexrender `PUT` asks for, each one compare-and-swap of the job's
-//! segment through `update_task`, guarded by who holds the lease. The guard and the change are
+//! segment through `update_task`, guarded by who holds the lease. The changes themselves are
+//! events of the task state machine (`scheduler/transition.rs`): `started` is a `Claim`
+//! (after an `Expired` for a lapsed lease), a holder's report a `Heartbeat`, `finished` and
+//! `error` are `Finished` and `Errored`, `queued` a `Released` or `Requeued`, an override a
+//! `Released`. The guard and the change are
 //! evaluated on the same read, so two workers racing for one job cannot both win.
 //!
 //! The lease holder is named by the executor identity (`nexrender-name`, else the peer
@@ -27,9 +31,11 @@
 
 use super::job::in_progress;
 use crate::core::error::{Error, Result};
-use crate::core::model::{JobRecord, Outcome, Progress, Task, TaskState};
-use crate::core::scheduler::claim::{claimable, grant, lease_expired, settle_expired};
+use crate::core::model::{JobRecord, Progress, Task, TaskState};
+use crate::core::scheduler::claimable::claimable;
+use crate::core::scheduler::expiry::lease_expired;
 use crate::core::scheduler::task_ref::{update_task, TaskRef};
+use crate::core::scheduler::transition::{apply as transit, Event};
 use crate::core::Ctx;
 use crate::store::Store;
 
@@ -120,9 +126,25 @@ pub struct Put<'a> {
     pub overrides: bool,
 }
 
+/// A lapsed lease settled before a claim, so its attempt counts (`Event::Expired`).
+fn settle_expired(t: &mut Task, job: &JobRecord, now: u64) -> Result<()> {
+    let max_attempts = job.spec.max_attempts;
+    Ok(transit(
+        t,
+        Event::Expired {
+            max_attempts,
+            counted: true,
+        },
+        now,
+    )?)
+}
+
 /// Applies a PUT to task 0 of its job, renewing the caller's lease by the executor timeout and
 /// recording its progress when the caller holds the lease.
-pub async fn apply<S: Store>(ctx: &Ctx<'_, S>, put: &Put<'_>) -> Result<(JobRecord, Task, Effect)> {
+pub async fn apply<'a, S: Store>(
+    ctx: &Ctx<'_, S>,
+    put: &Put<'a>,
+) -> Result<(JobRecord, Task, Effect)> {
     let Put {
         job,
         who,
@@ -137,6 +159,11 @@ pub async fn apply<S: Store>(ctx: &Ctx<'_, S>, put: &Put<'_>) -> Result<(JobReco
         index: 0,
     };
     let mut effect = Effect::default();
+    let claim = |node: &'a str| Event::Claim {
+        node,
+        token: ctx.token(),
+        expires_ms: now + timeout_ms,
+    };
     let (job, t) = update_task(ctx, &task, |job, t| {
         effect = Effect::default();
         let taken = |node: String| {
@@ -148,9 +175,7 @@ pub async fn apply<S: Store>(ctx: &Ctx<'_, S>, put: &Put<'_>) -> Result<(JobReco
         if overrides && !matches!(ask, Ask::Touch) {
             if let Some(node) = held_by_other(t, who, now) {
                 // Ended on purpose, not by silence: no failure counted, no blocklist.
-                t.end_attempt(Outcome::Released, now);
-                t.state = TaskState::Queued;
-                t.progress = None;
+                transit(t, Event::Released, now)?;
                 t.activity = None;
                 tracing::info!(job = %job.spec.id, from = %node, by = %who, "nexrender lease overridden");
             }
@@ -160,10 +185,10 @@ pub async fn apply<S: Store>(ctx: &Ctx<'_, S>, put: &Put<'_>) -> Result<(JobReco
                 // A lapsed lease is settled first, so its attempt counts even when the worker
                 // that comes back has the same identity as the one that went silent.
                 if lease_expired(t, now) {
-                    settle_expired(t, job.spec.max_attempts, now);
+                    settle_expired(t, job, now)?;
                 }
                 if claimable(t, who, now) {
-                    grant(t, who, ctx.token(), now + timeout_ms, now);
+                    transit(t, claim(who), now)?;
                 } else if mine(t, who) {
                     // The picker starts the job, or the holder says it again: a renewal.
                 } else if ended_by(t, who) {
@@ -190,7 +215,7 @@ pub async fn apply<S: Store>(ctx: &Ctx<'_, S>, put: &Put<'_>) -> Result<(JobReco
                 } else if overrides && claimable(t, who, now) {
                     // Taken over on purpose: a lapsed lease is settled (counted) first.
                     if lease_expired(t, now) {
-                        settle_expired(t, job.spec.max_attempts, now);
+                        settle_expired(t, job, now)?;
                     }
                     if !claimable(t, who, now) {
                         return Err(Error::Conflict(format!(
@@ -198,7 +223,7 @@ pub async fn apply<S: Store>(ctx: &Ctx<'_, S>, put: &Put<'_>) -> Result<(JobReco
                             job.spec.id
                         )));
                     }
-                    grant(t, who, ctx.token(), now + timeout_ms, now);
+                    transit(t, claim(who), now)?;
                     t.activity = Some(state.clone());
                 } else if held_by_other(t, who, now).is_some() && !held_before(t, who) {
                     // Someone else's report (a dashboard): shown on the job, lease untouched;
@@ -222,53 +247,35 @@ pub async fn apply<S: Store>(ctx: &Ctx<'_, S>, put: &Put<'_>) -> Result<(JobReco
                 if let Some(node) = held_by_other(t, who, now) {
                     return Err(taken(node));
                 }
-                let (state, outcome) = match ask {
-                    Ask::Finish => (TaskState::Completed, Outcome::Completed),
-                    _ => (TaskState::Failed, Outcome::Failed),
+                let end = match ask {
+                    Ask::Fail(e) => Event::Errored { error: e.clone() },
+                    _ => Event::Finished,
                 };
-                if t.state == TaskState::Leased {
-                    t.end_attempt(outcome, now);
-                }
-                t.state = state;
-                t.lease = None;
-                t.error = match ask {
-                    Ask::Fail(e) => Some(e.clone()),
-                    _ => None,
-                };
-                if state == TaskState::Completed {
-                    t.progress = Some(Progress {
-                        done: 100,
-                        total: 100,
-                    });
-                }
+                transit(t, end, now)?;
             }
             Ask::Release => {
                 if let Some(node) = held_by_other(t, who, now) {
                     return Err(taken(node));
                 }
                 match t.state {
-                    TaskState::Leased => t.end_attempt(Outcome::Released, now),
+                    TaskState::Leased => transit(t, Event::Released, now)?,
                     TaskState::Queued => {}
                     TaskState::Completed | TaskState::Failed | TaskState::Canceled => {
-                        // Run again: fresh failures, as `/v1 requeue` does. `attempts` keeps
-                        // counting so attempt-scoped keys are never reused.
-                        t.failures = 0;
-                        t.failed_nodes.clear();
-                        t.result = None;
-                        t.error = None;
+                        // Run again, as `/v1 requeue` of a completed job does.
+                        let again = Event::Requeued {
+                            completed_too: true,
+                        };
+                        transit(t, again, now)?;
                         effect.requeued = true;
                     }
                 }
-                t.state = TaskState::Queued;
                 t.progress = None;
                 t.activity = None;
             }
             Ask::Touch => {}
         }
         if mine(t, who) {
-            if let Some(l) = t.lease.as_mut() {
-                l.expires_ms = now + timeout_ms;
-            }
+            transit(t, Event::Heartbeat { expires_ms: now + timeout_ms }, now)?;
             if let Some(p) = progress {
                 t.progress = Some(Progress {
                     done: p.min(100),

@@ -4,11 +4,11 @@
 
 use crate::core::error::{Error, Result};
 use crate::core::model::{JobRecord, JobType, Segment, Task};
-use crate::core::records::{self, save, Rec, CAS_RETRIES};
+use crate::core::records::{self, Rec};
 use crate::core::scheduler::task_ref::load_job;
 use crate::core::validate::is_ident;
 use crate::core::Ctx;
-use crate::store::{keys, Cond, Store};
+use crate::store::{keys, Store};
 
 fn not_found(uid: &str) -> Error {
     Error::NotFound(format!("nexrender job {uid}"))
@@ -40,19 +40,9 @@ where
     S: Store,
     F: FnMut(&mut JobRecord),
 {
-    for _ in 0..CAS_RETRIES {
-        let rec = load_job(ctx, uid).await?;
-        let mut job = rec.value;
-        change(&mut job);
-        job.updated_ms = ctx.now_ms;
-        if save(ctx.store, &keys::job(uid), &job, Cond::Version(rec.version))
-            .await?
-            .is_some()
-        {
-            return Ok(job);
-        }
-    }
-    Err(Error::Conflict(format!(
-        "job {uid} is changing too often; try again"
-    )))
+    crate::core::lifecycle::update_job(ctx, uid, |job| {
+        change(job);
+        Ok(())
+    })
+    .await
 }

@@ -3,10 +3,10 @@
 use super::job::{self, executor, iso8601, peer};
 use super::lease::{self, Ask};
 use super::{ok, pickup, record, status, validate};
-use crate::core::api::jobs as v1_jobs;
 use crate::core::auth::sha256_hex;
 use crate::core::error::{Error, Result};
 use crate::core::job_list::{self, Listed};
+use crate::core::lifecycle;
 use crate::core::model::{JobRecord, Task, TaskState};
 use crate::core::records::load;
 use crate::core::Ctx;
@@ -111,7 +111,7 @@ async fn create<S: Store>(
         nexrender: Some(Value::Object(body)),
     };
     let task = Task::new(0, None, ctx.now_ms);
-    let job = v1_jobs::create(ctx, record, vec![task.clone()])
+    let job = lifecycle::create(ctx, record, vec![task.clone()])
         .await?
         .map_err(|_| taken())?;
     tracing::info!(uid = %uid, "nexrender job created");
@@ -252,15 +252,13 @@ async fn update<S: Store>(
         j.spec.priority = spec.priority;
         j.spec.params = spec.params;
         if effect.requeued {
-            j.failed = false;
-            j.canceled = false;
-            j.ended_ms = None;
+            lifecycle::reopen(j);
         }
         j.nexrender = Some(Value::Object(m));
     })
     .await?;
     if reindex && matches!(task.state, TaskState::Queued | TaskState::Leased) {
-        v1_jobs::index_segments(ctx, &job, Some(&[0])).await?;
+        lifecycle::index_segments(ctx, &job, Some(&[0])).await?;
     }
     Ok(ok(&present(&job, &task, ctx.now_ms, false)))
 }
@@ -268,7 +266,7 @@ async fn update<S: Store>(
 /// `DELETE /jobs/:uid` → `{"id": uid, "removed": true}` (404 for an unknown uid).
 async fn remove<S: Store>(ctx: &Ctx<'_, S>, uid: &str) -> Result<Response<Bytes>> {
     record::load(ctx, uid).await?;
-    v1_jobs::delete(ctx, uid).await?;
+    lifecycle::delete(ctx, uid).await?;
     tracing::info!(uid = %uid, "nexrender job removed");
     Ok(ok(&json!({"id": uid, "removed": true})))
 }

@@ -1,22 +1,20 @@
 //! Acks: a node reports a task done (`complete_if_lease`) or failed (`fail_if_lease`). Both act
 //! only for the current lease holder, so a late or duplicate node can never replace the
-//! winner's result: the first success wins because after it nobody holds a lease.
-//!
-//! Also here: ending a whole job early (`fail_job`, `cancel_remaining`), which the ack of a task
-//! that ran out of attempts triggers under `on_failure = fail`.
+//! winner's result: the first success wins because after it nobody holds a lease. The task's
+//! change is `transition::apply` (`Done`, `Failed`, then `DeadEnd` when no node is left); a
+//! task out of attempts under `on_failure = fail` then ends its job (`lifecycle::fail_job`).
 
 use super::lease::hold;
-use super::task_ref::{load_job, update_task, TaskRef};
+use super::task_ref::{update_task, TaskRef};
+use super::transition::{apply, Event};
 use crate::core::counters::{self, Tally};
 use crate::core::error::Result;
-use crate::core::model::{JobRecord, OnFailure, Outcome, Segment, Task, TaskState};
-use crate::core::records::{load, save, CAS_RETRIES};
+use crate::core::model::{JobRecord, OnFailure, Task, TaskState};
 use crate::core::Ctx;
 use crate::store::{keys, Cond, Store};
 use serde_json::Value;
 
-/// Distinct nodes failing a task after which it fails whatever its attempts.
-pub const MAX_FAILED_NODES: usize = 3;
+pub use super::transition::MAX_FAILED_NODES;
 
 /// Marks the task completed with `result` if the caller holds its lease. The result is first
 /// stored under the attempt's own key, then inlined into the task.
@@ -35,14 +33,8 @@ pub async fn complete_if_lease<S: Store>(
         .await?;
     let done = update_task(ctx, task, |job, t| {
         hold(ctx, job, t, token, node)?;
-        t.end_attempt(Outcome::Completed, ctx.now_ms);
-        t.state = TaskState::Completed;
-        t.result = Some(result.clone());
-        t.error = None;
-        if let Some(p) = t.progress.as_mut() {
-            p.done = p.total;
-        }
-        Ok(())
+        let result = result.clone();
+        Ok(apply(t, Event::Done { result }, ctx.now_ms)?)
     })
     .await?;
     let tally = Tally {
@@ -66,26 +58,18 @@ pub async fn fail_if_lease<S: Store>(
     // Read before the write (the change below cannot wait on the store); failures are rare.
     let nodes = crate::core::reach::load_nodes(ctx).await?;
     let (job, t) = update_task(ctx, task, |job, t| {
-        let holder = hold(ctx, job, t, token, node)?.node;
-        t.end_attempt(Outcome::Failed, ctx.now_ms);
-        t.failures += 1;
-        if !t.failed_nodes.contains(&holder) {
-            t.failed_nodes.push(holder);
-        }
-        t.error = Some(error.clone());
-        t.progress = None;
-        let out_of_attempts =
-            t.failures >= job.spec.max_attempts || t.failed_nodes.len() >= MAX_FAILED_NODES;
-        t.state = if out_of_attempts {
-            TaskState::Failed
-        } else {
-            TaskState::Queued
+        hold(ctx, job, t, token, node)?;
+        let failed = Event::Failed {
+            error: error.clone(),
+            max_attempts: job.spec.max_attempts,
         };
-        if let Some(names) = (!out_of_attempts)
+        apply(t, failed, ctx.now_ms)?;
+        // Back in the queue: if every node that can run it failed it, nobody is left.
+        if let Some(names) = (t.state == TaskState::Queued)
             .then(|| crate::core::reach::dead_end(&job.spec, t, &nodes))
             .flatten()
         {
-            crate::core::reach::fail_dead_end(t, &names, ctx.now_ms);
+            apply(t, Event::DeadEnd { names: &names }, ctx.now_ms)?;
         }
         Ok(())
     })
@@ -97,72 +81,9 @@ pub async fn fail_if_lease<S: Store>(
     let holder = t.failed_nodes.last().cloned().unwrap_or_default();
     counters::record(ctx, node.unwrap_or(&holder), tally).await;
     if t.state == TaskState::Failed && job.spec.on_failure == OnFailure::Fail {
-        fail_job(ctx, &job.spec.id).await?;
+        crate::core::lifecycle::fail_job(ctx, &job.spec.id).await?;
     }
     Ok((job, t))
-}
-
-/// Marks a job failed (a task ran out of attempts under `on_failure = fail`) and cancels what
-/// is left of it.
-pub async fn fail_job<S: Store>(ctx: &Ctx<'_, S>, job_id: &str) -> Result<()> {
-    let key = keys::job(job_id);
-    for _ in 0..CAS_RETRIES {
-        let Ok(rec) = load_job(ctx, job_id).await else {
-            return Ok(());
-        };
-        if rec.value.failed || rec.value.spec.on_failure != OnFailure::Fail {
-            return Ok(());
-        }
-        let mut job = rec.value;
-        job.failed = true;
-        job.ended_ms = Some(ctx.now_ms);
-        job.updated_ms = ctx.now_ms;
-        if save(ctx.store, &key, &job, Cond::Version(rec.version))
-            .await?
-            .is_some()
-        {
-            return cancel_remaining(ctx, &job, "another task of the job failed").await;
-        }
-    }
-    Ok(())
-}
-
-/// Cancels every queued or leased task of a job (their nodes learn it at the next heartbeat).
-/// Segment by segment; if this stops halfway the job flags still stop every claim.
-pub async fn cancel_remaining<S: Store>(
-    ctx: &Ctx<'_, S>,
-    job: &JobRecord,
-    why: &str,
-) -> Result<()> {
-    for k in 0..job.segments() {
-        let key = keys::segment(&job.spec.id, &job.gen, k);
-        for _ in 0..CAS_RETRIES {
-            let Some(mut seg) = load::<Segment, _>(ctx.store, &key).await? else {
-                break;
-            };
-            let mut changed = false;
-            for t in seg
-                .value
-                .tasks
-                .iter_mut()
-                .filter(|t| !t.state.is_terminal())
-            {
-                t.end_attempt(Outcome::Canceled, ctx.now_ms);
-                t.state = TaskState::Canceled;
-                t.error = Some(why.to_string());
-                t.updated_ms = ctx.now_ms;
-                changed = true;
-            }
-            if !changed
-                || save(ctx.store, &key, &seg.value, Cond::Version(seg.version))
-                    .await?
-                    .is_some()
-            {
-                break;
-            }
-        }
-    }
-    Ok(())
 }
 
 /// The node holding a task's lease (the shard key of its counters), or "" when none does.

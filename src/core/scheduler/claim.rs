@@ -5,27 +5,27 @@
 //! one CAS of the segment. `claimable()` is written once and is both the filter that picks tasks
 //! and the guard of the write: the CAS only lands if the segment is still at the version the
 //! predicate was evaluated on. Expired leases are settled by the claim that meets them (lazy
-//! expiry: no reaper is needed).
+//! expiry: no reaper is needed). What may be claimed is `claimable.rs`; every change a claim
+//! makes to a task is a `transition::apply` (claim, expiry, revoked node, dead end).
 //!
 //! On a store without an atomic compare-and-swap (`Capabilities::atomic_cas == false`, Workers
 //! KV) the claim is optimistic: the same write, then a read-back that drops any task whose lease
 //! is no longer ours (`still_ours`). Only there; everywhere else the CAS alone decides.
 
-pub use super::expiry::{
-    lapsed_while_down, lease_clock, lease_expired, settle_expired, settle_lapsed,
-};
+use super::claimable::{claimable, failed_here, is_live, job_open, nothing_to_do};
+use super::expiry::{lapsed_while_down, lease_clock, lease_expired};
 use super::index::{self, Entry, PageRead, Scan};
-use super::revoked::{held_by_revoked, revoked_ids, settle_revoked};
+use super::revoked::{held_by_revoked, revoked_ids};
 pub use super::select::{Order, Selection};
 use super::task_ref::task_id;
+use super::transition::{apply, Event};
+use crate::core::cas::{self, Step};
 use crate::core::error::Result;
-use crate::core::model::{
-    Attempt, JobRecord, JobType, Lease, Progress, Segment, Task, TaskState, HISTORY_KEPT,
-};
+use crate::core::model::{JobRecord, JobType, Segment, Task, TaskState};
 use crate::core::reach::{self, Nodes};
-use crate::core::records::{load, save, Rec, CAS_RETRIES};
+use crate::core::records::{load, Rec};
 use crate::core::Ctx;
-use crate::store::{keys, Cond, Store};
+use crate::store::{keys, Store};
 use std::collections::HashMap;
 
 /// How long an index entry may point at a job that does not exist yet (a submit in progress)
@@ -55,52 +55,8 @@ pub struct Claimed {
     pub task: Task,
 }
 
-/// Whether `node` may take `task` at `now_ms`. The job-level rules (type, tags, paused,
-/// canceled) are checked by the claim through the index partition and the job record.
-pub fn claimable(task: &Task, node: &str, now_ms: u64) -> bool {
-    let free = match task.state {
-        // Waiting for a node.
-        TaskState::Queued => true,
-        // Its node went silent past the lease (lazy expiry).
-        TaskState::Leased => task.lease.as_ref().is_none_or(|l| l.expires_ms <= now_ms),
-        TaskState::Completed | TaskState::Failed | TaskState::Canceled => false,
-    };
-    // Never hand a task back to a node that failed it.
-    free && !task.failed_nodes.iter().any(|n| n == node)
-}
-
-/// Leases `task` to `node` until `expires_ms` (a new attempt), for a task [`claimable`] accepted.
-pub fn grant(task: &mut Task, node: &str, token: String, expires_ms: u64, now_ms: u64) {
-    task.attempts += 1;
-    task.state = TaskState::Leased;
-    task.lease = Some(Lease {
-        token,
-        node: node.to_string(),
-        expires_ms,
-        attempt: task.attempts,
-    });
-    task.progress = Some(Progress {
-        done: 0,
-        total: task.frame_count(),
-    });
-    task.activity = None;
-    // Someone else holds it now: the lapsed lease's holder can no longer ack.
-    task.lapsed = None;
-    task.history.push(Attempt {
-        attempt: task.attempts,
-        node: node.to_string(),
-        started_ms: now_ms,
-        ended_ms: None,
-        outcome: None,
-        log_chunks: 0,
-    });
-    if task.history.len() > HISTORY_KEPT {
-        task.history.remove(0);
-    }
-    task.updated_ms = now_ms;
-}
-
 /// What a claim did to one segment.
+#[derive(Default)]
 struct SegmentClaim {
     claimed: Vec<Task>,
     /// Something is still queued or leased: keep the index entry.
@@ -118,101 +74,116 @@ type SegmentRead = (u32, Option<Rec<Segment>>);
 async fn claim_in_segment<S: Store>(
     ctx: &Ctx<'_, S>,
     job: &JobRecord,
-    (seg, mut read): SegmentRead,
+    (seg, read): SegmentRead,
     claimer: &Claimer,
     want: usize,
     seen: &mut Seen,
 ) -> Result<SegmentClaim> {
     let key = keys::segment(&job.spec.id, &job.gen, seg);
     let lease_now = lease_clock(ctx.config, ctx.now_ms);
-    for _ in 0..CAS_RETRIES {
-        let rec = match read.take() {
-            Some(r) => Some(r),
-            None => load::<Segment, _>(ctx.store, &key).await?,
-        };
-        let Some(Rec { mut value, version }) = rec else {
-            return Ok(SegmentClaim {
-                claimed: vec![],
-                live: false,
-                newly_failed: false,
-                expired: 0,
-            });
-        };
-        // nexrender executors do not enrol: their jobs never run out of nodes this way.
-        if job.spec.kind != JobType::Nexrender
-            && value.tasks.iter().any(|t| failed_here(t, &claimer.node))
-        {
-            seen.load_nodes(ctx).await?;
+    let what = format!("segment {seg} of job {}", job.spec.id);
+    let got = cas::update_from(
+        ctx.store,
+        &key,
+        &what,
+        Some(read),
+        async |rec: Option<Rec<Segment>>| {
+            let Some(Rec { mut value, .. }) = rec else {
+                return Ok(Step::Stop(SegmentClaim::default()));
+            };
+            // nexrender executors do not enrol: their jobs never run out of nodes this way.
+            if job.spec.kind != JobType::Nexrender
+                && value.tasks.iter().any(|t| failed_here(t, &claimer.node))
+            {
+                seen.load_nodes(ctx).await?;
+            }
+            let (changed, out) =
+                claim_tasks(ctx, job, &mut value.tasks, claimer, want, seen, lease_now);
+            let out = SegmentClaim {
+                live: is_live(&value),
+                ..out
+            };
+            Ok(if changed {
+                Step::Write(value, out)
+            } else {
+                Step::Stop(out)
+            })
+        },
+    )
+    .await;
+    // Too much contention on this segment: leave it to the next claim. Not a 503: this claim
+    // may already hold leases from other segments, which it must hand out (a failed request
+    // would strand them until they lapse); the entry stays, so nothing is lost.
+    let Some(mut got) = cas::best_effort(got, "claim of a contended segment")? else {
+        return Ok(SegmentClaim {
+            live: true,
+            ..SegmentClaim::default()
+        });
+    };
+    if !got.claimed.is_empty() && !ctx.store.capabilities().atomic_cas {
+        got.claimed = still_ours(ctx, &key, got.claimed).await?;
+    }
+    Ok(got)
+}
+
+/// One pass of a claim over the tasks of a segment, as read: settles what has to be settled
+/// (lapsed leases, removed nodes' leases, tasks nobody is left to run) and leases up to `want`
+/// claimable tasks. Returns whether anything changed, and what was done.
+fn claim_tasks<S: Store>(
+    ctx: &Ctx<'_, S>,
+    job: &JobRecord,
+    tasks: &mut [Task],
+    claimer: &Claimer,
+    want: usize,
+    seen: &Seen,
+    lease_now: u64,
+) -> (bool, SegmentClaim) {
+    let mut out = SegmentClaim::default();
+    let mut changed = false;
+    for task in tasks.iter_mut() {
+        if lease_expired(task, lease_now) {
+            let counted = !lapsed_while_down(task, ctx.config);
+            let max_attempts = job.spec.max_attempts;
+            changed |= apply(
+                task,
+                Event::Expired {
+                    max_attempts,
+                    counted,
+                },
+                ctx.now_ms,
+            )
+            .is_ok();
+            out.newly_failed |= task.state == TaskState::Failed;
+            out.expired += 1;
+        } else if held_by_revoked(task, &seen.revoked) {
+            // Its node was removed: it can never heartbeat or ack again.
+            changed |= apply(task, Event::Revoked, ctx.now_ms).is_ok();
         }
-        let (mut changed, mut newly_failed, mut claimed) = (false, false, Vec::new());
-        let mut expired = 0;
-        for task in value.tasks.iter_mut() {
-            if lease_expired(task, lease_now) {
-                let counted = !lapsed_while_down(task, ctx.config);
-                settle_lapsed(task, job.spec.max_attempts, ctx.now_ms, counted);
-                newly_failed |= task.state == TaskState::Failed;
-                expired += 1;
-                changed = true;
-            } else if held_by_revoked(task, &seen.revoked) {
-                // Its node was removed: it can never heartbeat or ack again.
-                settle_revoked(task, ctx.now_ms);
-                changed = true;
-            }
-            if failed_here(task, &claimer.node) {
-                // This node failed it; if every node that could run it did, nobody is left.
-                if let Some(names) = seen
-                    .nodes
-                    .as_ref()
-                    .and_then(|n| reach::dead_end(&job.spec, task, n))
-                {
-                    reach::fail_dead_end(task, &names, ctx.now_ms);
-                    newly_failed = true;
-                    changed = true;
-                }
-            }
-            if claimed.len() < want && claimable(task, &claimer.node, lease_now) {
-                grant(
-                    task,
-                    &claimer.node,
-                    ctx.token(),
-                    ctx.now_ms + ctx.config.lease_ms,
-                    ctx.now_ms,
-                );
-                claimed.push(task.clone());
-                changed = true;
+        if failed_here(task, &claimer.node) {
+            // This node failed it; if every node that could run it did, nobody is left.
+            if let Some(names) = seen
+                .nodes
+                .as_ref()
+                .and_then(|n| reach::dead_end(&job.spec, task, n))
+            {
+                let dead_end = apply(task, Event::DeadEnd { names: &names }, ctx.now_ms);
+                out.newly_failed |= dead_end.is_ok();
+                changed |= dead_end.is_ok();
             }
         }
-        let live = is_live(&value);
-        if !changed {
-            return Ok(SegmentClaim {
-                claimed,
-                live,
-                newly_failed,
-                expired,
-            });
-        }
-        if save(ctx.store, &key, &value, Cond::Version(version))
-            .await?
-            .is_some()
-        {
-            if !ctx.store.capabilities().atomic_cas {
-                claimed = still_ours(ctx, &key, claimed).await?;
+        if out.claimed.len() < want && claimable(task, &claimer.node, lease_now) {
+            let grant = Event::Claim {
+                node: &claimer.node,
+                token: ctx.token(),
+                expires_ms: ctx.now_ms + ctx.config.lease_ms,
+            };
+            if apply(task, grant, ctx.now_ms).is_ok() {
+                out.claimed.push(task.clone());
+                changed = true;
             }
-            return Ok(SegmentClaim {
-                claimed,
-                live,
-                newly_failed,
-                expired,
-            });
         }
     }
-    // Too much contention on this segment: leave it to the next claim.
-    Ok(SegmentClaim {
-        claimed: vec![],
-        live: true,
-        newly_failed: false,
-        expired: 0,
-    })
+    (changed, out)
 }
 
 /// The verify step of an optimistic claim, for stores without an atomic compare-and-swap
@@ -242,11 +213,6 @@ async fn still_ours<S: Store>(
         .collect())
 }
 
-/// Queued, and `node` failed it: the claim checks whether any node is left to try it.
-fn failed_here(t: &Task, node: &str) -> bool {
-    t.state == TaskState::Queued && t.failed_nodes.iter().any(|n| n == node)
-}
-
 /// What one claim request read once and shares across the segments it visits.
 struct Seen {
     /// Nodes removed recently (their leases are released at once).
@@ -262,34 +228,6 @@ impl Seen {
         }
         Ok(())
     }
-}
-
-/// Something in the segment is still queued or leased: its index entry must stay.
-fn is_live(seg: &Segment) -> bool {
-    seg.tasks
-        .iter()
-        .any(|t| matches!(t.state, TaskState::Queued | TaskState::Leased))
-}
-
-/// Nothing in the segment can be claimed by `node` or settled now: every live task is leased
-/// to a node that is still within its lease and not removed (or was failed by `node`).
-fn nothing_to_do(seg: &Segment, node: &str, lease_now: u64, revoked: &[String]) -> bool {
-    !seg.tasks.iter().any(|t| {
-        lease_expired(t, lease_now)
-            || held_by_revoked(t, revoked)
-            || claimable(t, node, lease_now)
-            || failed_here(t, node)
-    })
-}
-
-/// Why an index entry is no longer worth keeping, or `None` to keep looking at it.
-fn entry_is_stale(job: &JobRecord, entry: &Entry, part: &str, priority: i64) -> bool {
-    job.gen != entry.gen
-        || job.canceled
-        || job.failed
-        || job.paused
-        || job.spec.priority != priority
-        || !index::parts_of(&job.spec).iter().any(|p| p == part)
 }
 
 /// Claims up to `max` tasks of `queue` for `claimer`, oldest first, from the partitions the
@@ -380,7 +318,7 @@ pub async fn claim_where<S: Store>(
                 }
                 continue;
             };
-            if entry_is_stale(job, entry, &read.part, read.priority) {
+            if !job_open(job, entry, &read.part, read.priority) {
                 drops[i].push(entry.n);
                 continue;
             }
@@ -414,7 +352,7 @@ pub async fn claim_where<S: Store>(
         }
     }
     for job in failed_jobs {
-        super::ack::fail_job(ctx, &job).await?;
+        crate::core::lifecycle::fail_job(ctx, &job).await?;
     }
     // One counter write per claim request, however many tasks it moved (see `core::counters`).
     let tally = crate::core::counters::Tally {

@@ -1,9 +1,11 @@
-//! Lease expiry: when a lease has lapsed, how a lapsed lease is settled (counted as a failed
-//! attempt or not), and the grace after a server restart. Expiry is lazy: a claim that meets a
-//! lapsed lease settles it (no reaper); the lapsed lease is kept on the task until the next
-//! grant so that its holder's late ack is still accepted (`lease::revive_lapsed`).
+//! Lease expiry: when a lease has lapsed, whether its lapse counts as a failed attempt, and the
+//! grace after a server restart. Expiry is lazy: a claim that meets a lapsed lease settles it
+//! (`transition::Event::Expired`; no reaper). The attempt counts as a failure (a task that
+//! kills every node it runs on must not loop forever), but the node is not blocklisted — it
+//! died, the task may be fine. The lapsed lease is kept on the task until the next grant so
+//! that its holder's late ack is still accepted (`lease::revive_lapsed`).
 
-use crate::core::model::{Lapsed, Outcome, Task, TaskState};
+use crate::core::model::{Task, TaskState};
 use crate::core::Config;
 
 /// Whether the lease on `task` has lapsed.
@@ -24,37 +26,6 @@ pub fn lease_clock(config: &Config, now_ms: u64) -> u64 {
     } else {
         now_ms
     }
-}
-
-/// Ends an expired lease: the attempt counts as a failure (a task that kills every node it runs
-/// on must not loop forever), but the node is not blocklisted — it died, the task may be fine.
-pub fn settle_expired(task: &mut Task, max_attempts: u32, now_ms: u64) {
-    settle_lapsed(task, max_attempts, now_ms, true);
-}
-
-/// Ends an expired lease as [`settle_expired`] does; `counted` false when the lease ran out
-/// while the server itself was down (not the node's fault, so not a failed attempt). The lease
-/// is kept as `lapsed` until the next grant, so that its holder's late ack is still accepted.
-pub fn settle_lapsed(task: &mut Task, max_attempts: u32, now_ms: u64, counted: bool) {
-    let lease = task.lease.clone();
-    let node = lease.as_ref().map(|l| l.node.clone()).unwrap_or_default();
-    task.end_attempt(Outcome::Expired, now_ms);
-    if counted {
-        task.failures += 1;
-    }
-    task.lapsed = lease.map(|lease| Lapsed { lease, counted });
-    task.error = Some(if counted {
-        format!("lease expired: node {node} stopped answering")
-    } else {
-        format!("lease expired while the server was down (node {node}); not counted as a failure")
-    });
-    task.progress = None;
-    task.state = if task.failures >= max_attempts {
-        TaskState::Failed
-    } else {
-        TaskState::Queued
-    };
-    task.updated_ms = now_ms;
 }
 
 /// Whether the lease on `task` ran out while the server was not running: it expired before

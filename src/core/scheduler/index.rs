@@ -20,9 +20,10 @@
 //! finds a sealed or full tail page moves the tail on first. Rejected alternative: deleting
 //! empty pages, which races with an append into the page being deleted.
 
-use crate::core::error::{Error, Result};
+use crate::core::cas::{self, Step, CAS_RETRIES};
+use crate::core::error::Result;
 use crate::core::model::{JobSpec, JobType};
-use crate::core::records::{cond_for, load, save, Rec, CAS_RETRIES};
+use crate::core::records::{cond_for, load, save, Rec};
 use crate::core::Ctx;
 use crate::store::{keys, Cond, Store};
 use serde::{Deserialize, Serialize};
@@ -120,22 +121,21 @@ pub fn part_matches(part: &str, types: &[JobType], tags: &[String]) -> bool {
 }
 
 async fn ensure_part<S: Store>(ctx: &Ctx<'_, S>, queue: &str, part: &str) -> Result<()> {
-    let key = keys::queue_dir(queue);
-    for _ in 0..CAS_RETRIES {
-        let dir: Option<Rec<Dir>> = load(ctx.store, &key).await?;
-        let mut value = dir.as_ref().map(|d| d.value.clone()).unwrap_or_default();
-        if value.parts.iter().any(|p| p == part) {
-            return Ok(());
-        }
-        value.parts.push(part.to_string());
-        if save(ctx.store, &key, &value, cond_for(&dir))
-            .await?
-            .is_some()
-        {
-            return Ok(());
-        }
-    }
-    Err(Error::Conflict(format!("queue {queue} is busy; try again")))
+    let what = format!("queue {queue}");
+    cas::update(
+        ctx.store,
+        &keys::queue_dir(queue),
+        &what,
+        async |dir: Option<Rec<Dir>>| {
+            let mut value = dir.map(|d| d.value).unwrap_or_default();
+            if value.parts.iter().any(|p| p == part) {
+                return Ok(Step::Stop(()));
+            }
+            value.parts.push(part.to_string());
+            Ok(Step::Write(value, ()))
+        },
+    )
+    .await
 }
 
 /// Appends entries for segments of one job to the bucket of `priority` in partition `part`.
@@ -151,12 +151,9 @@ pub async fn append<S: Store>(
     }
     ensure_part(ctx, queue, part).await?;
     let part_key = keys::queue_part(queue, part);
-    let mut tries = 0;
-    while !entries.is_empty() {
-        tries += 1;
-        if tries > CAS_RETRIES * 4 {
-            return Err(Error::Conflict(format!("queue {queue} is busy; try again")));
-        }
+    // An attempt may only move the bucket's tail on (its own write): more rounds than one CAS.
+    let what = format!("queue {queue}");
+    cas::retry(&what, CAS_RETRIES * 4, async || {
         let meta: Option<Rec<Part>> = load(ctx.store, &part_key).await?;
         let mut value = meta.as_ref().map(|m| m.value.clone()).unwrap_or_default();
         let bucket = value.buckets.get(&priority).copied();
@@ -167,7 +164,7 @@ pub async fn append<S: Store>(
                 let head = other.map_or(0, |b| b.head);
                 value.buckets.insert(priority, Bucket { head, tail: head });
                 save(ctx.store, &part_key, &value, cond_for(&meta)).await?;
-                continue;
+                return Ok(None);
             }
         };
         let page_key = keys::queue_page(queue, part, priority, bucket.tail);
@@ -182,7 +179,7 @@ pub async fn append<S: Store>(
                 },
             );
             save(ctx.store, &part_key, &value, cond_for(&meta)).await?;
-            continue;
+            return Ok(None);
         }
         let room = PAGE_ENTRIES - pv.entries.len();
         let rest = entries.split_off(room.min(entries.len()));
@@ -195,8 +192,9 @@ pub async fn append<S: Store>(
         } else {
             entries.extend(rest);
         }
-    }
-    Ok(())
+        Ok(entries.is_empty().then_some(()))
+    })
+    .await
 }
 
 /// A page read during a scan, with where it lives.
@@ -340,6 +338,9 @@ pub async fn drop_entries<S: Store>(
     Ok(())
 }
 
+/// Moves the bucket's head past `sealed_page`. Best effort: it runs inside a claim that may
+/// already hold leases it must answer with; an empty sealed page left at the head is dropped
+/// again by the next claim that reads it.
 async fn advance_head<S: Store>(
     ctx: &Ctx<'_, S>,
     queue: &str,
@@ -348,28 +349,32 @@ async fn advance_head<S: Store>(
     sealed_page: u64,
 ) -> Result<()> {
     let part_key = keys::queue_part(queue, part);
-    for _ in 0..CAS_RETRIES {
-        let Some(meta) = load::<Part, _>(ctx.store, &part_key).await? else {
-            return Ok(());
-        };
-        let mut value = meta.value.clone();
-        match value.buckets.get_mut(&priority) {
-            Some(b) if b.head == sealed_page => b.head += 1,
-            _ => return Ok(()),
-        }
-        if save(ctx.store, &part_key, &value, Cond::Version(meta.version))
-            .await?
-            .is_some()
-        {
-            // No append can target a page below the head: the sealed page can go.
-            ctx.store
-                .delete(
-                    &keys::queue_page(queue, part, priority, sealed_page),
-                    Cond::Any,
-                )
-                .await?;
-            return Ok(());
-        }
+    let what = format!("queue {queue}");
+    let moved = cas::update(
+        ctx.store,
+        &part_key,
+        &what,
+        async |meta: Option<Rec<Part>>| {
+            let Some(meta) = meta else {
+                return Ok(Step::Stop(false));
+            };
+            let mut value = meta.value;
+            match value.buckets.get_mut(&priority) {
+                Some(b) if b.head == sealed_page => b.head += 1,
+                _ => return Ok(Step::Stop(false)),
+            }
+            Ok(Step::Write(value, true))
+        },
+    )
+    .await;
+    if cas::best_effort(moved, "index head")? == Some(true) {
+        // No append can target a page below the head: the sealed page can go.
+        ctx.store
+            .delete(
+                &keys::queue_page(queue, part, priority, sealed_page),
+                Cond::Any,
+            )
+            .await?;
     }
     Ok(())
 }

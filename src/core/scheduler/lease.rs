@@ -1,9 +1,12 @@
 //! Heartbeats (`extend_if_lease`) and releases (`release_if_lease`): both only act for the
-//! caller that holds the task's current lease.
+//! caller that holds the task's current lease. Also the lease guard every holder's request
+//! goes through (`hold`: `revive_lapsed`, then `check_lease`). The state changes are
+//! `transition::apply` (`Revive`, `Heartbeat`, `Released`).
 
 use super::task_ref::{update_task, TaskRef};
+use super::transition::{apply, Event};
 use crate::core::error::{Error, Result};
-use crate::core::model::{JobRecord, Lapsed, Lease, Outcome, Progress, Task, TaskState};
+use crate::core::model::{JobRecord, Lease, Progress, Task, TaskState};
 use crate::core::Ctx;
 use crate::store::{keys, Cond, Store};
 
@@ -66,32 +69,18 @@ pub fn revive_lapsed<S: Store>(
         .lapsed
         .as_ref()
         .is_some_and(|l| l.lease.token == token && node.is_none_or(|n| n == l.lease.node));
-    // Only a task still queued is revived. One whose lapse used up its attempts (`Failed`) was
-    // dropped from the claim index when the lapse was settled; reviving it would strand it
-    // (a later release or expiry would leave it queued where no claim can find it).
-    let open = task.state == TaskState::Queued;
-    if !ours || !open || job.canceled || job.failed {
+    // Only a task still queued is revived (the state machine refuses any other). One whose
+    // lapse used up its attempts (`Failed`) was dropped from the claim index when the lapse
+    // was settled; reviving it would strand it (a later release or expiry would leave it
+    // queued where no claim can find it).
+    if !ours || job.canceled || job.failed {
         return;
     }
-    let Some(Lapsed { mut lease, counted }) = task.lapsed.take() else {
-        return;
+    let revive = Event::Revive {
+        expires_ms: ctx.now_ms + ctx.config.lease_ms,
     };
-    if counted {
-        task.failures = task.failures.saturating_sub(1);
-    }
-    if let Some(a) = task
-        .history
-        .iter_mut()
-        .rev()
-        .find(|a| a.attempt == lease.attempt)
-    {
-        a.ended_ms = None;
-        a.outcome = None;
-    }
-    lease.expires_ms = ctx.now_ms + ctx.config.lease_ms;
-    task.lease = Some(lease);
-    task.state = TaskState::Leased;
-    task.error = None;
+    // Refused (not queued): the holder is told its lease is stale by `check_lease`.
+    let _ = apply(task, revive, ctx.now_ms);
 }
 
 /// [`revive_lapsed`], then [`check_lease`]: the lease `token` holds, if any.
@@ -142,8 +131,7 @@ pub async fn extend_if_lease<S: Store>(
             // must not die of its own verbosity), but store no more text for it.
             return update_task(ctx, task, |job, t| {
                 hold(ctx, job, t, &beat.token, node)?;
-                apply_beat(ctx, t, &beat);
-                Ok(())
+                apply_beat(ctx, t, &beat)
             })
             .await;
         }
@@ -159,23 +147,21 @@ pub async fn extend_if_lease<S: Store>(
             if let Some(a) = t.history.iter_mut().rev().find(|a| a.attempt == attempt) {
                 a.log_chunks = a.log_chunks.max(chunk + 1);
             }
-            apply_beat(ctx, t, &beat);
-            Ok(())
+            apply_beat(ctx, t, &beat)
         })
         .await;
     }
     update_task(ctx, task, |job, t| {
         hold(ctx, job, t, &beat.token, node)?;
-        apply_beat(ctx, t, &beat);
-        Ok(())
+        apply_beat(ctx, t, &beat)
     })
     .await
 }
 
-fn apply_beat<S: Store>(ctx: &Ctx<'_, S>, t: &mut Task, beat: &Beat) {
-    if let Some(l) = t.lease.as_mut() {
-        l.expires_ms = ctx.now_ms + ctx.config.lease_ms;
-    }
+/// The lease extended (`transition::Event::Heartbeat`), and what the beat reports shown.
+fn apply_beat<S: Store>(ctx: &Ctx<'_, S>, t: &mut Task, beat: &Beat) -> Result<()> {
+    let expires_ms = ctx.now_ms + ctx.config.lease_ms;
+    apply(t, Event::Heartbeat { expires_ms }, ctx.now_ms)?;
     if let Some(p) = beat.progress {
         t.progress = Some(Progress {
             done: p.done.min(p.total),
@@ -185,6 +171,7 @@ fn apply_beat<S: Store>(ctx: &Ctx<'_, S>, t: &mut Task, beat: &Beat) {
     if beat.activity.is_some() {
         t.activity.clone_from(&beat.activity);
     }
+    Ok(())
 }
 
 /// Gives the task back to the queue at once; the attempt does not count as a failure.
@@ -196,10 +183,7 @@ pub async fn release_if_lease<S: Store>(
 ) -> Result<(JobRecord, Task)> {
     update_task(ctx, task, |job, t| {
         hold(ctx, job, t, token, node)?;
-        t.end_attempt(Outcome::Released, ctx.now_ms);
-        t.state = TaskState::Queued;
-        t.progress = None;
-        Ok(())
+        Ok(apply(t, Event::Released, ctx.now_ms)?)
     })
     .await
 }

@@ -7,11 +7,13 @@
 //! node), and could drift from the segments, which are the truth; the set costs one read per
 //! claim and a write only when a node is removed. A removed node cannot heartbeat (its token is
 //! gone), so its leases end by themselves within `lease_ms`: an entry older than that has done
-//! its job and is pruned, which keeps the record small.
+//! its job and is pruned, which keeps the record small. The claim gives such a lease back with
+//! `transition::Event::Revoked` (not a failure: the task did nothing wrong).
 
-use crate::core::error::{Error, Result};
-use crate::core::model::{Outcome, Task, TaskState};
-use crate::core::records::{cond_for, load, save, Rec, CAS_RETRIES};
+use crate::core::cas::{self, Step};
+use crate::core::error::Result;
+use crate::core::model::{Task, TaskState};
+use crate::core::records::{load, Rec};
 use crate::core::Ctx;
 use crate::store::{keys, Store};
 use serde::{Deserialize, Serialize};
@@ -43,22 +45,18 @@ pub async fn revoked_ids<S: Store>(ctx: &Ctx<'_, S>) -> Result<Vec<String>> {
 /// Adds `id` to the set, dropping entries whose leases have all lapsed by now.
 pub async fn revoke<S: Store>(ctx: &Ctx<'_, S>, id: &str) -> Result<()> {
     let key = keys::revoked_nodes();
-    for _ in 0..CAS_RETRIES {
-        let rec: Option<Rec<Revoked>> = load(ctx.store, &key).await?;
-        let mut set = rec.as_ref().map(|r| r.value.clone()).unwrap_or_default();
+    let what = "the set of removed nodes";
+    cas::update(ctx.store, &key, what, async |rec: Option<Rec<Revoked>>| {
+        let mut set = rec.map(|r| r.value).unwrap_or_default();
         set.nodes
             .retain(|n| n.id != id && n.at_ms + ctx.config.lease_ms > ctx.now_ms);
         set.nodes.push(RevokedNode {
             id: id.to_string(),
             at_ms: ctx.now_ms,
         });
-        if save(ctx.store, &key, &set, cond_for(&rec)).await?.is_some() {
-            return Ok(());
-        }
-    }
-    Err(Error::Conflict(
-        "the set of removed nodes is busy; try again".into(),
-    ))
+        Ok(Step::Write(set, ()))
+    })
+    .await
 }
 
 /// Whether `task` is leased to one of the `revoked` nodes.
@@ -68,18 +66,4 @@ pub fn held_by_revoked(task: &Task, revoked: &[String]) -> bool {
             .lease
             .as_ref()
             .is_some_and(|l| revoked.contains(&l.node))
-}
-
-/// Gives a removed node's task back to the queue. Not a failure: the task did nothing wrong.
-pub fn settle_revoked(task: &mut Task, now_ms: u64) {
-    let node = task
-        .lease
-        .as_ref()
-        .map(|l| l.node.clone())
-        .unwrap_or_default();
-    task.end_attempt(Outcome::Released, now_ms);
-    task.error = Some(format!("node {node} was removed; its lease was released"));
-    task.progress = None;
-    task.state = TaskState::Queued;
-    task.updated_ms = now_ms;
 }

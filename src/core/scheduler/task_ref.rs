@@ -1,11 +1,13 @@
-//! Task ids (`{job}.{index}`) and the one read-modify-CAS loop every task transition goes through.
+//! Task ids (`{job}.{index}`), and the read-modify-CAS of one task that every transition of a
+//! single task goes through (`update_task`, over `core::cas::update`).
 
+use crate::core::cas::{self, Step};
 use crate::core::error::{Error, Result};
 use crate::core::model::{JobRecord, Segment, Task, SEGMENT_TASKS};
-use crate::core::records::{load, save, Rec, CAS_RETRIES};
+use crate::core::records::{load, Rec};
 use crate::core::validate::is_ident;
 use crate::core::Ctx;
-use crate::store::{keys, Cond, Store};
+use crate::store::{keys, Store};
 
 /// A parsed task id.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,10 +68,10 @@ pub async fn read_task<S: Store>(ctx: &Ctx<'_, S>, task: &TaskRef) -> Result<(Jo
     }
 }
 
-/// Applies `change` to one task and writes its segment with a CAS, re-reading and re-applying
-/// on a lost CAS. `change` sees the freshly read task every time, so its guard (lease token,
-/// state) is always checked against what is actually written over. Returns the job and the
-/// task as written.
+/// Applies `change` to one task and writes its segment with a CAS (`core::cas`), re-reading
+/// and re-applying on a lost CAS. `change` sees the freshly read task every time, so its guard
+/// (lease token, state) is always checked against what is actually written over. Returns the
+/// job and the task as written.
 pub async fn update_task<S, F>(
     ctx: &Ctx<'_, S>,
     task: &TaskRef,
@@ -81,27 +83,20 @@ where
 {
     let job = load_job(ctx, &task.job).await?.value;
     let key = keys::segment(&job.spec.id, &job.gen, task.segment());
-    for _ in 0..CAS_RETRIES {
-        let Some(mut seg) = load::<Segment, _>(ctx.store, &key).await? else {
-            break;
-        };
-        let Some(t) = seg.value.tasks.iter_mut().find(|t| t.index == task.index) else {
-            break;
-        };
+    let what = format!("task {}", task.id());
+    let gone = || Error::NotFound(format!("task {}", task.id()));
+    let written = cas::update(ctx.store, &key, &what, async |seg: Option<Rec<Segment>>| {
+        let mut seg = seg.ok_or_else(gone)?.value;
+        let t = seg
+            .tasks
+            .iter_mut()
+            .find(|t| t.index == task.index)
+            .ok_or_else(gone)?;
         change(&job, t)?;
         t.updated_ms = ctx.now_ms;
         let written = t.clone();
-        if save(ctx.store, &key, &seg.value, Cond::Version(seg.version))
-            .await?
-            .is_some()
-        {
-            return Ok((job, written));
-        }
-    }
-    match load::<Segment, _>(ctx.store, &key).await? {
-        Some(seg) if seg.value.tasks.iter().any(|t| t.index == task.index) => Err(Error::Conflict(
-            format!("task {} is changing too often; try again", task.id()),
-        )),
-        _ => Err(Error::NotFound(format!("task {}", task.id()))),
-    }
+        Ok(Step::Write(seg, written))
+    })
+    .await?;
+    Ok((job, written))
 }
