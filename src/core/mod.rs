@@ -2,6 +2,26 @@
 //!
 //! It never reads a clock, sleeps, spawns or touches files: time is `ctx.now_ms` and randomness
 //! comes from `ctx.ids`, so it runs unchanged on wasm32 and tests move time by hand.
+//!
+//! Where each rule lives (also in docs/CORE.md):
+//!
+//! | rule | file |
+//! | --- | --- |
+//! | what can happen to a task: every (state, event) pair | `scheduler/transition/mod.rs` |
+//! | what a claim may take (task, job, partition rules; pause/cancel racing a claim per store) | `scheduler/claimable.rs` |
+//! | the claim itself (index walk, one CAS per segment, KV read-back) | `scheduler/claim.rs` |
+//! | the lease guard, heartbeat, release, late holder of a lapsed lease | `scheduler/lease.rs` |
+//! | acks: done / failed, first success wins | `scheduler/ack.rs` |
+//! | lease expiry, the grace after a restart | `scheduler/expiry.rs` |
+//! | removed nodes' leases | `scheduler/revoked.rs` |
+//! | the claim index (partitions, priority buckets, pages) | `scheduler/index.rs` |
+//! | a job's life: create + index, cancel, pause/resume, requeue, priority/tags, delete, fail-fast | `lifecycle/` |
+//! | a job's state and counts, rolled up from its tasks | `rollup.rs` |
+//! | the compare-and-swap loop and what a client gets when its retries run out | `cas.rs` |
+//! | which nodes can reach a job, offline nodes, no node left for a task | `reach.rs` |
+//! | the job list (paged, newest first) | `job_list.rs` |
+//! | nexrender's `PUT` asks as task events | `nexrender/lease.rs` |
+//! | request parsing and answer shapes only | `api/`, `nexrender/routes.rs` |
 #![deny(missing_docs)]
 
 pub mod api;

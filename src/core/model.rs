@@ -117,13 +117,17 @@ impl JobRecord {
     }
 }
 
-/// The state of one task.
+/// The state of one task. Every change of it is one call of `scheduler::transition::apply`,
+/// whose doc holds the whole (state, event) table.
 ///
 /// Who moves a task out of each state:
-/// - `Queued`: left by a claim (→ `Leased`), cancel (→ `Canceled`).
+/// - `Queued`: left by a claim or the late holder of a lapsed lease (→ `Leased`), cancel
+///   (→ `Canceled`), no node left to run it (→ `Failed`), nexrender `finished`/`error`.
 /// - `Leased`: left by ack done (→ `Completed`), ack failed or an expired lease seen by a claim
-///   (→ `Queued`, or `Failed` when out of attempts), release (→ `Queued`), cancel (→ `Canceled`).
-/// - `Completed`, `Failed`, `Canceled`: left only by requeue (→ `Queued`).
+///   (→ `Queued`, or `Failed` when out of attempts), release or its node's removal (→ `Queued`),
+///   cancel (→ `Canceled`), nexrender `finished`/`error`/`queued`.
+/// - `Completed`, `Failed`, `Canceled`: left only by requeue (→ `Queued`; a completed task
+///   only when completed ones are requeued too), and nexrender `finished`/`error`/`queued`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TaskState {
