@@ -19,6 +19,7 @@ use crate::core::scheduler::lease::check_lease;
 use crate::core::scheduler::task_ref::{load_job, read_task, TaskRef};
 use crate::core::Ctx;
 use crate::store::{keys, Cond, Store, Write};
+use crate::wire::previews::PreviewStored;
 use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, Request, Response, StatusCode};
 use serde::{Deserialize, Serialize};
@@ -194,11 +195,15 @@ pub async fn upload<S: Store>(
         ctx.store
             .put(&keys::farm_preview(), &farm, Cond::Any)
             .await?;
-        return Ok(json(
-            StatusCode::OK,
-            &serde_json::json!({"job": meta.job, "task": meta.task, "node": meta.node,
-                "content_type": content_type, "bytes": image.len(), "received_ms": ctx.now_ms}),
-        ));
+        let stored = PreviewStored {
+            job: meta.job,
+            task: meta.task,
+            node: meta.node,
+            content_type: content_type.to_string(),
+            bytes: image.len() as u64,
+            received_ms: ctx.now_ms,
+        };
+        return Ok(json(StatusCode::OK, &stored));
     }
     Err(Error::Conflict(format!(
         "the preview of job {} is changing too often; try again",
