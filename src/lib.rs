@@ -3,6 +3,7 @@
 
 pub mod core;
 pub mod store;
+pub mod wire;
 
 #[cfg(feature = "native")]
 pub mod cli;

@@ -1,18 +1,24 @@
-//! Small helpers over the node's HTTP client for the user commands: JSON in, JSON out, and the
+//! Small helpers over the node's HTTP client for the user commands: typed answers (the shared
+//! `crate::wire` types, so a field the server does not send cannot be printed), and the
 //! server's own error message on failure.
 
 use reqwest::Method;
-use serde_json::Value;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 
 use crate::node::client::Client;
 
-/// `GET path` → JSON.
-pub async fn get(client: &Client, path: &str) -> anyhow::Result<Value> {
+/// `GET path` → the answer's type.
+pub async fn get<T: DeserializeOwned>(client: &Client, path: &str) -> anyhow::Result<T> {
     Ok(client.send(client.request(Method::GET, path)).await?)
 }
 
-/// `POST path` with a JSON body → JSON.
-pub async fn post(client: &Client, path: &str, body: &Value) -> anyhow::Result<Value> {
+/// `POST path` with a JSON body → the answer's type.
+pub async fn post<B: Serialize, T: DeserializeOwned>(
+    client: &Client,
+    path: &str,
+    body: &B,
+) -> anyhow::Result<T> {
     Ok(client
         .send(client.request(Method::POST, path).json(body))
         .await?)
@@ -24,19 +30,9 @@ pub async fn get_text(client: &Client, path: &str) -> anyhow::Result<String> {
 }
 
 /// Prints a value as pretty JSON.
-pub fn print_json(value: &Value) {
-    println!(
-        "{}",
-        serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string())
-    );
-}
-
-/// A string field of a JSON object, or "" (for display only).
-pub fn s<'a>(v: &'a Value, key: &str) -> &'a str {
-    v.get(key).and_then(Value::as_str).unwrap_or("")
-}
-
-/// An integer field of a JSON object, or 0 (for display only).
-pub fn n(v: &Value, key: &str) -> i64 {
-    v.get(key).and_then(Value::as_i64).unwrap_or(0)
+pub fn print_json<T: Serialize>(value: &T) {
+    match serde_json::to_string_pretty(value) {
+        Ok(text) => println!("{text}"),
+        Err(e) => eprintln!("cannot print the answer as JSON: {e}"),
+    }
 }

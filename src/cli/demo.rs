@@ -20,7 +20,10 @@ use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use clap::Args;
-use serde_json::{json, Value};
+use serde_json::json;
+
+use crate::wire::health::Health;
+use crate::wire::jobs::Job;
 
 use super::{api, block_on, follow, UsageError};
 use crate::node::client::Client;
@@ -226,12 +229,9 @@ impl Farm {
             dir.join("node.log").display()
         );
 
-        let job = api::post(&client, "/v1/jobs", &spec).await?;
-        let id = api::s(&job, "id").to_string();
-        eprintln!(
-            "demo: submitted {} job {id}",
-            spec["type"].as_str().unwrap_or("")
-        );
+        let job: Job = api::post(&client, "/v1/jobs", &spec).await?;
+        let id = job.spec.id.clone();
+        eprintln!("demo: submitted {} job {id}", job.spec.kind.as_str());
         let code = tokio::select! {
             code = follow::follow(&client, &id, false) => code?,
             () = stop.recv() => return Ok(stopped_early()),
@@ -301,7 +301,7 @@ async fn child_exit(server: &mut Stopping, node: &mut Stopping) -> String {
 async fn wait_healthy(client: &Client, server: &mut Stopping) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let health: Result<Value, _> = client
+        let health: Result<Health, _> = client
             .send(client.request(reqwest::Method::GET, "/v1/health"))
             .await;
         match health {

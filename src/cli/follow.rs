@@ -8,9 +8,9 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use crate::wire::jobs::{Job, JobState};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use serde_json::Value;
 
 use super::api;
 use super::settings::ClientArgs;
@@ -62,7 +62,7 @@ pub async fn follow(client: &Client, id: &str, json: bool) -> anyhow::Result<Exi
     let mut last: Option<Seen> = None;
     let mut failures = 0u32;
     let job = loop {
-        let job = match api::get(client, &path).await {
+        let job: Job = match api::get(client, &path).await {
             Ok(job) => {
                 failures = 0;
                 job
@@ -97,7 +97,7 @@ pub async fn follow(client: &Client, id: &str, json: bool) -> anyhow::Result<Exi
                 seen.total
             );
         }
-        let finished = matches!(seen.state.as_str(), "completed" | "failed" | "canceled");
+        let finished = job.state.is_finished();
         last = Some(seen);
         if finished {
             break job;
@@ -105,14 +105,14 @@ pub async fn follow(client: &Client, id: &str, json: bool) -> anyhow::Result<Exi
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
     bar.finish_and_clear();
-    let state = api::s(&job, "state");
+    let state = job.state.as_str();
     if json {
         api::print_json(&job);
     } else {
         let seen = seen(&job);
         let (unit, _) = unit_of(&job);
-        let took = match (job["finished_ms"].as_u64(), job["created_ms"].as_u64()) {
-            (Some(end), Some(start)) if end >= start => {
+        let took = match (job.finished_ms, job.created_ms) {
+            (Some(end), start) if end >= start => {
                 format!(" in {}", duration(Duration::from_millis(end - start)))
             }
             _ => String::new(),
@@ -127,28 +127,23 @@ pub async fn follow(client: &Client, id: &str, json: bool) -> anyhow::Result<Exi
             println!("see `edgefarm job {id}` for the failed tasks and their logs");
         }
     }
-    Ok(if state == "completed" {
+    Ok(if job.state == JobState::Completed {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
     })
 }
 
-fn seen(job: &Value) -> Seen {
+fn seen(job: &Job) -> Seen {
     let (done, total) = done_of(job);
-    let text = |key: &str| {
-        job.get(key)
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty())
-            .map(str::to_string)
-    };
+    let text = |t: &Option<String>| t.clone().filter(|s| !s.is_empty());
     Seen {
-        state: api::s(job, "state").to_string(),
+        state: job.state.as_str().to_string(),
         done,
         total,
-        failed: job["counts"]["failed"].as_u64().unwrap_or(0),
-        waiting: text("waiting"),
-        error: text("error"),
+        failed: job.counts.failed,
+        waiting: text(&job.waiting),
+        error: text(&job.error),
     }
 }
 
@@ -232,21 +227,17 @@ fn clock(since: Instant) -> String {
 }
 
 /// Frames done of total, or tasks when the job has no frame range.
-fn done_of(job: &Value) -> (u64, u64) {
-    let frames_total = job["frames_total"].as_u64().unwrap_or(0);
-    if frames_total > 0 {
-        (job["frames_done"].as_u64().unwrap_or(0), frames_total)
+fn done_of(job: &Job) -> (u64, u64) {
+    if job.frames_total > 0 {
+        (job.frames_done, job.frames_total)
     } else {
-        (
-            job["counts"]["completed"].as_u64().unwrap_or(0),
-            job["counts"]["total"].as_u64().unwrap_or(0),
-        )
+        (job.counts.completed, job.counts.total)
     }
 }
 
 /// The unit, long and short: frames, or tasks for a job without frames.
-fn unit_of(job: &Value) -> (&'static str, &'static str) {
-    if job["frames_total"].as_u64().unwrap_or(0) > 0 {
+fn unit_of(job: &Job) -> (&'static str, &'static str) {
+    if job.frames_total > 0 {
         ("frames", "fr")
     } else {
         ("tasks", "tasks")

@@ -5,9 +5,13 @@ use std::process::ExitCode;
 use clap::Args;
 use serde_json::{json, Value};
 
-use super::api::{self, n, s};
+use super::api;
 use super::settings::ClientArgs;
+use crate::core::model::TaskState;
 use crate::node::client::enc;
+use crate::wire::jobs::{Job, JobList};
+use crate::wire::nodes::NodeList;
+use crate::wire::tasks::{Task, TaskList};
 
 #[derive(Debug, Args)]
 pub struct ListArgs {
@@ -63,7 +67,7 @@ pub async fn list(args: ListArgs) -> anyhow::Result<()> {
             query.push_str(&format!("&{k}={}", enc(v)));
         }
     }
-    let page = api::get(&client, &query).await?;
+    let page: JobList = api::get(&client, &query).await?;
     if args.client.json {
         api::print_json(&page);
         return Ok(());
@@ -72,15 +76,15 @@ pub async fn list(args: ListArgs) -> anyhow::Result<()> {
         "{:<38} {:<9} {:<10} {:>4} {:>12}  NAME",
         "ID", "TYPE", "STATE", "PRIO", "PROGRESS"
     );
-    for job in page["jobs"].as_array().into_iter().flatten() {
+    for job in &page.jobs {
         println!(
             "{:<38} {:<9} {:<10} {:>4} {:>12}  {}",
-            s(job, "id"),
-            s(job, "type"),
+            job.spec.id,
+            job.spec.kind.as_str(),
             state_of(job),
-            n(job, "priority"),
+            job.spec.priority,
             progress_of(job),
-            s(job, "name")
+            job.spec.name
         );
     }
     Ok(())
@@ -90,27 +94,25 @@ pub async fn list(args: ListArgs) -> anyhow::Result<()> {
 pub async fn show(args: ShowArgs) -> anyhow::Result<ExitCode> {
     let client = args.client.client()?;
     let id = enc(&args.id);
-    let job = api::get(&client, &format!("/v1/jobs/{id}")).await?;
+    let job: Job = api::get(&client, &format!("/v1/jobs/{id}")).await?;
     let tasks = all_tasks(&client, &id).await?;
     let mut logs = Vec::new();
     for task in tasks
         .iter()
-        .filter(|t| s(t, "state") == "failed" || n(t, "failures") > 0)
+        .filter(|t| t.state == TaskState::Failed || t.failures > 0)
     {
-        let log = api::get_text(&client, &format!("/v1/tasks/{}/log", enc(s(task, "id")))).await;
+        let log = api::get_text(&client, &format!("/v1/tasks/{}/log", enc(&task.id))).await;
         let log = log.unwrap_or_else(|e| format!("(log unavailable: {e})"));
-        logs.push((s(task, "id").to_string(), tail(&log, args.log_lines)));
+        logs.push((task.id.clone(), tail(&log, args.log_lines)));
     }
     if args.client.json {
-        let logs: Value = logs
+        let logs: serde_json::Map<String, Value> = logs
             .iter()
             .map(|(id, log)| (id.clone(), json!(log)))
-            .collect::<serde_json::Map<_, _>>()
-            .into();
+            .collect();
         api::print_json(&json!({"job": job, "tasks": tasks, "logs": logs}));
         return Ok(ExitCode::SUCCESS);
     }
-    // Node names instead of ids; an id the server no longer knows shows as its first 8 chars.
     let names = node_names(&client).await;
     let node_name = |id: &str| -> String {
         names
@@ -118,13 +120,14 @@ pub async fn show(args: ShowArgs) -> anyhow::Result<ExitCode> {
             .cloned()
             .unwrap_or_else(|| id.chars().take(8).collect())
     };
+    let spec = &job.spec;
     println!(
         "job {}  {}  type {}  queue {}  priority {}",
-        s(&job, "id"),
-        s(&job, "name"),
-        s(&job, "type"),
-        s(&job, "queue"),
-        n(&job, "priority")
+        spec.id,
+        spec.name,
+        spec.kind.as_str(),
+        spec.queue,
+        spec.priority
     );
     println!(
         "state {}  progress {}  tasks {}",
@@ -133,12 +136,8 @@ pub async fn show(args: ShowArgs) -> anyhow::Result<ExitCode> {
         counts_of(&job)
     );
     println!("{}", times_of(&job));
-    for key in ["waiting", "error"] {
-        if let Some(text) = job
-            .get(key)
-            .and_then(Value::as_str)
-            .filter(|t| !t.is_empty())
-        {
+    for (key, text) in [("waiting", &job.waiting), ("error", &job.error)] {
+        if let Some(text) = text.as_deref().filter(|t| !t.is_empty()) {
             println!("{key}: {text}");
         }
     }
@@ -148,28 +147,25 @@ pub async fn show(args: ShowArgs) -> anyhow::Result<ExitCode> {
         "TASK", "STATE", "FRAMES", "ATTEMPTS", "TIME", "NODES"
     );
     for t in &tasks {
-        let frames = match t.get("frames") {
-            Some(f) if f.is_object() && n(f, "from") == n(f, "to") => n(f, "from").to_string(),
-            Some(f) if f.is_object() => format!("{}-{}", n(f, "from"), n(f, "to")),
-            _ => "-".to_string(),
+        let frames = match t.frames {
+            Some(f) if f.from == f.to => f.from.to_string(),
+            Some(f) => format!("{}-{}", f.from, f.to),
+            None => "-".to_string(),
         };
         let mut nodes: Vec<String> = Vec::new();
-        for h in t["history"].as_array().into_iter().flatten() {
-            let name = node_name(s(h, "node"));
+        for h in &t.history {
+            let name = node_name(&h.node);
             if !nodes.contains(&name) {
                 nodes.push(name);
             }
         }
-        let error = t
-            .get("error")
-            .and_then(Value::as_str)
-            .and_then(|e| e.lines().next());
+        let error = t.error.as_deref().and_then(|e| e.lines().next());
         println!(
             "{:<44} {:<10} {:>9} {:>8} {:>8} {:<20} {}",
-            s(t, "id"),
-            s(t, "state"),
+            t.id,
+            task_state(t.state),
             frames,
-            n(t, "attempts"),
+            t.attempts,
             task_time(t),
             nodes.join(","),
             error.map_or_else(|| outputs_of(t), str::to_string)
@@ -181,7 +177,7 @@ pub async fn show(args: ShowArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `edgefarm log TASK`: the whole log of a task's attempt.
+/// `edgefarm log TASK`.
 pub async fn log(args: LogArgs) -> anyhow::Result<ExitCode> {
     let client = args.client.client()?;
     let mut path = format!("/v1/tasks/{}/log", enc(&args.task));
@@ -200,50 +196,52 @@ pub async fn log(args: LogArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Node id → name, from `GET /v1/nodes` (empty if it cannot be read: ids are shown then).
+/// Node id → name, for the NODES column (ids when the list cannot be read).
 async fn node_names(
     client: &crate::node::client::Client,
 ) -> std::collections::HashMap<String, String> {
-    let Ok(page) = api::get(client, "/v1/nodes").await else {
+    let Ok(page) = api::get::<NodeList>(client, "/v1/nodes").await else {
         return Default::default();
     };
-    page["nodes"]
-        .as_array()
+    page.nodes
         .into_iter()
-        .flatten()
-        .filter(|n| !s(n, "name").is_empty())
-        .map(|n| (s(n, "id").to_string(), s(n, "name").to_string()))
+        .filter(|n| !n.name.is_empty())
+        .map(|n| (n.id, n.name))
         .collect()
 }
 
-/// `3 completed, 1 leased, 2 queued` (states with no task left out).
-fn counts_of(job: &Value) -> String {
-    let order = ["completed", "leased", "queued", "failed", "canceled"];
+/// "8: 5 completed, 2 leased, 1 queued".
+fn counts_of(job: &Job) -> String {
+    let c = &job.counts;
+    let order = [
+        ("completed", c.completed),
+        ("leased", c.leased),
+        ("queued", c.queued),
+        ("failed", c.failed),
+        ("canceled", c.canceled),
+    ];
     let parts: Vec<String> = order
         .iter()
-        .filter_map(|k| {
-            let c = job["counts"][k].as_u64().unwrap_or(0);
-            (c > 0).then(|| format!("{c} {k}"))
-        })
+        .filter(|(_, n)| *n > 0)
+        .map(|(k, n)| format!("{n} {k}"))
         .collect();
-    let total = job["counts"]["total"].as_u64().unwrap_or(0);
     if parts.is_empty() {
-        format!("{total}")
+        format!("{}", c.total)
     } else {
-        format!("{total}: {}", parts.join(", "))
+        format!("{}: {}", c.total, parts.join(", "))
     }
 }
 
-/// `submitted 3m 05s ago, took 2m 40s` or `submitted 40s ago, running for 40s`.
-fn times_of(job: &Value) -> String {
+/// "submitted 3m 05s ago, took 2m 40s".
+fn times_of(job: &Job) -> String {
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64);
-    let created = job["created_ms"].as_u64().unwrap_or(now_ms);
+    let created = job.created_ms;
     let ago = |ms: u64| {
         super::follow::duration(std::time::Duration::from_millis(now_ms.saturating_sub(ms)))
     };
-    match job["finished_ms"].as_u64() {
+    match job.finished_ms {
         Some(end) => format!(
             "submitted {} ago, took {}",
             ago(created),
@@ -255,15 +253,24 @@ fn times_of(job: &Value) -> String {
     }
 }
 
-/// The run time of a task's last attempt: from its result, else its history.
-fn task_time(t: &Value) -> String {
-    let ms = t["result"]["duration_ms"].as_u64().or_else(|| {
-        let last = t["history"].as_array()?.last()?;
-        Some(
-            last["ended_ms"]
-                .as_u64()?
-                .saturating_sub(last["started_ms"].as_u64()?),
-        )
+/// The task's name in the API (`queued`, `leased`, ...).
+fn task_state(state: TaskState) -> String {
+    serde_json::to_value(state)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+/// How long the task ran: the node's `duration_ms` in its result, else its last attempt.
+fn task_time(t: &Task) -> String {
+    let reported = t
+        .result
+        .as_ref()
+        .and_then(|r| r.get("duration_ms"))
+        .and_then(Value::as_u64);
+    let ms = reported.or_else(|| {
+        let last = t.history.last()?;
+        Some(last.ended_ms?.saturating_sub(last.started_ms))
     });
     ms.map_or_else(
         || "-".to_string(),
@@ -271,10 +278,13 @@ fn task_time(t: &Value) -> String {
     )
 }
 
-/// `shot/frame_0001.png` or `shot/frame_0001.png … frame_0003.png (3 files)`.
-fn outputs_of(t: &Value) -> String {
-    let outputs: Vec<&str> = t["result"]["outputs"]
-        .as_array()
+/// The output files the node reported (`outputs` in its result), shortened.
+fn outputs_of(t: &Task) -> String {
+    let outputs: Vec<&str> = t
+        .result
+        .as_ref()
+        .and_then(|r| r.get("outputs"))
+        .and_then(Value::as_array)
         .into_iter()
         .flatten()
         .filter_map(Value::as_str)
@@ -294,7 +304,7 @@ fn outputs_of(t: &Value) -> String {
 /// `edgefarm cancel|pause|resume|requeue ID`.
 pub async fn action(args: ActionArgs, verb: &str) -> anyhow::Result<ExitCode> {
     let client = args.client.client()?;
-    let job = api::post(
+    let job: Job = api::post(
         &client,
         &format!("/v1/jobs/{}/{verb}", enc(&args.id)),
         &json!({}),
@@ -303,12 +313,13 @@ pub async fn action(args: ActionArgs, verb: &str) -> anyhow::Result<ExitCode> {
     if args.client.json {
         api::print_json(&job);
     } else {
-        println!("job {} is now {}", s(&job, "id"), state_of(&job));
+        println!("job {} is now {}", job.spec.id, state_of(&job));
     }
     Ok(ExitCode::SUCCESS)
 }
 
-async fn all_tasks(client: &crate::node::client::Client, id: &str) -> anyhow::Result<Vec<Value>> {
+/// Every task of a job, page by page (bounded at 100,000).
+async fn all_tasks(client: &crate::node::client::Client, id: &str) -> anyhow::Result<Vec<Task>> {
     let mut tasks = Vec::new();
     let mut cursor: Option<String> = None;
     loop {
@@ -316,37 +327,34 @@ async fn all_tasks(client: &crate::node::client::Client, id: &str) -> anyhow::Re
         if let Some(c) = &cursor {
             path.push_str(&format!("&cursor={}", enc(c)));
         }
-        let page = api::get(client, &path).await?;
-        tasks.extend(page["tasks"].as_array().into_iter().flatten().cloned());
-        match page.get("next_cursor").and_then(Value::as_str) {
-            Some(c) if !c.is_empty() && tasks.len() < 100_000 => cursor = Some(c.to_string()),
+        let page: TaskList = api::get(client, &path).await?;
+        tasks.extend(page.tasks);
+        match page.next_cursor {
+            Some(c) if !c.is_empty() && tasks.len() < 100_000 => cursor = Some(c),
             _ => return Ok(tasks),
         }
     }
 }
 
-fn state_of(job: &Value) -> String {
-    let paused = job.get("paused").and_then(Value::as_bool).unwrap_or(false);
+/// "active (paused)".
+fn state_of(job: &Job) -> String {
     format!(
         "{}{}",
-        s(job, "state"),
-        if paused { " (paused)" } else { "" }
+        job.state.as_str(),
+        if job.paused { " (paused)" } else { "" }
     )
 }
 
-fn progress_of(job: &Value) -> String {
-    let total = n(job, "frames_total");
-    if total > 0 {
-        format!("{}/{} fr", n(job, "frames_done"), total)
+/// "12/40 fr" or "3/8 tasks".
+fn progress_of(job: &Job) -> String {
+    if job.frames_total > 0 {
+        format!("{}/{} fr", job.frames_done, job.frames_total)
     } else {
-        format!(
-            "{}/{} tasks",
-            job["counts"]["completed"].as_i64().unwrap_or(0),
-            job["counts"]["total"].as_i64().unwrap_or(0)
-        )
+        format!("{}/{} tasks", job.counts.completed, job.counts.total)
     }
 }
 
+/// The last `lines` lines of `text`.
 fn tail(text: &str, lines: usize) -> String {
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")

@@ -10,12 +10,15 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use clap::{Args, Subcommand};
 use reqwest::Method;
-use serde_json::{json, Value};
+use serde_json::json;
 
-use super::api::{self, n, s};
+use super::api;
 use super::settings::ClientArgs;
 use super::UsageError;
 use crate::node::client::{enc, Client};
+use crate::wire::jobs::Deleted;
+use crate::wire::metrics::Metrics;
+use crate::wire::nodes::{Node, NodeList};
 
 #[derive(Debug, Args)]
 pub struct ListArgs {
@@ -52,28 +55,32 @@ pub async fn list(args: ListArgs) -> anyhow::Result<()> {
         return remove(&args.client, &a.node).await;
     }
     let client = args.client.client()?;
-    let page = api::get(&client, "/v1/nodes").await?;
+    let page: NodeList = api::get(&client, "/v1/nodes").await?;
     if args.client.json {
         api::print_json(&page);
         return Ok(());
     }
-    // Live leases per node come from the metrics' bounded scan of the newest jobs.
-    let leases = api::get(&client, "/v1/metrics?format=json")
+    // Live leases per node: the metrics' `leases_by_node` (unexpired leases, counted over the
+    // bounded scan of the newest jobs); "-" when the metrics cannot be read.
+    let leases = api::get::<Metrics>(&client, "/v1/metrics?format=json")
         .await
-        .map(|m| m["leases_by_node"].clone())
-        .unwrap_or(Value::Null);
-    let nodes: Vec<&Value> = page["nodes"].as_array().into_iter().flatten().collect();
+        .map(|m| m.snapshot.leases_by_node)
+        .ok();
+    let nodes = &page.nodes;
     if nodes.is_empty() {
         println!("no nodes enrolled: start one with `edgefarm node`");
         return Ok(());
     }
     let width = nodes
         .iter()
-        .map(|n| s(n, "name").chars().count())
+        .map(|n| n.name.chars().count())
         .max()
         .unwrap_or(4)
         .clamp(4, 32);
-    let what = |node: &Value| format!("{} / {}", list_of(&node["types"]), list_of(&node["tags"]));
+    let what = |node: &Node| {
+        let types: Vec<&str> = node.types.iter().map(|t| t.as_str()).collect();
+        format!("{} / {}", list_of(&types), list_of(&node.tags))
+    };
     let wide = nodes
         .iter()
         .map(|n| what(n).chars().count())
@@ -85,31 +92,29 @@ pub async fn list(args: ListArgs) -> anyhow::Result<()> {
         "NAME", "STATE", "SLOTS", "LEASES", "SEEN", "TYPES / TAGS"
     );
     let now = now_ms();
-    for node in &nodes {
-        let id = s(node, "id");
-        let held = leases.get(id).and_then(Value::as_u64).unwrap_or(0);
+    for node in nodes {
+        let held = match &leases {
+            Some(by_node) => by_node.get(&node.id).copied().unwrap_or(0).to_string(),
+            None => "-".to_string(),
+        };
         println!(
-            "{:<width$}  {:<8}  {:>5}  {:>6}  {:<10}  {:<wide$}  {id}",
-            s(node, "name"),
-            s(node, "state"),
-            n(node, "slots"),
+            "{:<width$}  {:<8}  {:>5}  {:>6}  {:<10}  {:<wide$}  {}",
+            node.name,
+            node.state.as_str(),
+            node.slots,
             held,
-            ago(now, node["last_seen_ms"].as_u64().unwrap_or(0)),
+            ago(now, node.last_seen_ms),
             what(node),
+            node.id,
         );
     }
-    let online = nodes.iter().filter(|n| n["online"] == true).count();
+    let online = nodes.iter().filter(|n| n.online).count();
     println!("{online} of {} nodes online", nodes.len());
     Ok(())
 }
 
-fn list_of(v: &Value) -> String {
-    let items: Vec<&str> = v
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-        .collect();
+fn list_of<S: AsRef<str>>(items: &[S]) -> String {
+    let items: Vec<&str> = items.iter().map(AsRef::as_ref).collect();
     if items.is_empty() {
         "-".into()
     } else {
@@ -135,19 +140,16 @@ fn ago(now: u64, then: u64) -> String {
 }
 
 /// The one node `query` names: an exact id, else an exact name, else the start of an id.
-pub async fn resolve(client: &Client, query: &str) -> anyhow::Result<Value> {
-    let page = api::get(client, "/v1/nodes").await?;
-    let nodes: Vec<Value> = page["nodes"].as_array().cloned().unwrap_or_default();
-    pick(&nodes, query)
+pub async fn resolve(client: &Client, query: &str) -> anyhow::Result<Node> {
+    let page: NodeList = api::get(client, "/v1/nodes").await?;
+    pick(&page.nodes, query)
 }
 
-fn pick(nodes: &[Value], query: &str) -> anyhow::Result<Value> {
-    let by =
-        |f: &dyn Fn(&Value) -> bool| -> Vec<&Value> { nodes.iter().filter(|n| f(n)).collect() };
-    let rules: [&dyn Fn(&Value) -> bool; 3] =
-        [&|n| s(n, "id") == query, &|n| s(n, "name") == query, &|n| {
-            !query.is_empty() && s(n, "id").starts_with(query)
-        }];
+fn pick(nodes: &[Node], query: &str) -> anyhow::Result<Node> {
+    let by = |f: &dyn Fn(&Node) -> bool| -> Vec<&Node> { nodes.iter().filter(|n| f(n)).collect() };
+    let rules: [&dyn Fn(&Node) -> bool; 3] = [&|n| n.id == query, &|n| n.name == query, &|n| {
+        !query.is_empty() && n.id.starts_with(query)
+    }];
     for rule in rules {
         match by(rule).as_slice() {
             [] => continue,
@@ -155,7 +157,7 @@ fn pick(nodes: &[Value], query: &str) -> anyhow::Result<Value> {
             many => {
                 let names: Vec<String> = many
                     .iter()
-                    .map(|n| format!("{} ({})", s(n, "name"), s(n, "id")))
+                    .map(|n| format!("{} ({})", n.name, n.id))
                     .collect();
                 return Err(UsageError(format!(
                     "{query:?} matches {} nodes: {}; give the id",
@@ -176,25 +178,25 @@ fn pick(nodes: &[Value], query: &str) -> anyhow::Result<Value> {
 pub async fn action(args: ActionArgs, verb: &str) -> anyhow::Result<ExitCode> {
     let client = args.client.client()?;
     let target = resolve(&client, &args.node).await?;
-    let node = api::post(
+    let node: Node = api::post(
         &client,
-        &format!("/v1/nodes/{}/{verb}", enc(s(&target, "id"))),
+        &format!("/v1/nodes/{}/{verb}", enc(&target.id)),
         &json!({}),
     )
     .await?;
     if args.client.json {
         api::print_json(&node);
     } else {
-        let now = if node["draining"] == true {
+        let now = if node.draining {
             "draining: it is handed no new task"
         } else {
             "taking tasks again"
         };
         println!(
             "node {} ({}) is {now} (state: {})",
-            s(&node, "name"),
-            s(&node, "id"),
-            s(&node, "state")
+            node.name,
+            node.id,
+            node.state.as_str()
         );
     }
     Ok(ExitCode::SUCCESS)
@@ -204,8 +206,8 @@ pub async fn action(args: ActionArgs, verb: &str) -> anyhow::Result<ExitCode> {
 async fn remove(flags: &ClientArgs, node: &str) -> anyhow::Result<()> {
     let client = flags.client()?;
     let target = resolve(&client, node).await?;
-    let id = s(&target, "id");
-    let answer: Value = client
+    let id = &target.id;
+    let answer: Deleted = client
         .send(client.request(Method::DELETE, &format!("/v1/nodes/{}", enc(id))))
         .await?;
     if flags.json {
@@ -213,7 +215,7 @@ async fn remove(flags: &ClientArgs, node: &str) -> anyhow::Result<()> {
     } else {
         println!(
             "node {} ({id}) removed: its token no longer works",
-            s(&target, "name")
+            target.name
         );
     }
     Ok(())
@@ -223,11 +225,28 @@ async fn remove(flags: &ClientArgs, node: &str) -> anyhow::Result<()> {
 mod tests {
     use super::*;
 
-    fn nodes() -> Vec<Value> {
+    fn node(id: &str, name: &str) -> Node {
+        Node {
+            id: id.into(),
+            name: name.into(),
+            tags: Vec::new(),
+            types: Vec::new(),
+            slots: 1,
+            state: crate::wire::nodes::ShownState::Awake,
+            online: true,
+            draining: false,
+            queues: Vec::new(),
+            last_seen_ms: 0,
+            left_ms: None,
+            created_ms: 0,
+        }
+    }
+
+    fn nodes() -> Vec<Node> {
         vec![
-            json!({"id": "0193a1b2-aaaa", "name": "nodeA"}),
-            json!({"id": "0193a1b2-bbbb", "name": "nodeB"}),
-            json!({"id": "0193ffff-cccc", "name": "nodeB"}),
+            node("0193a1b2-aaaa", "nodeA"),
+            node("0193a1b2-bbbb", "nodeB"),
+            node("0193ffff-cccc", "nodeB"),
         ]
     }
 
@@ -235,16 +254,16 @@ mod tests {
     fn a_unique_name_or_id_prefix_names_one_node() {
         let n = nodes();
         assert_eq!(
-            pick(&n, "nodeA").map(|v| v["id"].clone()).ok(),
-            Some(json!("0193a1b2-aaaa"))
+            pick(&n, "nodeA").map(|v| v.id).ok().as_deref(),
+            Some("0193a1b2-aaaa")
         );
         assert_eq!(
-            pick(&n, "0193ff").map(|v| v["name"].clone()).ok(),
-            Some(json!("nodeB"))
+            pick(&n, "0193ff").map(|v| v.name).ok().as_deref(),
+            Some("nodeB")
         );
         assert_eq!(
-            pick(&n, "0193a1b2-bbbb").map(|v| v["id"].clone()).ok(),
-            Some(json!("0193a1b2-bbbb"))
+            pick(&n, "0193a1b2-bbbb").map(|v| v.id).ok().as_deref(),
+            Some("0193a1b2-bbbb")
         );
     }
 

@@ -5,7 +5,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
-use serde_json::{json, Map, Value};
+use serde_json::json;
+
+use crate::core::model::JobType;
+use crate::wire::jobs::{Job, JobSubmit};
 
 use super::api;
 use super::follow;
@@ -94,7 +97,7 @@ struct JobOpts {
 /// Runs `edgefarm submit`.
 pub async fn run(args: SubmitArgs) -> anyhow::Result<ExitCode> {
     let spec = match (&args.kind, &args.file) {
-        (Some(kind), None) => spec_of(kind),
+        (Some(kind), None) => serde_json::to_value(spec_of(kind))?,
         (None, Some(file)) => {
             let text = std::fs::read_to_string(file)
                 .map_err(|e| UsageError(format!("cannot read {}: {e}", file.display())))?;
@@ -109,24 +112,17 @@ pub async fn run(args: SubmitArgs) -> anyhow::Result<ExitCode> {
         }
     };
     let client = args.client.client()?;
-    let job = api::post(&client, "/v1/jobs", &spec).await?;
-    let id = api::s(&job, "id").to_string();
+    let job: Job = api::post(&client, "/v1/jobs", &spec).await?;
+    let id = job.spec.id.clone();
     if args.client.json && !args.follow {
         api::print_json(&job);
     } else if !args.client.json {
-        let tasks = job["counts"]["total"].as_u64().unwrap_or(0);
+        let tasks = job.counts.total;
         let s = if tasks == 1 { "" } else { "s" };
-        println!(
-            "submitted job {id} \"{}\" ({tasks} task{s})",
-            api::s(&job, "name")
-        );
+        println!("submitted job {id} \"{}\" ({tasks} task{s})", job.spec.name);
     }
     // A server that can tell why no node could take the job says so (`waiting`).
-    if let Some(why) = job
-        .get("waiting")
-        .and_then(serde_json::Value::as_str)
-        .filter(|w| !w.is_empty())
-    {
+    if let Some(why) = job.waiting.as_deref().filter(|w| !w.is_empty()) {
         eprintln!("warning: job {id} is waiting: {why}");
     }
     if args.follow {
@@ -135,7 +131,7 @@ pub async fn run(args: SubmitArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn spec_of(kind: &Kind) -> Value {
+fn spec_of(kind: &Kind) -> JobSubmit {
     let default_name;
     let (kind_name, params, opts) = match kind {
         Kind::Blender {
@@ -153,7 +149,7 @@ fn spec_of(kind: &Kind) -> Value {
                     p[k] = json!(v);
                 }
             }
-            ("blender", p, opts)
+            (JobType::Blender, p, opts)
         }
         Kind::Command {
             program,
@@ -161,35 +157,30 @@ fn spec_of(kind: &Kind) -> Value {
             opts,
         } => {
             default_name = program.clone();
-            ("command", json!({"program": program, "args": args}), opts)
+            (
+                JobType::Command,
+                json!({"program": program, "args": args}),
+                opts,
+            )
         }
     };
-    let mut spec = Map::new();
-    spec.insert("type".into(), json!(kind_name));
-    spec.insert("params".into(), params);
-    let optional = [
-        ("frames", opts.frames.as_ref().map(|v| json!(v))),
-        ("chunk_size", opts.chunk.map(|v| json!(v))),
-        ("priority", opts.priority.map(|v| json!(v))),
-        ("queue", opts.queue.as_ref().map(|v| json!(v))),
-        ("id", opts.id.as_ref().map(|v| json!(v))),
-        (
-            "name",
-            opts.name
-                .clone()
-                .or_else(|| (!default_name.is_empty()).then_some(default_name))
-                .map(|v| json!(v)),
-        ),
-        ("max_attempts", opts.max_attempts.map(|v| json!(v))),
-        ("task_timeout_s", opts.timeout.map(|v| json!(v))),
-        ("tags", (!opts.tags.is_empty()).then(|| json!(opts.tags))),
-    ];
-    for (k, v) in optional {
-        if let Some(v) = v {
-            spec.insert(k.into(), v);
-        }
+    JobSubmit {
+        id: opts.id.clone(),
+        name: opts
+            .name
+            .clone()
+            .or_else(|| (!default_name.is_empty()).then_some(default_name)),
+        kind: kind_name,
+        queue: opts.queue.clone(),
+        priority: opts.priority,
+        tags: (!opts.tags.is_empty()).then(|| opts.tags.clone()),
+        params: Some(params),
+        frames: opts.frames.clone(),
+        chunk_size: opts.chunk.map(u64::from),
+        max_attempts: opts.max_attempts,
+        task_timeout_s: opts.timeout,
+        on_failure: None,
     }
-    Value::Object(spec)
 }
 
 /// `shots/12.blend` → `12.blend`: the job's name when none is given (rather than its id).

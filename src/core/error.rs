@@ -1,6 +1,7 @@
 //! The one error type of the core, and its single mapping to an HTTP answer.
 
 use crate::store::StoreError;
+use crate::wire::errors::{ErrorBody, ErrorDetail};
 use bytes::Bytes;
 use http::{Response, StatusCode};
 
@@ -87,14 +88,26 @@ impl Error {
         }
     }
 
-    /// The `{"error": {...}}` body.
-    pub fn body(&self) -> serde_json::Value {
+    /// The `error` object of the answer (also each refused ack's answer in a poll).
+    pub fn detail(&self) -> ErrorDetail {
         let (_, code) = self.status_and_code();
-        let mut err = serde_json::json!({"code": code, "message": self.to_string()});
-        if let Error::BadInput { field: Some(f), .. } = self {
-            err["field"] = serde_json::Value::String(f.clone());
+        let field = match self {
+            Error::BadInput { field, .. } => field.clone(),
+            _ => None,
+        };
+        ErrorDetail {
+            code: code.to_string(),
+            message: self.to_string(),
+            field,
         }
-        serde_json::json!({ "error": err })
+    }
+
+    /// The `{"error": {...}}` body (`keep_running: false` on a stale lease: the node stops).
+    pub fn body(&self) -> ErrorBody {
+        ErrorBody {
+            error: self.detail(),
+            keep_running: matches!(self, Error::StaleLease(_)).then_some(false),
+        }
     }
 
     /// The HTTP answer. Store failures are logged here, once, with their source.
@@ -103,11 +116,7 @@ impl Error {
         if let Error::Store(source) = &self {
             tracing::error!(error = %source, source = ?std::error::Error::source(source), "store failure");
         }
-        let mut body = self.body();
-        if matches!(self, Error::StaleLease(_)) {
-            body["keep_running"] = serde_json::Value::Bool(false);
-        }
-        let mut resp = super::http::json(status, &body);
+        let mut resp = super::http::json(status, &self.body());
         if status == StatusCode::SERVICE_UNAVAILABLE {
             resp.headers_mut().insert(
                 http::header::RETRY_AFTER,

@@ -22,6 +22,15 @@ impl FrameRange {
         ((self.to - self.from) / self.step + 1) as u64
     }
 
+    /// Number of frames, 0 when the range is malformed (a reversed range or a step under 1,
+    /// which a parsed range never has): for readers of a range from elsewhere, such as a node.
+    pub fn count(&self) -> u32 {
+        if self.step < 1 || self.to < self.from {
+            return 0;
+        }
+        u32::try_from((self.to - self.from) / self.step + 1).unwrap_or(u32::MAX)
+    }
+
     /// Whether the range holds no frame (never true for a parsed range).
     pub fn is_empty(&self) -> bool {
         self.to < self.from

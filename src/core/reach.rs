@@ -18,6 +18,7 @@ use super::model::{JobSpec, JobType, NodeRecord, NodeState, Task};
 use super::records::load;
 use super::{Config, Ctx};
 use crate::store::{keys, Store};
+use crate::wire::nodes::ShownState;
 use serde::Deserialize;
 
 /// Most node records one request reads to answer these questions.
@@ -74,11 +75,11 @@ pub fn is_online(n: &NodeRecord, config: &Config, now_ms: u64) -> bool {
 }
 
 /// The state a node is shown in: `offline`, else `awake` or `draining`.
-pub fn shown_state(n: &NodeRecord, config: &Config, now_ms: u64) -> &'static str {
+pub fn shown_state(n: &NodeRecord, config: &Config, now_ms: u64) -> ShownState {
     match (is_online(n, config, now_ms), n.state) {
-        (false, _) => "offline",
-        (true, NodeState::Awake) => "awake",
-        (true, NodeState::Draining) => "draining",
+        (false, _) => ShownState::Offline,
+        (true, NodeState::Awake) => ShownState::Awake,
+        (true, NodeState::Draining) => ShownState::Draining,
     }
 }
 

@@ -3,29 +3,11 @@
 
 use super::error::{Error, Result};
 use super::frames;
-use super::model::{JobSpec, JobType, OnFailure};
+use super::model::{JobSpec, JobType};
 use super::Limits;
-use serde::Deserialize;
 use serde_json::Value;
 
-/// A job as a client sends it (`POST /v1/jobs`).
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct JobSubmit {
-    id: Option<String>,
-    name: Option<String>,
-    #[serde(rename = "type")]
-    kind: JobType,
-    queue: Option<String>,
-    priority: Option<i64>,
-    tags: Option<Vec<String>>,
-    params: Option<Value>,
-    frames: Option<String>,
-    chunk_size: Option<u64>,
-    max_attempts: Option<u32>,
-    task_timeout_s: Option<u64>,
-    on_failure: Option<OnFailure>,
-}
+pub use crate::wire::jobs::JobSubmit;
 
 /// Default queue name.
 pub const DEFAULT_QUEUE: &str = "default";

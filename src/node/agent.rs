@@ -24,7 +24,7 @@ use super::shared::{self, Shared};
 use super::slot::{Pool, SlotExit};
 use super::state;
 use super::task::Outcome;
-use super::wire::{Ack, AckStatus};
+use crate::wire::tasks::{Ack, AckStatus};
 
 /// Builds the config (file + flags + env); called at start and on SIGHUP.
 pub type Loader = Arc<dyn Fn() -> Result<NodeConfig, NodeError> + Send + Sync>;
@@ -174,7 +174,7 @@ pub async fn run(loader: Loader) -> Result<Exit, NodeError> {
             }
             Some((exit, held)) = pool.supervise() => {
                 if let (SlotExit::Crashed(msg), Some(task)) = (exit, held) {
-                    outbox.push(Ack { id: task.id, status: AckStatus::Failed, lease: task.lease, result: None, error: Some(format!("node slot crashed: {msg}")) });
+                    outbox.push(Ack { id: task.id, status: AckStatus::Failed, lease: task.lease, result: None, error: Some(format!("node slot crashed: {msg}").into()) });
                 }
                 if draining { pool.close(); }
             }
@@ -239,7 +239,7 @@ async fn on_report(
                 status: AckStatus::Failed,
                 lease: task.lease,
                 result: None,
-                error: Some(error),
+                error: Some(error.into()),
             });
         }
         // Both were logged with their reason where they happened; there is nothing to ack.

@@ -11,7 +11,7 @@ use serde_json::Value;
 use super::config::BlenderType;
 use super::error::NodeError;
 use super::paths;
-use super::wire::Frames;
+use crate::core::frames::FrameRange as Frames;
 
 /// What a slot starts: a program and its argv (never a shell line).
 #[derive(Debug, Clone, PartialEq)]

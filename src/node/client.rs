@@ -10,16 +10,19 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::error::NodeError;
-use super::wire::{
-    ApiError, Enrolment, Heartbeat, HeartbeatAnswer, NodeInfo, PollAnswer, PollRequest,
-    QueueSettings, TaskInfo,
-};
+use crate::core::model::NodeState;
+use crate::wire::errors::{ErrorBody, ErrorDetail};
+use crate::wire::jobs::Deleted;
+use crate::wire::nodes::{Enrol, Enrolment, Node};
+use crate::wire::previews::PreviewStored;
+use crate::wire::queue::{Poll, PollAnswer, QueueSettings};
+use crate::wire::tasks::{Heartbeat, HeartbeatAnswer, Release, Task};
 
 /// What a heartbeat answer tells the slot.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HeartbeatReply {
     /// Keep rendering; `node_state` as the server sees this node.
-    Keep { node_state: Option<String> },
+    Keep { node_state: NodeState },
     /// The lease is no longer ours (409 / `keep_running: false`): kill the process, no ack.
     /// `why` is the server's message, when it sent one.
     Stop { why: String },
@@ -55,7 +58,7 @@ impl Client {
     }
 
     /// `POST /v1/nodes` with the farm secret this client holds.
-    pub async fn enrol(&self, body: &serde_json::Value) -> Result<Enrolment, NodeError> {
+    pub async fn enrol(&self, body: &Enrol) -> Result<Enrolment, NodeError> {
         self.send(self.http.post(self.url("/v1/nodes")).json(body))
             .await
     }
@@ -75,7 +78,7 @@ impl Client {
     pub async fn poll(
         &self,
         queue: &str,
-        body: &PollRequest<'_>,
+        body: &Poll,
         wait_s: u64,
     ) -> Result<Option<PollAnswer>, NodeError> {
         let mut path = format!("/v1/queue/{}", enc(queue));
@@ -94,7 +97,7 @@ impl Client {
     pub async fn heartbeat(
         &self,
         task: &str,
-        body: &Heartbeat<'_>,
+        body: &Heartbeat,
     ) -> Result<HeartbeatReply, NodeError> {
         let url = self.url(&format!("/v1/tasks/{}/heartbeat", enc(task)));
         let resp = self.authed(self.http.post(url).json(body)).send().await?;
@@ -134,19 +137,19 @@ impl Client {
         if resp.status() == StatusCode::TOO_MANY_REQUESTS {
             return Ok(PreviewReply::Throttled);
         }
-        decode::<serde_json::Value>(resp).await?;
+        decode::<PreviewStored>(resp).await?;
         Ok(PreviewReply::Stored)
     }
 
     /// `GET /v1/tasks/{id}` (a node may read the tasks it holds or held).
-    pub async fn task(&self, id: &str) -> Result<TaskInfo, NodeError> {
+    pub async fn task(&self, id: &str) -> Result<Task, NodeError> {
         self.send(self.http.get(self.url(&format!("/v1/tasks/{}", enc(id)))))
             .await
     }
 
     /// `DELETE /v1/nodes/{id}` (farm secret).
     pub async fn delete_node(&self, id: &str) -> Result<(), NodeError> {
-        self.send::<serde_json::Value>(
+        self.send::<Deleted>(
             self.http
                 .delete(self.url(&format!("/v1/nodes/{}", enc(id)))),
         )
@@ -165,21 +168,23 @@ impl Client {
             StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED | StatusCode::FORBIDDEN => {
                 Ok(false)
             }
-            _ => decode::<serde_json::Value>(resp).await.map(|_| true),
+            _ => decode::<Node>(resp).await.map(|_| true),
         }
     }
 
     /// `POST /v1/tasks/{id}/release`: hand the task back at once (shutdown).
     pub async fn release(&self, task: &str, lease: &str) -> Result<(), NodeError> {
         let url = self.url(&format!("/v1/tasks/{}/release", enc(task)));
-        let body = serde_json::json!({ "lease": lease });
-        self.send::<serde_json::Value>(self.http.post(url).json(&body))
+        let body = Release {
+            lease: lease.to_string(),
+        };
+        self.send::<Task>(self.http.post(url).json(&body))
             .await
             .map(drop)
     }
 
     /// `GET /v1/nodes/{id}`.
-    pub async fn node(&self, id: &str) -> Result<NodeInfo, NodeError> {
+    pub async fn node(&self, id: &str) -> Result<Node, NodeError> {
         self.send(self.http.get(self.url(&format!("/v1/nodes/{}", enc(id)))))
             .await
     }
@@ -245,19 +250,16 @@ async fn decode<T: DeserializeOwned>(resp: reqwest::Response) -> Result<T, NodeE
             message: format!("cannot read the server's answer: {e}"),
         });
     }
-    #[derive(serde::Deserialize)]
-    struct Body {
-        error: ApiError,
-    }
-    let err = serde_json::from_slice::<Body>(&bytes)
+    let err = serde_json::from_slice::<ErrorBody>(&bytes)
         .map(|b| b.error)
-        .unwrap_or_else(|_| ApiError {
+        .unwrap_or_else(|_| ErrorDetail {
             code: status
                 .canonical_reason()
                 .unwrap_or("error")
                 .to_lowercase()
                 .replace(' ', "_"),
             message: String::from_utf8_lossy(&bytes).chars().take(300).collect(),
+            field: None,
         });
     Err(NodeError::Api {
         status: status.as_u16(),

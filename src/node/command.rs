@@ -19,7 +19,7 @@ use serde_json::Value;
 
 use super::blender::{required_str, Launch, Roots};
 use super::error::NodeError;
-use super::wire::Frames;
+use crate::core::frames::FrameRange as Frames;
 
 const PLACEHOLDERS: [&str; 6] = ["from", "to", "step", "frame", "project_root", "output_root"];
 

@@ -4,6 +4,7 @@
 //! before anything is claimed: a node must never lease a task it cannot run. Programs are stored
 //! as absolute paths so that a later change of `PATH` cannot swap the program that runs.
 
+use crate::core::model::JobType;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -91,13 +92,13 @@ pub struct NodeConfig {
 
 impl NodeConfig {
     /// The job types to send in each poll: only what this config can run.
-    pub fn types(&self) -> Vec<String> {
+    pub fn types(&self) -> Vec<JobType> {
         let mut types = Vec::new();
         if self.blender.is_some() {
-            types.push("blender".to_string());
+            types.push(JobType::Blender);
         }
         if !self.programs.is_empty() {
-            types.push("command".to_string());
+            types.push(JobType::Command);
         }
         types
     }

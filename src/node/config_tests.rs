@@ -33,7 +33,7 @@ fn valid_config_lists_only_the_types_it_can_run() {
     let cfg = parse(&d, "[types.command.programs]\ntrue = \"/bin/true\"\n").unwrap();
     assert_eq!(
         cfg.types(),
-        vec!["command"],
+        vec![crate::core::model::JobType::Command],
         "no blender section: blender must not be polled"
     );
     assert_eq!(cfg.programs["true"], PathBuf::from("/bin/true"));

@@ -8,13 +8,13 @@
 //! rename, because the API has no route that lets a node change its own record; it needs the
 //! farm secret, and without one the node only warns.
 
-use serde_json::json;
-
 use super::client::Client;
 use super::config::NodeConfig;
 use super::error::NodeError;
 use super::state::{self, NodeState};
-use super::wire::{NodeInfo, QueueSettings};
+use crate::wire::nodes::Enrol;
+use crate::wire::nodes::Node as NodeInfo;
+use crate::wire::queue::QueueSettings;
 
 /// A connected node: its client (bearer = node token), id when known, and the queue settings.
 pub struct Identity {
@@ -70,9 +70,12 @@ async fn enrol(config: &NodeConfig) -> Result<Identity, NodeError> {
         NodeError::Config("no node token and no farm secret to enrol with".to_string())
     })?;
     let admin = Client::new(&config.url, secret)?;
-    let body = json!({
-        "name": config.name, "tags": config.tags, "types": config.types(), "slots": config.slots,
-    });
+    let body = Enrol {
+        name: Some(config.name.clone()),
+        tags: Some(config.tags.clone()),
+        types: Some(config.types()),
+        slots: Some(config.slots),
+    };
     let enrolment = admin.enrol(&body).await?;
     let saved = NodeState {
         url: config.url.clone(),
@@ -105,29 +108,21 @@ async fn outdated(config: &NodeConfig, client: &Client, id: &str) -> Option<Stri
 
 /// `name "a" → "b", tags [..] → [..]` for the fields the config changed, or `None`.
 pub fn describe_changes(config: &NodeConfig, record: &NodeInfo) -> Option<String> {
-    let sorted = |v: &[String]| {
+    fn sorted<T: Ord + Clone>(v: &[T]) -> Vec<T> {
         let mut v = v.to_vec();
         v.sort();
         v.dedup();
         v
-    };
+    }
     let mut changes = Vec::new();
-    if config.name_chosen && record.name.as_deref().is_some_and(|n| n != config.name) {
-        changes.push(format!(
-            "name {:?} → {:?}",
-            record.name.as_deref().unwrap_or(""),
-            config.name
-        ));
+    if config.name_chosen && record.name != config.name {
+        changes.push(format!("name {:?} → {:?}", record.name, config.name));
     }
-    if let Some(tags) = &record.tags {
-        if sorted(tags) != sorted(&config.tags) {
-            changes.push(format!("tags {tags:?} → {:?}", config.tags));
-        }
+    if sorted(&record.tags) != sorted(&config.tags) {
+        changes.push(format!("tags {:?} → {:?}", record.tags, config.tags));
     }
-    if let Some(types) = &record.types {
-        if sorted(types) != sorted(&config.types()) {
-            changes.push(format!("types {types:?} → {:?}", config.types()));
-        }
+    if sorted(&record.types) != sorted(&config.types()) {
+        changes.push(format!("types {:?} → {:?}", record.types, config.types()));
     }
     (!changes.is_empty()).then(|| changes.join(", "))
 }

@@ -21,6 +21,5 @@ pub mod shared;
 pub mod slot;
 pub mod state;
 pub mod task;
-pub mod wire;
 
 pub use error::NodeError;

@@ -5,7 +5,8 @@
 //! is never lost while the node is alive. An answer is final either way — `ok`, or an error such
 //! as `stale_lease` (another attempt owns the task now): re-sending would never succeed.
 
-use super::wire::{Ack, AckAnswer};
+use crate::wire::queue::AckAnswer;
+use crate::wire::tasks::Ack;
 
 /// The acks not yet answered.
 #[derive(Debug, Default)]
@@ -64,7 +65,8 @@ impl Outbox {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::node::wire::{AckStatus, ApiError};
+    use crate::wire::errors::ErrorDetail as ApiError;
+    use crate::wire::tasks::AckStatus;
 
     fn ack(id: &str) -> Ack {
         Ack {
@@ -80,6 +82,7 @@ mod tests {
         let error = (!ok).then(|| ApiError {
             code: code.into(),
             message: "m".into(),
+            field: None,
         });
         AckAnswer {
             id: id.into(),

@@ -12,7 +12,10 @@ use super::error::NodeError;
 use super::outbox::Outbox;
 use super::shared::Shared;
 use super::slot::Pool;
-use super::wire::{Ack, ClaimedTask, NodeInfo, PollAnswer, PollRequest};
+use crate::core::model::NodeState;
+use crate::wire::nodes::{Node as NodeInfo, ShownState};
+use crate::wire::queue::{ClaimedTask, Poll, PollAnswer};
+use crate::wire::tasks::Ack;
 
 /// The result of an in-flight request.
 #[derive(Debug)]
@@ -48,12 +51,12 @@ pub fn spawn_poll(
         node.map(str::to_string),
     );
     tokio::spawn(async move {
-        let body = PollRequest {
-            node: node.as_deref(),
-            max: want as u32,
-            types: &types,
-            tags: &tags,
-            tasks: &acks,
+        let body = Poll {
+            node,
+            max: Some(want as u32),
+            types: Some(types),
+            tags: Some(tags),
+            tasks: acks.clone(),
         };
         let result = shared.client.poll(&queue, &body, wait_s).await;
         Answer::Poll(acks, result)
@@ -84,15 +87,11 @@ pub async fn apply(
         Answer::Poll(sent, Ok(Some(answer))) => {
             backoff.reset();
             outbox.answered(&sent, &answer.acks);
-            if let Some(ms) = answer.interval {
-                *interval = Duration::from_millis(ms.max(50));
-            }
-            if let Some(state) = &answer.node_state {
-                set_server_drain(shared, state == "draining");
-            }
+            *interval = Duration::from_millis(answer.interval.max(50));
+            set_server_drain(shared, answer.node_state == NodeState::Draining);
             let claimed = answer.tasks.len();
             for task in answer.tasks {
-                tracing::info!(task = %task.id, job = %task.job, kind = %task.kind, attempt = task.attempt, "claimed");
+                tracing::info!(task = %task.id, job = %task.job, kind = task.kind.as_str(), attempt = task.attempt, "claimed");
                 if let Err(task) = pool.assign(task) {
                     // Only possible if the pool shrank while the poll was in flight.
                     release(shared, &task).await;
@@ -106,7 +105,7 @@ pub async fn apply(
         }
         Answer::Node(Ok(node)) => {
             backoff.reset();
-            set_server_drain(shared, node.state.as_deref() == Some("draining"));
+            set_server_drain(shared, node.state == ShownState::Draining);
             *interval
         }
         Answer::Poll(_, Err(e)) | Answer::Node(Err(e)) => failure(backoff, &e.report()),
@@ -148,13 +147,12 @@ pub async fn last_flush(shared: &Shared, outbox: &Outbox) -> usize {
     }
     let config = shared.config();
     let acks = outbox.snapshot();
-    let types = config.types();
-    let body = PollRequest {
+    let body = Poll {
         node: None,
-        max: 0,
-        types: &types,
-        tags: &config.tags,
-        tasks: &acks,
+        max: Some(0),
+        types: Some(config.types()),
+        tags: Some(config.tags.clone()),
+        tasks: acks.clone(),
     };
     match tokio::time::timeout(
         Duration::from_secs(5),

@@ -6,7 +6,7 @@
 
 use std::path::PathBuf;
 
-use super::wire::Progress;
+use crate::core::model::Progress;
 
 /// Running state of one task's progress.
 #[derive(Debug, Clone, Default)]
@@ -22,7 +22,10 @@ impl Tracker {
     /// A tracker for a task covering `total` frames.
     pub fn new(total: u32) -> Self {
         Tracker {
-            progress: Progress { done: 0, total },
+            progress: Progress {
+                done: 0,
+                total: total.into(),
+            },
             ..Tracker::default()
         }
     }
@@ -41,7 +44,7 @@ impl Tracker {
 
     /// Marks one more run of a per-frame `command` task as finished.
     pub fn run_finished(&mut self, frames: u32) {
-        self.progress.done = (self.progress.done + frames).min(self.progress.total);
+        self.progress.done = (self.progress.done + u64::from(frames)).min(self.progress.total);
     }
 }
 

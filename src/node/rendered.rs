@@ -20,7 +20,8 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use super::wire::{AttemptInfo, Frames};
+use crate::core::frames::FrameRange as Frames;
+use crate::core::model::{Attempt as AttemptInfo, Outcome};
 
 /// Files written this long before the window's start still count (clock differences between
 /// the server, this node and a shared file system).
@@ -39,7 +40,7 @@ pub fn window_start_ms(history: &[AttemptInfo], current_attempt: u32) -> Option<
         .collect();
     let after_completed = match earlier
         .iter()
-        .rposition(|a| a.outcome.as_deref() == Some("completed"))
+        .rposition(|a| a.outcome == Some(Outcome::Completed))
     {
         Some(i) => &earlier[i + 1..],
         None => &earlier[..],
@@ -185,8 +186,11 @@ mod tests {
     fn attempt(attempt: u32, started_ms: u64, outcome: Option<&str>) -> AttemptInfo {
         AttemptInfo {
             attempt,
+            node: "n1".into(),
             started_ms,
-            outcome: outcome.map(String::from),
+            ended_ms: None,
+            outcome: outcome.and_then(|o| serde_json::from_value(serde_json::json!(o)).ok()),
+            log_chunks: 0,
         }
     }
 

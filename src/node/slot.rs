@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use super::task::Outcome;
-use super::wire::ClaimedTask;
+use crate::wire::queue::ClaimedTask;
 
 /// Runs one task; the real one is [`super::task::run`], tests pass their own.
 pub type Runner =

@@ -1,8 +1,22 @@
 use super::*;
-use crate::node::wire::ClaimedTask;
+use crate::wire::queue::ClaimedTask;
 
 fn task(id: &str) -> ClaimedTask {
-    serde_json::from_value(serde_json::json!({"_id": id, "type": "command", "lease": "l"})).unwrap()
+    ClaimedTask {
+        id: id.into(),
+        job: "j".into(),
+        job_name: "j".into(),
+        kind: crate::core::model::JobType::Command,
+        queue: "default".into(),
+        lease: "l".into(),
+        attempt: 1,
+        lease_expires_ms: 0,
+        lease_ms: 60_000,
+        heartbeat_ms: 15_000,
+        frames: None,
+        params: serde_json::Value::Null,
+        task_timeout_s: 0,
+    }
 }
 
 fn runner() -> Runner {

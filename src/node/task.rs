@@ -20,7 +20,9 @@ use super::preview::Previews;
 use super::process::{exit_code, Child, Lines};
 use super::progress::Tracker;
 use super::rendered;
-use super::wire::{ClaimedTask, Heartbeat};
+use crate::core::model::{NodeState, TaskState};
+use crate::wire::queue::ClaimedTask;
+use crate::wire::tasks::Heartbeat;
 
 /// Log text is sent at least this often while a program prints.
 const LOG_FLUSH_EVERY: Duration = Duration::from_secs(3);
@@ -142,7 +144,7 @@ pub async fn run(env: TaskEnv<'_>, task: &ClaimedTask) -> Outcome {
     for (_, path) in &skipped {
         tracker.saved.push(path.clone());
     }
-    tracker.progress.done = (skipped.len() as u32).min(tracker.progress.total);
+    tracker.progress.done = (skipped.len() as u64).min(tracker.progress.total);
     let previews = Previews::new(
         env.client.clone(),
         &task.id,
@@ -158,8 +160,7 @@ pub async fn run(env: TaskEnv<'_>, task: &ClaimedTask) -> Outcome {
         task,
     };
     let started = Instant::now();
-    let timeout = task
-        .task_timeout_s
+    let timeout = Some(task.task_timeout_s)
         .filter(|s| *s > 0)
         .map(Duration::from_secs);
     let deadline = timeout.map(|t| started + t);
@@ -239,8 +240,8 @@ impl Run<'_> {
         deadline: Option<Instant>,
     ) -> Step {
         let every = Duration::from_millis(
-            self.task
-                .heartbeat_ms
+            Some(self.task.heartbeat_ms)
+                .filter(|ms| *ms > 0)
                 .unwrap_or(self.env.heartbeat_ms)
                 .max(100),
         );
@@ -305,7 +306,7 @@ impl Run<'_> {
                 // The server says 409 both for a canceled job and for a lease taken over; the
                 // task's state tells them apart (a canceled job's tasks are `canceled`).
                 let canceled = match self.env.client.task(&self.task.id).await {
-                    Ok(info) => info.state == "canceled",
+                    Ok(info) => info.state == TaskState::Canceled,
                     Err(_) => false,
                 };
                 if canceled {
@@ -323,21 +324,18 @@ impl Run<'_> {
     async fn send_heartbeat(&mut self) -> Option<HeartbeatReply> {
         let chunk = self.log.take_chunk();
         let body = Heartbeat {
-            lease: &self.task.lease,
-            progress: self.tracker.progress,
-            activity: self.tracker.activity.as_deref(),
-            log: &chunk,
+            lease: self.task.lease.clone(),
+            progress: Some(self.tracker.progress),
+            activity: self.tracker.activity.clone(),
+            log: (!chunk.is_empty()).then(|| chunk.clone()),
         };
         self.last_sent = Instant::now();
         match self.env.client.heartbeat(&self.task.id, &body).await {
             Ok(reply) => {
-                if let HeartbeatReply::Keep {
-                    node_state: Some(state),
-                } = &reply
-                {
+                if let HeartbeatReply::Keep { node_state } = &reply {
                     self.env
                         .server_draining
-                        .store(state == "draining", Ordering::Relaxed);
+                        .store(*node_state == NodeState::Draining, Ordering::Relaxed);
                 }
                 Some(reply)
             }

@@ -58,7 +58,7 @@ pub enum Write {
 }
 
 /// How consistent reads are.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Consistency {
     /// A read sees every write acknowledged before it.

@@ -13,9 +13,10 @@ use crate::core::scheduler::task_ref::load_job;
 use crate::core::validate::{self, JobSubmit};
 use crate::core::Ctx;
 use crate::store::{keys, Store};
+use crate::wire::jobs::{Deleted, JobList, JobPatch, Requeue};
+use crate::wire::tasks::TaskList;
 use bytes::Bytes;
 use http::{header, HeaderValue, Response, StatusCode};
-use serde::Deserialize;
 
 fn with_job_headers(mut resp: Response<Bytes>, id: &str, retry_after_s: u64) -> Response<Bytes> {
     if let Ok(v) = HeaderValue::from_str(&format!("/v1/jobs/{id}")) {
@@ -163,10 +164,11 @@ pub async fn list<S: Store>(ctx: &Ctx<'_, S>, q: Option<&str>) -> Result<Respons
     })
     .await?;
     explain(ctx, &mut jobs).await?;
-    Ok(json(
-        StatusCode::OK,
-        &serde_json::json!({"jobs": jobs, "next_cursor": next.map(|c| c.encode())}),
-    ))
+    let page = JobList {
+        jobs,
+        next_cursor: next.map(|c| c.encode()),
+    };
+    Ok(json(StatusCode::OK, &page))
 }
 
 /// `GET /v1/jobs/{id}/tasks?limit=&cursor=` (cursor = next task index).
@@ -198,17 +200,11 @@ pub async fn tasks<S: Store>(
     }
     let next = from + out.len() as u32;
     let next_cursor = (next < job.tasks).then(|| next.to_string());
-    Ok(json(
-        StatusCode::OK,
-        &serde_json::json!({"tasks": out, "next_cursor": next_cursor}),
-    ))
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RequeueBody {
-    /// Re-render completed tasks too.
-    all: Option<bool>,
+    let page = TaskList {
+        tasks: out,
+        next_cursor,
+    };
+    Ok(json(StatusCode::OK, &page))
 }
 
 /// `POST /v1/jobs/{id}/cancel|pause|resume|requeue` (the rules: `lifecycle::act`).
@@ -224,7 +220,7 @@ pub async fn action<S: Store>(
         "pause" => Action::Pause,
         "resume" => Action::Resume,
         "requeue" => {
-            let opts: RequeueBody = body_or_default(bytes)?;
+            let opts: Requeue = body_or_default(bytes)?;
             Action::Requeue { all: opts.all }
         }
         other => {
@@ -238,16 +234,9 @@ pub async fn action<S: Store>(
     Ok(json(StatusCode::OK, &view))
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Patch {
-    priority: Option<i64>,
-    tags: Option<Vec<String>>,
-}
-
 /// `PATCH /v1/jobs/{id}` `{priority, tags}` (what it does to the index: `lifecycle::steer`).
 pub async fn patch<S: Store>(ctx: &Ctx<'_, S>, id: &str, bytes: &[u8]) -> Result<Response<Bytes>> {
-    let p: Patch = body(bytes)?;
+    let p: JobPatch = body(bytes)?;
     let priority = p.priority.map(validate::priority).transpose()?;
     let tags = p
         .tags
@@ -261,8 +250,9 @@ pub async fn patch<S: Store>(ctx: &Ctx<'_, S>, id: &str, bytes: &[u8]) -> Result
 /// `DELETE /v1/jobs/{id}` (the order of the deletes: `lifecycle::delete`).
 pub async fn delete<S: Store>(ctx: &Ctx<'_, S>, id: &str) -> Result<Response<Bytes>> {
     lifecycle::delete(ctx, id).await?;
-    Ok(json(
-        StatusCode::OK,
-        &serde_json::json!({"id": id, "deleted": true}),
-    ))
+    let deleted = Deleted {
+        id: id.to_string(),
+        deleted: true,
+    };
+    Ok(json(StatusCode::OK, &deleted))
 }

@@ -15,17 +15,18 @@
 //! `authorization: {type: Bearer, credentials: ...}` in its scrape config). The latency histogram
 //! is added by the native shell, which is the only place that sees whole requests.
 
-use crate::core::counters::{self, Tally};
+use crate::core::counters;
 use crate::core::error::Result;
 use crate::core::http::{json, query, text};
 use crate::core::job_list::{self, Listed};
 use crate::core::model::{JobRecord, NodeRecord, NodeState, TaskState};
 use crate::core::records::load;
-use crate::core::rollup::{self, Counts};
+use crate::core::rollup;
 use crate::core::Ctx;
 use crate::store::{keys, Store};
+use crate::wire::metrics::{Metrics, ScanLimits};
 use http::{header, HeaderMap, Response, StatusCode};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
@@ -42,47 +43,10 @@ const JOB_STATES: [&str; 6] = [
     "canceled",
 ];
 
-/// What one scrape found.
-#[derive(Debug, Default, Serialize)]
-pub struct Snapshot {
-    /// Event counters, summed over the shards.
-    pub counters: Tally,
-    /// Jobs by state among those scanned.
-    pub jobs: BTreeMap<&'static str, u64>,
-    /// Tasks by state among those scanned.
-    pub tasks: Counts,
-    /// Jobs scanned.
-    pub scanned_jobs: u64,
-    /// Whether the scan reached the oldest job.
-    pub scan_complete: bool,
-    /// Nodes by state.
-    pub nodes: BTreeMap<&'static str, u64>,
-    /// Nodes online: heard from recently and not left (`core::reach::is_online`).
-    pub nodes_seen_recently: u64,
-    /// Unexpired leases held per node id, among the jobs scanned.
-    pub leases_by_node: BTreeMap<String, u64>,
-    /// What each node renders (unexpired leases, at most [`RENDERS_PER_NODE`] per node), among
-    /// the jobs scanned: for the dashboard's nodes panel.
-    pub renders_by_node: BTreeMap<String, Vec<Render>>,
-}
+pub use crate::wire::metrics::{Render, Snapshot};
 
 /// Renders listed per node.
 pub const RENDERS_PER_NODE: usize = 16;
-
-/// One task a node renders.
-#[derive(Debug, Clone, Serialize)]
-pub struct Render {
-    /// Task id.
-    pub task: String,
-    /// Job id.
-    pub job: String,
-    /// Job name.
-    pub job_name: String,
-    /// Its frames, if any.
-    pub frames: Option<crate::core::frames::FrameRange>,
-    /// Its progress.
-    pub progress: Option<crate::core::model::Progress>,
-}
 
 /// The node list record, as `api::nodes` writes it (only the ids are needed here).
 #[derive(Debug, Default, Deserialize)]
@@ -94,7 +58,7 @@ struct NodeList {
 pub async fn snapshot<S: Store>(ctx: &Ctx<'_, S>) -> Result<Snapshot> {
     let mut s = Snapshot {
         counters: counters::total(ctx.store).await?,
-        jobs: JOB_STATES.iter().map(|st| (*st, 0)).collect(),
+        jobs: JOB_STATES.iter().map(|st| (st.to_string(), 0)).collect(),
         ..Snapshot::default()
     };
     let (mut segments_read, mut cut) = (0u32, false);
@@ -129,7 +93,7 @@ pub async fn snapshot<S: Store>(ctx: &Ctx<'_, S>) -> Result<Snapshot> {
                 }
             }
         }
-        *s.jobs.entry(view.state.as_str()).or_default() += 1;
+        *s.jobs.entry(view.state.as_str().to_string()).or_default() += 1;
         let c = &mut s.tasks;
         c.total += view.counts.total;
         c.queued += view.counts.queued;
@@ -146,14 +110,16 @@ pub async fn snapshot<S: Store>(ctx: &Ctx<'_, S>) -> Result<Snapshot> {
         .await?
         .map(|r| r.value.ids)
         .unwrap_or_default();
-    s.nodes = [("awake", 0), ("draining", 0)].into_iter().collect();
+    s.nodes = [("awake".to_string(), 0), ("draining".to_string(), 0)]
+        .into_iter()
+        .collect();
     for id in ids {
         if let Some(n) = load::<NodeRecord, _>(ctx.store, &keys::node(&id)).await? {
             let state = match n.value.state {
                 NodeState::Awake => "awake",
                 NodeState::Draining => "draining",
             };
-            *s.nodes.entry(state).or_default() += 1;
+            *s.nodes.entry(state.to_string()).or_default() += 1;
             if crate::core::reach::is_online(&n.value, ctx.config, ctx.now_ms) {
                 s.nodes_seen_recently += 1;
             }
@@ -180,7 +146,7 @@ fn family(out: &mut String, name: &str, kind: &str, help: &str, samples: &[(Stri
 pub fn render(s: &Snapshot) -> String {
     let mut o = String::new();
     let one = |v: u64| vec![(String::new(), v)];
-    let by = |key: &str, m: &BTreeMap<&'static str, u64>| -> Vec<(String, u64)> {
+    let by = |key: &str, m: &BTreeMap<String, u64>| -> Vec<(String, u64)> {
         m.iter()
             .map(|(k, v)| (format!("{{{key}=\"{k}\"}}"), *v))
             .collect()
@@ -224,7 +190,7 @@ pub fn render(s: &Snapshot) -> String {
         &by("state", &s.jobs),
     );
     let t = &s.tasks;
-    let tasks: BTreeMap<&'static str, u64> = [
+    let tasks: BTreeMap<String, u64> = [
         ("queued", t.queued),
         ("leased", t.leased),
         ("completed", t.completed),
@@ -232,6 +198,7 @@ pub fn render(s: &Snapshot) -> String {
         ("canceled", t.canceled),
     ]
     .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
     .collect();
     family(
         &mut o,
@@ -290,8 +257,13 @@ pub async fn get<S: Store>(
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.starts_with("application/json"));
     if wants_json {
-        let mut body = serde_json::to_value(&s).unwrap_or_default();
-        body["scan_limits"] = serde_json::json!({"jobs": SCAN_JOBS, "segments": SCAN_SEGMENTS});
+        let body = Metrics {
+            snapshot: s,
+            scan_limits: ScanLimits {
+                jobs: SCAN_JOBS as u64,
+                segments: SCAN_SEGMENTS as u64,
+            },
+        };
         return Ok(json(StatusCode::OK, &body));
     }
     Ok(text(

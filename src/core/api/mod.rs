@@ -11,13 +11,16 @@ pub mod tasks;
 use super::http::json;
 use super::Ctx;
 use crate::store::Store;
+use crate::wire::health::Health;
 use bytes::Bytes;
 use http::{Response, StatusCode};
 
 /// `GET /v1/health`: alive, and what the store guarantees.
 pub fn health<S: Store>(ctx: &Ctx<'_, S>) -> Response<Bytes> {
-    json(
-        StatusCode::OK,
-        &serde_json::json!({"ok": true, "version": env!("CARGO_PKG_VERSION"), "store": ctx.store.capabilities()}),
-    )
+    let health = Health {
+        ok: true,
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        store: ctx.store.capabilities().into(),
+    };
+    json(StatusCode::OK, &health)
 }

@@ -12,10 +12,11 @@ use crate::core::records::{load, save, Rec};
 use crate::core::validate;
 use crate::core::Ctx;
 use crate::store::{keys, Cond, Store};
+use crate::wire::jobs::Deleted;
+use crate::wire::nodes::{self as wire, Enrol, Enrolment, Node, ShownState};
 use bytes::Bytes;
 use http::{Response, StatusCode};
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
 
 /// How stale `last_seen_ms` may get before a poll or heartbeat rewrites the node record.
 pub const SEEN_EVERY_MS: u64 = 5_000;
@@ -25,23 +26,24 @@ struct NodeList {
     ids: Vec<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Enrol {
-    name: Option<String>,
-    tags: Option<Vec<String>>,
-    types: Option<Vec<JobType>>,
-    slots: Option<u32>,
-}
-
 /// A node as the API shows it (no token hash). `state` is `offline` when it is not heard from
 /// (`reach::is_online`); `draining` still says whether it was drained.
-pub fn view<S: Store>(ctx: &Ctx<'_, S>, n: &NodeRecord) -> Value {
+pub fn view<S: Store>(ctx: &Ctx<'_, S>, n: &NodeRecord) -> Node {
     let state = reach::shown_state(n, ctx.config, ctx.now_ms);
-    json!({"id": n.id, "name": n.name, "tags": n.tags, "types": n.types, "slots": n.slots,
-           "state": state, "online": state != "offline", "draining": n.state == NodeState::Draining,
-           "queues": n.queues, "last_seen_ms": n.last_seen_ms, "left_ms": n.left_ms,
-           "created_ms": n.created_ms})
+    Node {
+        id: n.id.clone(),
+        name: n.name.clone(),
+        tags: n.tags.clone(),
+        types: n.types.clone(),
+        slots: n.slots,
+        state,
+        online: state != ShownState::Offline,
+        draining: n.state == NodeState::Draining,
+        queues: n.queues.clone(),
+        last_seen_ms: n.last_seen_ms,
+        left_ms: n.left_ms,
+        created_ms: n.created_ms,
+    }
 }
 
 /// `POST /v1/nodes`: a new node and its token (shown once).
@@ -80,10 +82,11 @@ pub async fn enrol<S: Store>(ctx: &Ctx<'_, S>, bytes: &[u8]) -> Result<Response<
     // The node record is the commit point of the enrolment; the list entry is a hint.
     update_list(ctx, |l| l.ids.push(id.clone())).await?;
     save(ctx.store, &keys::node(&id), &node, Cond::Absent).await?;
-    Ok(json(
-        StatusCode::CREATED,
-        &json!({"node": view(ctx, &node), "token": token}),
-    ))
+    let enrolment = Enrolment {
+        node: view(ctx, &node),
+        token,
+    };
+    Ok(json(StatusCode::CREATED, &enrolment))
 }
 
 async fn update_list<S: Store>(
@@ -116,7 +119,7 @@ pub async fn list<S: Store>(ctx: &Ctx<'_, S>) -> Result<Response<Bytes>> {
             nodes.push(view(ctx, &n.value));
         }
     }
-    Ok(json(StatusCode::OK, &json!({ "nodes": nodes })))
+    Ok(json(StatusCode::OK, &wire::NodeList { nodes }))
 }
 
 /// `GET /v1/nodes/{id}` (a node may read itself).
@@ -201,7 +204,11 @@ pub async fn delete<S: Store>(ctx: &Ctx<'_, S>, id: &str) -> Result<Response<Byt
     crate::core::scheduler::revoked::revoke(ctx, id).await?;
     ctx.store.delete(&keys::node(id), Cond::Any).await?;
     update_list(ctx, |l| l.ids.retain(|n| n != id)).await?;
-    Ok(json(StatusCode::OK, &json!({"id": id, "deleted": true})))
+    let deleted = Deleted {
+        id: id.to_string(),
+        deleted: true,
+    };
+    Ok(json(StatusCode::OK, &deleted))
 }
 
 /// What a request tells about its node besides "seen now".

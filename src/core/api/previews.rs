@@ -19,6 +19,7 @@ use crate::core::scheduler::lease::check_lease;
 use crate::core::scheduler::task_ref::{load_job, read_task, TaskRef};
 use crate::core::Ctx;
 use crate::store::{keys, Cond, Store, Write};
+use crate::wire::previews::PreviewStored;
 use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, Request, Response, StatusCode};
 use serde::{Deserialize, Serialize};
@@ -195,11 +196,15 @@ pub async fn upload<S: Store>(
         ctx.store
             .put(&keys::farm_preview(), &farm, Cond::Any)
             .await?;
-        Ok(Some(json(
-            StatusCode::OK,
-            &serde_json::json!({"job": meta.job, "task": meta.task, "node": meta.node,
-                "content_type": content_type, "bytes": image.len(), "received_ms": ctx.now_ms}),
-        )))
+        let stored = PreviewStored {
+            job: meta.job,
+            task: meta.task,
+            node: meta.node,
+            content_type: content_type.to_string(),
+            bytes: image.len() as u64,
+            received_ms: ctx.now_ms,
+        };
+        Ok(Some(json(StatusCode::OK, &stored)))
     })
     .await
 }

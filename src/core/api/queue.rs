@@ -1,6 +1,6 @@
 //! `/v1/queue/{queue}`: the poll-and-ack protocol of render nodes (after katar's queue route).
 
-use super::tasks::{apply_ack, Ack};
+use super::tasks::apply_ack;
 use crate::core::auth::Caller;
 use crate::core::error::{Error, Result};
 use crate::core::http::{body_or_default, empty, json};
@@ -10,30 +10,22 @@ use crate::core::validate;
 use crate::core::wake::Wake;
 use crate::core::Ctx;
 use crate::store::Store;
+use crate::wire::queue::{AckAnswer, ClaimedTask, Poll, PollAnswer, QueueSettings};
 use bytes::Bytes;
 use http::{Response, StatusCode};
-use serde::Deserialize;
-use serde_json::json;
 
 /// `GET /v1/queue/{queue}`: what the server wants nodes to do.
 pub fn settings<S: Store>(ctx: &Ctx<'_, S>, queue: &str) -> Result<Response<Bytes>> {
     validate::ident("queue", queue)?;
     let c = ctx.config;
-    Ok(json(
-        StatusCode::OK,
-        &json!({"queue": queue, "interval": c.poll_ms, "lease_ms": c.lease_ms, "heartbeat_ms": c.heartbeat_ms, "max_tasks": c.limits.claim_max}),
-    ))
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Poll {
-    node: Option<String>,
-    max: Option<u32>,
-    types: Option<Vec<JobType>>,
-    tags: Option<Vec<String>>,
-    #[serde(default)]
-    tasks: Vec<Ack>,
+    let settings = QueueSettings {
+        queue: queue.to_string(),
+        interval: c.poll_ms,
+        lease_ms: c.lease_ms,
+        heartbeat_ms: c.heartbeat_ms,
+        max_tasks: c.limits.claim_max,
+    };
+    Ok(json(StatusCode::OK, &settings))
 }
 
 /// The longest long poll (`?wait=`, seconds) a shell holds; a node is not counted offline
@@ -127,10 +119,18 @@ pub async fn poll<S: Store>(
     for ack in p.tasks {
         let id = ack.id.clone();
         acks.push(match apply_ack(ctx, caller, ack).await {
-            Ok(_) => json!({"_id": id, "ok": true}),
+            Ok(_) => AckAnswer {
+                id,
+                ok: true,
+                error: None,
+            },
             // Not this ack's fault: the whole poll is answered 500/503 and sent again.
             Err(e @ (Error::Store(_) | Error::Busy(_))) => return Err(e),
-            Err(e) => json!({"_id": id, "ok": false, "error": e.body()["error"]}),
+            Err(e) => AckAnswer {
+                id,
+                ok: false,
+                error: Some(e.detail()),
+            },
         });
     }
     let seen = super::nodes::Seen {
@@ -156,23 +156,35 @@ pub async fn poll<S: Store>(
             .filter_map(|c| c.task.lease.as_ref().map(|l| l.expires_ms))
             .min(),
     };
-    let tasks: Vec<_> = claimed
+    // A claim always grants a lease (`scheduler::claim`); a claimed task is never without one.
+    let tasks: Vec<ClaimedTask> = claimed
         .iter()
-        .map(|c| {
-            let lease = c.task.lease.as_ref();
-            json!({
-                "_id": claimed_id(c), "job": c.job.spec.id, "job_name": c.job.spec.name, "type": c.job.spec.kind,
-                "queue": c.job.spec.queue, "lease": lease.map(|l| l.token.clone()), "attempt": lease.map(|l| l.attempt),
-                "lease_expires_ms": lease.map(|l| l.expires_ms), "lease_ms": ctx.config.lease_ms,
-                "heartbeat_ms": ctx.config.heartbeat_ms, "frames": c.task.frames, "params": c.job.spec.params,
-                "task_timeout_s": c.job.spec.task_timeout_s,
+        .filter_map(|c| {
+            let lease = c.task.lease.as_ref()?;
+            Some(ClaimedTask {
+                id: claimed_id(c),
+                job: c.job.spec.id.clone(),
+                job_name: c.job.spec.name.clone(),
+                kind: c.job.spec.kind,
+                queue: c.job.spec.queue.clone(),
+                lease: lease.token.clone(),
+                attempt: lease.attempt,
+                lease_expires_ms: lease.expires_ms,
+                lease_ms: ctx.config.lease_ms,
+                heartbeat_ms: ctx.config.heartbeat_ms,
+                frames: c.task.frames,
+                params: c.job.spec.params.clone(),
+                task_timeout_s: c.job.spec.task_timeout_s,
             })
         })
         .collect();
-    let mut resp = json(
-        StatusCode::OK,
-        &json!({"tasks": tasks, "acks": acks, "node_state": node_state, "interval": ctx.config.poll_ms}),
-    );
+    let answer = PollAnswer {
+        tasks,
+        acks,
+        node_state,
+        interval: ctx.config.poll_ms,
+    };
+    let mut resp = json(StatusCode::OK, &answer);
     resp.extensions_mut().insert(wake);
     Ok(resp)
 }

@@ -3,36 +3,40 @@
 use crate::core::auth::Caller;
 use crate::core::error::{Error, Result};
 use crate::core::http::{body, json, query, query_u64, text};
-use crate::core::model::{JobRecord, Progress, Task};
+use crate::core::model::{JobRecord, Task};
 use crate::core::scheduler::ack::{complete_if_lease, fail_if_lease};
 use crate::core::scheduler::lease::{extend_if_lease, release_if_lease, Beat};
 use crate::core::scheduler::task_ref::{read_task, task_id, TaskRef};
 use crate::core::Ctx;
 use crate::store::{keys, Store};
+use crate::wire::tasks as wire;
 use bytes::Bytes;
 use http::{Response, StatusCode};
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 /// A task as the API shows it (the lease token is never shown).
-pub fn view(job: &JobRecord, t: &Task) -> Value {
-    json!({
-        "id": task_id(&job.spec.id, t.index),
-        "job": job.spec.id,
-        "index": t.index,
-        "frames": t.frames,
-        "state": t.state,
-        "attempts": t.attempts,
-        "failures": t.failures,
-        "failed_nodes": t.failed_nodes,
-        "lease": t.lease.as_ref().map(|l| json!({"node": l.node, "expires_ms": l.expires_ms, "attempt": l.attempt})),
-        "progress": t.progress,
-        "activity": t.activity,
-        "result": t.result,
-        "error": t.error,
-        "history": t.history,
-        "updated_ms": t.updated_ms,
-    })
+pub fn view(job: &JobRecord, t: &Task) -> wire::Task {
+    wire::Task {
+        id: task_id(&job.spec.id, t.index),
+        job: job.spec.id.clone(),
+        index: t.index,
+        frames: t.frames,
+        state: t.state,
+        attempts: t.attempts,
+        failures: t.failures,
+        failed_nodes: t.failed_nodes.clone(),
+        lease: t.lease.as_ref().map(|l| wire::TaskLease {
+            node: l.node.clone(),
+            expires_ms: l.expires_ms,
+            attempt: l.attempt,
+        }),
+        progress: t.progress,
+        activity: t.activity.clone(),
+        result: t.result.clone(),
+        error: t.error.clone(),
+        history: t.history.clone(),
+        updated_ms: t.updated_ms,
+    }
 }
 
 /// A node may read only the tasks it holds or held; the admin reads all.
@@ -78,15 +82,6 @@ pub async fn log<S: Store>(
     Ok(text(StatusCode::OK, out, "text/plain; charset=utf-8"))
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct HeartbeatBody {
-    lease: String,
-    progress: Option<Progress>,
-    activity: Option<String>,
-    log: Option<String>,
-}
-
 /// Deleted job or task while a node still runs it: tell the node to stop.
 fn gone_is_stale(e: Error) -> Error {
     match e {
@@ -103,7 +98,7 @@ pub async fn heartbeat<S: Store>(
     bytes: &[u8],
 ) -> Result<Response<Bytes>> {
     let task = TaskRef::parse(id)?;
-    let b: HeartbeatBody = body(bytes)?;
+    let b: wire::Heartbeat = body(bytes)?;
     let limits = &ctx.config.limits;
     if b.log
         .as_ref()
@@ -127,38 +122,15 @@ pub async fn heartbeat<S: Store>(
         .await
         .map_err(gone_is_stale)?;
     let node_state = super::nodes::touch(ctx, caller, super::nodes::Seen::default()).await?;
-    Ok(json(
-        StatusCode::OK,
-        &json!({"keep_running": true, "lease_expires_ms": t.lease.map(|l| l.expires_ms), "node_state": node_state}),
-    ))
+    let answer = wire::HeartbeatAnswer {
+        keep_running: true,
+        lease_expires_ms: t.lease.map(|l| l.expires_ms),
+        node_state,
+    };
+    Ok(json(StatusCode::OK, &answer))
 }
 
-/// An ack, in a queue poll or on its own.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Ack {
-    /// Task id (katar's `_id`).
-    #[serde(rename = "_id", alias = "id")]
-    pub id: String,
-    /// `done` or `failed`.
-    pub status: AckStatus,
-    /// Lease token.
-    pub lease: String,
-    /// Result of a done task.
-    pub result: Option<Value>,
-    /// Error of a failed task.
-    pub error: Option<Value>,
-}
-
-/// How a task ended.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum AckStatus {
-    /// Success.
-    Done,
-    /// Failure.
-    Failed,
-}
+pub use crate::wire::tasks::{Ack, AckStatus};
 
 /// Applies one ack.
 pub async fn apply_ack<S: Store>(
@@ -208,12 +180,6 @@ pub async fn ack<S: Store>(
     Ok(json(StatusCode::OK, &view(&job, &t)))
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ReleaseBody {
-    lease: String,
-}
-
 /// `POST /v1/tasks/{id}/release`.
 pub async fn release<S: Store>(
     ctx: &Ctx<'_, S>,
@@ -221,7 +187,7 @@ pub async fn release<S: Store>(
     id: &str,
     bytes: &[u8],
 ) -> Result<Response<Bytes>> {
-    let b: ReleaseBody = body(bytes)?;
+    let b: wire::Release = body(bytes)?;
     let (job, t) = release_if_lease(ctx, &TaskRef::parse(id)?, &b.lease, caller.node_id()).await?;
     Ok(json(StatusCode::OK, &view(&job, &t)))
 }

@@ -1,0 +1,469 @@
+//! The OpenAPI document against the wire types: a full sample of each type (every optional
+//! field present) must validate against its schema, and its fields must be exactly the schema's
+//! properties — a field the server sends but the document leaves out, or one the document
+//! promises but no type carries, fails here.
+
+use super::errors::{ErrorBody, ErrorDetail};
+use super::health::{Health, StoreInfo};
+use super::jobs::{Counts, Deleted, Job, JobList, JobPatch, JobState, JobSubmit, Requeue};
+use super::metrics::{Metrics, Render, ScanLimits, Snapshot};
+use super::nodes::{Enrol, Enrolment, Node, NodeList, ShownState};
+use super::previews::PreviewStored;
+use super::queue::{AckAnswer, ClaimedTask, Poll, PollAnswer, QueueSettings};
+use super::tasks::{
+    Ack, AckStatus, Heartbeat, HeartbeatAnswer, Release, Task, TaskLease, TaskList,
+};
+use crate::core::counters::Tally;
+use crate::core::frames::FrameRange;
+use crate::core::model::{
+    Attempt, JobSpec, JobType, NodeState, OnFailure, Outcome, Progress, TaskState,
+};
+use crate::store::Consistency;
+use serde::Serialize;
+use serde_json::{json, Value};
+use std::collections::BTreeSet;
+
+fn doc() -> Value {
+    serde_json::from_str(crate::core::dashboard::OPENAPI).expect("openapi.json is JSON")
+}
+
+/// The request body schema of `method path`, as a JSON pointer.
+fn request(path: &str, method: &str) -> String {
+    let path = path
+        .replace('~', "~0")
+        .replace('/', "~1")
+        .replace('{', "%7B")
+        .replace('}', "%7D");
+    format!("#/paths/{path}/{method}/requestBody/content/application~1json/schema")
+}
+
+fn schema(doc: &Value, pointer: &str) -> Value {
+    let mut at = doc
+        .pointer(&percent_decode(pointer.trim_start_matches('#')))
+        .cloned()
+        .unwrap_or(Value::Null);
+    while let Some(r) = at.get("$ref").and_then(Value::as_str) {
+        at = doc
+            .pointer(r.trim_start_matches('#'))
+            .cloned()
+            .unwrap_or(Value::Null);
+    }
+    at
+}
+
+fn percent_decode(s: &str) -> String {
+    s.replace("%7B", "{").replace("%7D", "}")
+}
+
+/// Checks one sample; returns what is wrong with it.
+fn problems<T: Serialize>(doc: &Value, pointer: &str, sample: &T) -> Vec<String> {
+    let value = serde_json::to_value(sample).expect("a wire type serialises");
+    let mut root = doc.clone();
+    root["$schema"] = json!("https://json-schema.org/draft/2020-12/schema");
+    root["$ref"] = json!(pointer);
+    let validator = match jsonschema::validator_for(&root) {
+        Ok(v) => v,
+        Err(e) => return vec![format!("{pointer}: does not compile: {e}")],
+    };
+    let mut out: Vec<String> = validator
+        .iter_errors(&value)
+        .map(|e| format!("{pointer}: {e} at {}", e.instance_path()))
+        .collect();
+    let props: BTreeSet<String> = schema(doc, pointer)["properties"]
+        .as_object()
+        .map(|o| o.keys().cloned().collect())
+        .unwrap_or_default();
+    let sent: BTreeSet<String> = value
+        .as_object()
+        .map(|o| o.keys().cloned().collect())
+        .unwrap_or_default();
+    if props.is_empty() {
+        out.push(format!("{pointer}: no properties found in the document"));
+    }
+    for missing in props.difference(&sent) {
+        out.push(format!(
+            "{pointer}: the document has `{missing}`, the type never sends it"
+        ));
+    }
+    for extra in sent.difference(&props) {
+        out.push(format!(
+            "{pointer}: the type sends `{extra}`, the document does not have it"
+        ));
+    }
+    out
+}
+
+fn frames() -> FrameRange {
+    FrameRange {
+        from: 1,
+        to: 9,
+        step: 2,
+    }
+}
+
+fn progress() -> Progress {
+    Progress { done: 1, total: 5 }
+}
+
+fn spec() -> JobSpec {
+    JobSpec {
+        id: "j1".into(),
+        name: "shot 1".into(),
+        kind: JobType::Blender,
+        queue: "default".into(),
+        priority: 50,
+        tags: vec!["gpu".into()],
+        params: json!({"file": "a.blend"}),
+        frames: Some("1-9x2".into()),
+        chunk_size: 5,
+        max_attempts: 3,
+        task_timeout_s: 3600,
+        on_failure: OnFailure::Fail,
+    }
+}
+
+fn job() -> Job {
+    Job {
+        spec: spec(),
+        state: JobState::Active,
+        paused: false,
+        counts: Counts {
+            total: 1,
+            leased: 1,
+            ..Counts::default()
+        },
+        frames_total: 5,
+        frames_done: 1,
+        progress: 0.2,
+        created_ms: 1,
+        updated_ms: 2,
+        finished_ms: Some(3),
+        error: Some("task 0 failed: exit 1".into()),
+        waiting: Some("no node online".into()),
+    }
+}
+
+fn task() -> Task {
+    Task {
+        id: "j1.0".into(),
+        job: "j1".into(),
+        index: 0,
+        frames: Some(frames()),
+        state: TaskState::Leased,
+        attempts: 1,
+        failures: 0,
+        failed_nodes: vec!["n0".into()],
+        lease: Some(TaskLease {
+            node: "n1".into(),
+            expires_ms: 9,
+            attempt: 1,
+        }),
+        progress: Some(progress()),
+        activity: Some("Fra:1".into()),
+        result: Some(json!({"exit_code": 0})),
+        error: Some("exit 1".into()),
+        history: vec![Attempt {
+            attempt: 1,
+            node: "n1".into(),
+            started_ms: 1,
+            ended_ms: Some(2),
+            outcome: Some(Outcome::Completed),
+            log_chunks: 1,
+        }],
+        updated_ms: 2,
+    }
+}
+
+fn node() -> Node {
+    Node {
+        id: "n1".into(),
+        name: "node one".into(),
+        tags: vec!["gpu".into()],
+        types: vec![JobType::Blender],
+        slots: 2,
+        state: ShownState::Draining,
+        online: true,
+        draining: true,
+        queues: vec!["default".into()],
+        last_seen_ms: 5,
+        left_ms: Some(6),
+        created_ms: 1,
+    }
+}
+
+fn ack() -> Ack {
+    Ack {
+        id: "j1.0".into(),
+        status: AckStatus::Failed,
+        lease: "t".into(),
+        result: Some(json!({"exit_code": 1})),
+        error: Some(json!("exit 1")),
+    }
+}
+
+fn detail() -> ErrorDetail {
+    ErrorDetail {
+        code: "bad_request".into(),
+        message: "name: too long".into(),
+        field: Some("name".into()),
+    }
+}
+
+fn claimed() -> ClaimedTask {
+    ClaimedTask {
+        id: "j1.0".into(),
+        job: "j1".into(),
+        job_name: "shot 1".into(),
+        kind: JobType::Command,
+        queue: "default".into(),
+        lease: "t".into(),
+        attempt: 1,
+        lease_expires_ms: 9,
+        lease_ms: 60_000,
+        heartbeat_ms: 15_000,
+        frames: Some(frames()),
+        params: json!({"program": "touch"}),
+        task_timeout_s: 60,
+    }
+}
+
+fn metrics() -> Metrics {
+    let mut s = Snapshot {
+        counters: Tally::default(),
+        tasks: Counts::default(),
+        scanned_jobs: 1,
+        scan_complete: true,
+        nodes_seen_recently: 1,
+        ..Snapshot::default()
+    };
+    s.jobs.insert("active".into(), 1);
+    s.nodes.insert("awake".into(), 1);
+    s.leases_by_node.insert("n1".into(), 1);
+    s.renders_by_node.insert(
+        "n1".into(),
+        vec![Render {
+            task: "j1.0".into(),
+            job: "j1".into(),
+            job_name: "shot 1".into(),
+            frames: Some(frames()),
+            progress: Some(progress()),
+        }],
+    );
+    Metrics {
+        snapshot: s,
+        scan_limits: ScanLimits {
+            jobs: 500,
+            segments: 512,
+        },
+    }
+}
+
+#[test]
+fn every_wire_type_matches_its_openapi_schema_field_for_field() {
+    let d = doc();
+    let c = |name: &str| format!("#/components/schemas/{name}");
+    let submit = JobSubmit {
+        id: Some("j1".into()),
+        name: Some("shot 1".into()),
+        kind: JobType::Blender,
+        queue: Some("default".into()),
+        priority: Some(50),
+        tags: Some(vec!["gpu".into()]),
+        params: Some(json!({"file": "a.blend"})),
+        frames: Some("1-9".into()),
+        chunk_size: Some(5),
+        max_attempts: Some(3),
+        task_timeout_s: Some(60),
+        on_failure: Some(OnFailure::Continue),
+    };
+    let mut all = Vec::new();
+    all.extend(problems(&d, &c("JobSpec"), &submit));
+    all.extend(problems(&d, &c("Job"), &job()));
+    all.extend(problems(
+        &d,
+        &c("JobList"),
+        &JobList {
+            jobs: vec![job()],
+            next_cursor: Some("c".into()),
+        },
+    ));
+    all.extend(problems(&d, &c("Task"), &task()));
+    all.extend(problems(
+        &d,
+        &c("TaskList"),
+        &TaskList {
+            tasks: vec![task()],
+            next_cursor: Some("2".into()),
+        },
+    ));
+    all.extend(problems(&d, &c("Node"), &node()));
+    all.extend(problems(
+        &d,
+        &c("Enrolment"),
+        &Enrolment {
+            node: node(),
+            token: "efn_x".into(),
+        },
+    ));
+    all.extend(problems(
+        &d,
+        &c("Deleted"),
+        &Deleted {
+            id: "j1".into(),
+            deleted: true,
+        },
+    ));
+    all.extend(problems(
+        &d,
+        &c("QueueSettings"),
+        &QueueSettings {
+            queue: "default".into(),
+            interval: 2000,
+            lease_ms: 60_000,
+            heartbeat_ms: 15_000,
+            max_tasks: 16,
+        },
+    ));
+    all.extend(problems(&d, &c("Ack"), &ack()));
+    all.extend(problems(
+        &d,
+        &c("Poll"),
+        &Poll {
+            node: Some("n1".into()),
+            max: Some(2),
+            types: Some(vec![JobType::Blender]),
+            tags: Some(vec!["gpu".into()]),
+            tasks: vec![ack()],
+        },
+    ));
+    all.extend(problems(&d, &c("ClaimedTask"), &claimed()));
+    let poll_answer = PollAnswer {
+        tasks: vec![claimed()],
+        acks: vec![
+            AckAnswer {
+                id: "j1.0".into(),
+                ok: false,
+                error: Some(detail()),
+            },
+            AckAnswer {
+                id: "j1.1".into(),
+                ok: true,
+                error: None,
+            },
+        ],
+        node_state: NodeState::Awake,
+        interval: 2000,
+    };
+    all.extend(problems(&d, &c("PollAnswer"), &poll_answer));
+    all.extend(problems(
+        &d,
+        &format!("{}/properties/acks/items", c("PollAnswer")),
+        &poll_answer.acks[0],
+    ));
+    all.extend(problems(
+        &d,
+        &c("Heartbeat"),
+        &Heartbeat {
+            lease: "t".into(),
+            progress: Some(progress()),
+            activity: Some("Fra:1".into()),
+            log: Some("rendering\n".into()),
+        },
+    ));
+    all.extend(problems(
+        &d,
+        &c("HeartbeatAnswer"),
+        &HeartbeatAnswer {
+            keep_running: true,
+            lease_expires_ms: Some(9),
+            node_state: NodeState::Draining,
+        },
+    ));
+    all.extend(problems(
+        &d,
+        &c("Preview"),
+        &PreviewStored {
+            job: "j1".into(),
+            task: "j1.0".into(),
+            node: "n1".into(),
+            content_type: "image/png".into(),
+            bytes: 10,
+            received_ms: 1,
+        },
+    ));
+    all.extend(problems(
+        &d,
+        &c("Health"),
+        &Health {
+            ok: true,
+            version: "0.1.0".into(),
+            store: StoreInfo {
+                kind: "sqlite".into(),
+                atomic_cas: true,
+                consistency: Consistency::Strong,
+                durable: true,
+            },
+        },
+    ));
+    all.extend(problems(&d, &c("Metrics"), &metrics()));
+    all.extend(problems(
+        &d,
+        &c("Error"),
+        &ErrorBody {
+            error: detail(),
+            keep_running: Some(false),
+        },
+    ));
+    all.extend(problems(
+        &d,
+        &request("/v1/jobs/{id}", "patch"),
+        &JobPatch {
+            priority: Some(70),
+            tags: Some(vec!["gpu".into()]),
+        },
+    ));
+    all.extend(problems(
+        &d,
+        &request("/v1/jobs/{id}/{action}", "post"),
+        &Requeue { all: Some(true) },
+    ));
+    all.extend(problems(
+        &d,
+        &request("/v1/tasks/{id}/release", "post"),
+        &Release { lease: "t".into() },
+    ));
+    all.extend(problems(
+        &d,
+        &request("/v1/nodes", "post"),
+        &Enrol {
+            name: Some("n".into()),
+            tags: Some(vec![]),
+            types: Some(vec![JobType::Command]),
+            slots: Some(2),
+        },
+    ));
+    assert!(
+        all.is_empty(),
+        "wire types vs openapi.json:\n{}",
+        all.join("\n")
+    );
+}
+
+#[test]
+fn wire_types_read_back_what_they_write() {
+    // The node and the CLI read what the core writes: a round trip loses nothing.
+    let j = job();
+    let back: Job = serde_json::from_value(serde_json::to_value(&j).unwrap_or_default())
+        .expect("a job reads back");
+    assert_eq!(back, j);
+    let m = metrics();
+    let back: Metrics = serde_json::from_value(serde_json::to_value(&m).unwrap_or_default())
+        .expect("metrics read back");
+    assert_eq!(back, m);
+    let n = NodeList {
+        nodes: vec![node()],
+    };
+    let back: NodeList = serde_json::from_value(serde_json::to_value(&n).unwrap_or_default())
+        .expect("nodes read back");
+    assert_eq!(back, n);
+}
