@@ -16,6 +16,8 @@ pub mod conformance;
 #[cfg(all(feature = "cloudflare", target_arch = "wasm32"))]
 pub mod durable_object;
 pub mod envelope;
+#[cfg(any(test, feature = "native"))]
+pub mod interleave;
 pub mod keys;
 pub mod memory;
 pub mod spin_kv;
