@@ -201,3 +201,105 @@ impl<S: Store> Store for Yielding<S> {
         self.inner.capabilities()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Memory;
+
+    #[test]
+    fn only_the_chosen_cas_meets_the_competitor() {
+        let s = Contended::new(Memory::new());
+        s.bump_cas("seg/", 2);
+        let Ok(Write::Done(v1)) = block_on(s.put("seg/a", b"1", Cond::Absent)) else {
+            panic!("the 1st CAS on seg/ is left alone")
+        };
+        assert_eq!(
+            block_on(s.put("job/a", b"x", Cond::Absent)).ok(),
+            Some(Write::Done(v1 + 1))
+        );
+        assert_eq!(
+            block_on(s.put("seg/a", b"2", Cond::Version(v1))).ok(),
+            Some(Write::Lost),
+            "the 2nd loses to the bump"
+        );
+        let now = block_on(s.get("seg/a")).ok().flatten();
+        assert_eq!(
+            now.map(|r| r.value),
+            Some(b"1".to_vec()),
+            "the bump changed no bytes"
+        );
+        assert!(matches!(
+            block_on(s.put("seg/a", b"3", Cond::Any)),
+            Ok(Write::Done(_))
+        ));
+        assert_eq!(s.hits(), ["seg/a"]);
+    }
+
+    #[test]
+    fn every_cas_loses_until_calm() {
+        let s = Contended::new(Memory::new());
+        assert!(matches!(
+            block_on(s.put("k", b"1", Cond::Absent)),
+            Ok(Write::Done(_))
+        ));
+        s.bump_every_cas("k");
+        for _ in 0..3 {
+            let v = block_on(s.get("k")).ok().flatten().map_or(0, |r| r.version);
+            assert_eq!(
+                block_on(s.put("k", b"2", Cond::Version(v))).ok(),
+                Some(Write::Lost)
+            );
+        }
+        s.calm();
+        let v = block_on(s.get("k")).ok().flatten().map_or(0, |r| r.version);
+        assert!(matches!(
+            block_on(s.put("k", b"2", Cond::Version(v))),
+            Ok(Write::Done(_))
+        ));
+    }
+
+    #[test]
+    fn joined_requests_interleave_on_a_yielding_store() {
+        let s = Yielding::new(Memory::new());
+        let order = RefCell::new(Vec::new());
+        let op = |name: &'static str| {
+            let (s, order) = (&s, &order);
+            async move {
+                let _ = s.get("x").await;
+                order.borrow_mut().push(name);
+                let _ = s.get("x").await;
+                order.borrow_mut().push(name);
+            }
+        };
+        block_on(async {
+            let (a, b) = (std::pin::pin!(op("a")), std::pin::pin!(op("b")));
+            Join(Some(a), Some(b)).await
+        });
+        assert_eq!(*order.borrow(), ["a", "b", "a", "b"]);
+    }
+
+    /// Polls two futures in turn until both are done.
+    struct Join<A, B>(Option<A>, Option<B>);
+
+    impl<A: Future<Output = ()> + Unpin, B: Future<Output = ()> + Unpin> Future for Join<A, B> {
+        type Output = ();
+        fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+            if let Some(a) = self.0.as_mut() {
+                if Pin::new(a).poll(cx).is_ready() {
+                    self.0 = None;
+                }
+            }
+            if let Some(b) = self.1.as_mut() {
+                if Pin::new(b).poll(cx).is_ready() {
+                    self.1 = None;
+                }
+            }
+            if self.0.is_none() && self.1.is_none() {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        }
+    }
+}
