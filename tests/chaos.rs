@@ -25,7 +25,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-const BIN: &str = env!("CARGO_BIN_EXE_edgefarm");
+#[path = "support/serve.rs"]
+mod serve;
+
+use serve::{Serve, BIN};
 const SECRET: &str = "chaos-secret";
 const LEASE_MS: u64 = 1_500;
 const NODES: usize = 4;
@@ -68,8 +71,7 @@ fn signal(child: &Child, sig: i32) {
 
 struct Farm {
     dir: PathBuf,
-    port: u16,
-    server: Option<Child>,
+    server: Option<Serve>,
     nodes: Vec<Option<Child>>,
     client: reqwest::Client,
     base: String,
@@ -77,45 +79,28 @@ struct Farm {
 }
 
 impl Farm {
-    fn spawn_server(&mut self) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.join("server.log"))
-            .expect("server log");
-        let child = Command::new(BIN)
-            .args([
-                "serve",
-                "--secret",
-                SECRET,
-                "--lease-ms",
-                &LEASE_MS.to_string(),
-            ])
-            .args(["--heartbeat-ms", "400", "--poll-ms", "100"])
-            .arg("--data")
-            .arg(self.dir.join("data"))
-            .args(["--listen", &format!("127.0.0.1:{}", self.port)])
-            .env_remove("EDGEFARM_SECRET")
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start edgefarm serve");
-        self.server = Some(child);
-    }
-
-    async fn wait_healthy(&self) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while self.get("/v1/health").await.is_none() {
-            assert!(Instant::now() < deadline, "the server did not come back");
-            tokio::time::sleep(Duration::from_millis(50)).await;
+    /// Starts the server, or starts it again on the same port and data after a kill.
+    async fn start_server(&mut self) {
+        match &mut self.server {
+            Some(s) => s.restart().await,
+            None => {
+                let s = Serve::build()
+                    .secret(SECRET)
+                    .lease_ms(LEASE_MS)
+                    .heartbeat_ms(400)
+                    .poll_ms(100)
+                    .env("EDGEFARM_LOG", "warn")
+                    .start_at(self.dir.clone())
+                    .await;
+                self.base = s.base.clone();
+                self.server = Some(s);
+            }
         }
     }
 
     fn kill_server(&mut self) {
-        if let Some(mut c) = self.server.take() {
-            let _ = c.kill();
-            let _ = c.wait();
+        if let Some(s) = &mut self.server {
+            s.kill();
         }
     }
 
@@ -300,21 +285,15 @@ async fn a_farm_under_chaos_loses_nothing_and_has_one_winner_per_task() {
     }
     std::fs::create_dir_all(tmp_dir.join("project")).expect("project");
     std::fs::create_dir_all(tmp_dir.join("out")).expect("out");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("port")
-        .port();
     let mut farm = Farm {
         dir: tmp_dir,
-        port,
         server: None,
         nodes: (0..NODES).map(|_| None).collect(),
         client: reqwest::Client::new(),
-        base: format!("http://127.0.0.1:{port}"),
+        base: String::new(),
         faketime,
     };
-    farm.spawn_server();
-    farm.wait_healthy().await;
+    farm.start_server().await;
     for i in 0..NODES {
         farm.spawn_node(i);
     }
@@ -420,8 +399,7 @@ async fn a_farm_under_chaos_loses_nothing_and_has_one_winner_per_task() {
                 }
             }
             tokio::time::sleep(Duration::from_millis(500 + rng.below(1_000))).await;
-            farm.spawn_server();
-            farm.wait_healthy().await;
+            farm.start_server().await;
             for id in &acknowledged {
                 let (status, _) = farm
                     .get(&format!("/v1/jobs/{id}"))

@@ -3,63 +3,33 @@
 //! `edgefarm nodes` shows names, states (offline included) and live leases.
 
 use serde_json::{json, Value};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
-const BIN: &str = env!("CARGO_BIN_EXE_edgefarm");
+#[path = "support/serve.rs"]
+mod serve;
+
+use serve::{Serve, BIN};
 const SECRET: &str = "cli-nodes-secret";
 
-struct Server(Child);
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 struct Farm {
-    _server: Server,
+    _server: Serve,
     base: String,
 }
 
 impl Farm {
     async fn start() -> Farm {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("a free port");
-        let child = Command::new(BIN)
-            .args([
-                "serve",
-                "--memory",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-            ])
-            .args([
-                "--secret",
-                SECRET,
-                "--poll-ms",
-                "200",
-                "--heartbeat-ms",
-                "500",
-            ])
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("edgefarm serve starts");
-        let farm = Farm {
-            _server: Server(child),
-            base: format!("http://127.0.0.1:{port}"),
-        };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while reqwest::get(format!("{}/v1/health", farm.base))
-            .await
-            .is_err()
-        {
-            assert!(Instant::now() < deadline, "edgefarm serve did not answer");
-            tokio::time::sleep(Duration::from_millis(25)).await;
+        let server = Serve::build()
+            .memory()
+            .secret(SECRET)
+            .poll_ms(200)
+            .heartbeat_ms(500)
+            .env("EDGEFARM_LOG", "warn")
+            .start()
+            .await;
+        Farm {
+            base: server.base.clone(),
+            _server: server,
         }
-        farm
     }
 
     async fn call(&self, token: &str, method: &str, path: &str, body: Value) -> (u16, Value) {

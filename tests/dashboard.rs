@@ -8,12 +8,15 @@
 mod mini_node;
 #[path = "support/png.rs"]
 mod png;
+#[path = "support/serve.rs"]
+mod serve;
 #[path = "support/webdriver.rs"]
 mod webdriver;
 
 use futures_util::StreamExt;
 use mini_node::{node_loop, Api, SECRET};
 use serde_json::json;
+use serve::{free_port, Serve};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -30,13 +33,6 @@ impl Drop for Reaped {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
 }
 
 async fn wait_http(url: &str) {
@@ -68,33 +64,16 @@ async fn dashboard_shows_progress_cancels_and_previews_in_a_browser() {
         }
         panic!("the dashboard test needs Chromium: apt-get install chromium chromium-driver (scripts/test does)");
     }
-    let (port, driver_port) = (free_port(), free_port());
-    let data = tempfile::tempdir().expect("tempdir");
-    let _server = Reaped(
-        Command::new(env!("CARGO_BIN_EXE_edgefarm"))
-            .args([
-                "serve",
-                "--memory",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--secret",
-                SECRET,
-            ])
-            .args([
-                "--lease-ms",
-                "10000",
-                "--heartbeat-ms",
-                "1000",
-                "--poll-ms",
-                "200",
-            ])
-            .arg("--data")
-            .arg(data.path())
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("edgefarm serve starts"),
-    );
+    let driver_port = free_port();
+    let server = Serve::build()
+        .memory()
+        .secret(SECRET)
+        .lease_ms(10_000)
+        .heartbeat_ms(1000)
+        .poll_ms(200)
+        .env("EDGEFARM_LOG", "warn")
+        .start()
+        .await;
     let _driver = Reaped(
         Command::new(DRIVER)
             .arg(format!("--port={driver_port}"))
@@ -103,9 +82,8 @@ async fn dashboard_shows_progress_cancels_and_previews_in_a_browser() {
             .spawn()
             .expect("chromedriver starts"),
     );
-    let base = format!("http://127.0.0.1:{port}");
+    let base = server.base.clone();
     let driver = format!("http://127.0.0.1:{driver_port}");
-    wait_http(&format!("{base}/v1/health")).await;
     wait_http(&format!("{driver}/status")).await;
     let api = Arc::new(Api {
         http: reqwest::Client::new(),

@@ -5,16 +5,10 @@
 #[allow(dead_code)]
 mod harness;
 
-use serde_json::{json, Value};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use harness::Serve;
 
-fn port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("port")
-}
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
 
 fn client() -> reqwest::Client {
     reqwest::Client::new()
@@ -35,10 +29,8 @@ async fn submit(base: &str, frames: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_long_poll_wakes_when_a_job_is_submitted() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let p = port();
-    let mut server = harness::spawn_server(dir.path(), p).await;
-    let base = format!("http://127.0.0.1:{p}");
+    let server = harness::start_server(harness::LEASE_MS).await;
+    let base = server.base.clone();
     // The poll may wait the server's longest, 30 s; an answer well before that came from the
     // submission waking it, not from the end of the wait (which claims again). No
     // sleep decides the order: a poll that reaches the server after the submission gets the task
@@ -87,8 +79,6 @@ async fn a_long_poll_wakes_when_a_job_is_submitted() {
         start.elapsed() >= Duration::from_millis(900),
         "held for the wait"
     );
-    let _ = server.kill();
-    let _ = server.wait();
 }
 
 /// The state of the next `data:` event of a job event stream (waits up to 60 s for it).
@@ -113,10 +103,8 @@ async fn next_event_state(stream: &mut reqwest::Response, buf: &mut String) -> S
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_event_stream_follows_the_job_to_the_end() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let p = port();
-    let mut server = harness::spawn_server(dir.path(), p).await;
-    let base = format!("http://127.0.0.1:{p}");
+    let server = harness::start_server(harness::LEASE_MS).await;
+    let base = server.base.clone();
     let job = submit(&base, "1-2").await;
     let id = job["id"].as_str().unwrap_or_default().to_string();
     // Lockstep, no sleeps: each step waits for the event of the one before, since the stream
@@ -175,40 +163,13 @@ async fn a_job_event_stream_follows_the_job_to_the_end() {
         "the last event is the finished job: {states:?}"
     );
     assert!(states.len() >= 3, "each change is an event: {states:?}");
-    let _ = server.kill();
-    let _ = server.wait();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_makes_a_secret_once_and_stops_cleanly_on_sigterm() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let p = port();
-    let start = || {
-        Command::new(env!("CARGO_BIN_EXE_edgefarm"))
-            .args(["serve", "--listen", &format!("127.0.0.1:{p}"), "--data"])
-            .arg(dir.path())
-            .env_remove("EDGEFARM_SECRET")
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("serve starts")
-    };
-    let mut first = start();
-    let base = format!("http://127.0.0.1:{p}");
-    let mut up = false;
-    for _ in 0..200 {
-        if client()
-            .get(format!("{base}/v1/health"))
-            .send()
-            .await
-            .is_ok()
-        {
-            up = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    assert!(up, "serve answers");
-    let secret = std::fs::read_to_string(dir.path().join("secret"))
+    let mut server = Serve::build().generated_secret().start().await;
+    let base = server.base.clone();
+    let secret = std::fs::read_to_string(server.data().join("secret"))
         .expect("a generated secret is kept in the data dir");
     let r = client()
         .get(format!("{base}/v1/jobs"))
@@ -217,30 +178,93 @@ async fn serve_makes_a_secret_once_and_stops_cleanly_on_sigterm() {
         .await
         .expect("list");
     assert_eq!(r.status(), 200, "the generated secret works");
-    // SIGTERM through the `kill` program: no unsafe libc call needed in a test.
-    let term = Command::new("kill")
-        .args(["-TERM", &first.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(term.success());
-    let status = first.wait().expect("wait");
+    let status = server.terminate().expect("serve exits");
     assert!(
         status.success(),
         "SIGTERM stops serve with exit code 0, got {status:?}"
     );
-    let mut out = String::new();
-    if let Some(mut o) = first.stdout.take() {
-        use std::io::Read;
-        let _ = o.read_to_string(&mut out);
-    }
+    let out = server.stdout();
     assert!(
         out.contains(secret.trim()),
         "the first start prints the new secret and how to use it"
     );
-    let mut second = start();
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let again = std::fs::read_to_string(dir.path().join("secret")).expect("secret");
+    server.restart().await;
+    let again = std::fs::read_to_string(server.data().join("secret")).expect("secret");
     assert_eq!(again, secret, "a restart keeps the same secret");
-    let _ = second.kill();
-    let _ = second.wait();
+}
+
+/// The sizes of the batches the core thread answered, from its debug log after byte `from`.
+fn batch_sizes(log: &str, from: usize) -> Vec<usize> {
+    log.get(from..)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains("batch answered"))
+        .filter_map(|l| l.split("requests=").nth(1))
+        .filter_map(|n| n.split_whitespace().next()?.parse().ok())
+        .collect()
+}
+
+/// `serve` runs the requests of a batch one after another in one transaction: a claim later in
+/// the batch must see the leases granted earlier in it (uncommitted until the batch ends). 50
+/// claims at once over 20 tasks; the server's debug log shows they shared batches, and a round
+/// where none did is sent again (a test that proved nothing must not pass).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claims_in_one_batch_never_share_a_task() {
+    let server = Serve::build()
+        .secret(harness::SECRET)
+        .env(
+            "EDGEFARM_LOG",
+            "warn,edgefarm::runtime::native::batch=debug",
+        )
+        .start()
+        .await;
+    let http = reqwest::Client::new();
+    for round in 0..10 {
+        let queue = format!("burst-{round}");
+        let r = http
+            .post(server.url("/v1/jobs"))
+            .bearer_auth(harness::SECRET)
+            .json(&json!({"type": "command", "queue": queue, "frames": "1-20", "chunk_size": 1, "params": {"program": "p"}}))
+            .send()
+            .await
+            .expect("submit");
+        assert_eq!(r.status(), 202);
+        let from = server.log().len();
+        let claims = futures_util::future::join_all((0..50).map(|i| {
+            let (http, url) = (http.clone(), server.url(&format!("/v1/queue/{queue}")));
+            async move {
+                let r = http
+                    .post(url)
+                    .bearer_auth(harness::SECRET)
+                    .json(&json!({"node": format!("node-{i}"), "max": 1}))
+                    .send()
+                    .await
+                    .expect("claim");
+                let status = r.status().as_u16();
+                let body: Value = r.json().await.unwrap_or(Value::Null);
+                assert!(
+                    status == 200 || status == 204,
+                    "claim answered {status}: {body}"
+                );
+                body["tasks"]
+                    .as_array()
+                    .map_or(vec![], |t| t.iter().map(|t| t["_id"].to_string()).collect())
+            }
+        }))
+        .await;
+        let mut all: Vec<String> = claims.into_iter().flatten().collect();
+        assert_eq!(all.len(), 20, "all 20 tasks were claimed");
+        all.sort();
+        all.dedup();
+        assert_eq!(all.len(), 20, "no task went to two claimers");
+        let sizes = batch_sizes(&server.log(), from);
+        if sizes.iter().any(|&n| n >= 2) {
+            eprintln!("round {round}: claims answered in batches of {sizes:?}");
+            return;
+        }
+    }
+    panic!(
+        "in 10 rounds no batch held two claims: nothing was tested\n{}",
+        server.log()
+    );
 }

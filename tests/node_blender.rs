@@ -7,7 +7,7 @@ mod node_support;
 use std::path::Path;
 use std::time::Duration;
 
-use node_support::{blender, make_scene, png_size, Node, NodeSpec, Server};
+use node_support::{blender, blender_running_for, make_scene, png_size, Node, NodeSpec, Server};
 use serde_json::{json, Value};
 
 struct Farm {
@@ -124,19 +124,6 @@ async fn two_nodes_render_every_frame_exactly_once() {
             "outputs are relative to the output root: {t:#}"
         );
     }
-}
-
-/// True while a Blender process writes under `output` (found through /proc).
-fn blender_running_for(output: &str) -> bool {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return false;
-    };
-    entries.flatten().any(|e| {
-        let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
-        let cmdline = String::from_utf8_lossy(&cmdline);
-        let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
-        cmdline.contains("blender") && cmdline.contains(output) && !stat.contains(") Z ")
-    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

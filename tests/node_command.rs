@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use node_support::{Node, NodeSpec, Server, BIN, SECRET};
+use node_support::{Node, NodeSpec, Serve, Server, BIN, SECRET};
 use serde_json::json;
 
 fn fixture(name: &str) -> PathBuf {
@@ -147,32 +147,18 @@ async fn follow_exits_nonzero_when_the_job_fails() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cli_finds_the_secret_a_local_server_generated() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("port")
-        .port();
-    let url = format!("http://127.0.0.1:{port}");
-    let mut server = Command::new(BIN)
-        .args([
-            "serve",
-            "--data",
-            "edgefarm-data",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-        ])
-        .current_dir(dir.path())
-        .env_remove("EDGEFARM_SECRET")
-        .env_remove("EDGEFARM_DATA")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("serve");
+    // `--data edgefarm-data` in the server's working directory, where the CLI looks for it.
+    let mut server = Serve::build()
+        .generated_secret()
+        .data_dir("edgefarm-data")
+        .start()
+        .await;
+    let (dir, url) = (server.dir.path().to_path_buf(), server.base.clone());
     let jobs = || {
         Command::new(BIN)
             .args(["jobs", "--url", &url])
-            .current_dir(dir.path())
-            .env("HOME", dir.path())
+            .current_dir(&dir)
+            .env("HOME", &dir)
             .env_remove("EDGEFARM_SECRET")
             .env_remove("EDGEFARM_DATA")
             .output()
@@ -186,8 +172,7 @@ async fn cli_finds_the_secret_a_local_server_generated() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    let _ = server.kill();
-    let _ = server.wait();
+    server.kill();
     assert!(
         out.status.success(),
         "jobs should authenticate with edgefarm-data/secret: {}",

@@ -10,39 +10,17 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
-use node_support::{blender, make_scene, Node, NodeSpec, Server};
+use node_support::{blender, blender_running_for, make_scene, png_size, Node, NodeSpec, Server};
 use serde_json::json;
 
 fn frame(output: &Path, f: u32) -> PathBuf {
     output.join(format!("shot/frame_{f:04}.png"))
 }
 
-/// A whole 64x48 PNG (decodes, ends with IEND).
-fn whole(path: &Path) -> bool {
-    let Ok(bytes) = std::fs::read(path) else {
-        return false;
-    };
-    bytes.ends_with(b"IEND\xAE\x42\x60\x82")
-        && image::load_from_memory(&bytes).is_ok_and(|i| (i.width(), i.height()) == (64, 48))
-}
-
 fn modified(path: &Path) -> SystemTime {
     std::fs::metadata(path)
         .and_then(|m| m.modified())
         .expect("mtime")
-}
-
-/// True while a Blender process writes under `output` (found through /proc).
-fn blender_running_for(output: &str) -> bool {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return false;
-    };
-    entries.flatten().any(|e| {
-        let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
-        let cmdline = String::from_utf8_lossy(&cmdline);
-        let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
-        cmdline.contains("blender") && cmdline.contains(output) && !stat.contains(") Z ")
-    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -114,7 +92,7 @@ async fn a_rerun_renders_only_the_frames_that_are_missing_or_incomplete() {
 
     // The newest complete frame is cut short, as if the kill had come mid-write.
     let mut kept: BTreeMap<u32, SystemTime> = (1..=19)
-        .filter(|&f| whole(&frame(&output, f)))
+        .filter(|&f| png_size(&frame(&output, f)) == Some((64, 48)))
         .map(|f| (f, modified(&frame(&output, f))))
         .collect();
     let (&cut, _) = kept.iter().next_back().expect("a complete frame");
@@ -128,8 +106,9 @@ async fn a_rerun_renders_only_the_frames_that_are_missing_or_incomplete() {
         .await;
 
     for f in 1..=24 {
-        assert!(
-            whole(&frame(&output, f)),
+        assert_eq!(
+            png_size(&frame(&output, f)),
+            Some((64, 48)),
             "frame {f} should be a whole 64x48 PNG"
         );
     }

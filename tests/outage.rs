@@ -4,8 +4,11 @@
 //! at once, a node that finished meanwhile has its ack accepted, and a lease that ran out while
 //! the server was down is not counted as a failed attempt.
 
+#[path = "support/serve.rs"]
+mod serve;
+
 use serde_json::{json, Value};
-use std::process::{Child, Command, Stdio};
+use serve::Serve;
 use std::time::{Duration, Instant};
 
 const SECRET: &str = "outage-secret";
@@ -13,34 +16,14 @@ const SECRET: &str = "outage-secret";
 /// machine; the test waits about two of them.
 const LEASE_MS: u64 = 8_000;
 
-struct Server(Child);
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-async fn start(dir: &std::path::Path, port: u16) -> Server {
-    let child = Command::new(env!("CARGO_BIN_EXE_edgefarm"))
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .args(["--secret", SECRET, "--lease-ms", &LEASE_MS.to_string()])
-        .args(["--heartbeat-ms", "500", "--poll-ms", "200", "--data"])
-        .arg(dir)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("edgefarm serve starts");
-    let server = Server(child);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while reqwest::get(format!("http://127.0.0.1:{port}/v1/health"))
+async fn start() -> Serve {
+    Serve::build()
+        .secret(SECRET)
+        .lease_ms(LEASE_MS)
+        .heartbeat_ms(500)
+        .poll_ms(200)
+        .start()
         .await
-        .is_err()
-    {
-        assert!(Instant::now() < deadline, "edgefarm serve did not answer");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    server
 }
 
 async fn call(port: u16, method: &str, path: &str, body: Value) -> (u16, Value) {
@@ -77,21 +60,17 @@ async fn submit(port: u16, id: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_outage_does_not_count_against_leases() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port");
-    let server = start(dir.path(), port).await;
+    let mut server = start().await;
+    let port = server.port;
     submit(port, "finished-while-down").await;
     let finished = claim(port, "node-a").await.expect("node-a gets a task");
     submit(port, "silent-node").await;
     let silent = claim(port, "node-b").await.expect("node-b gets a task");
 
     // kill -9, and stay down past the leases.
-    drop(server);
+    server.kill();
     tokio::time::sleep(Duration::from_millis(LEASE_MS + 1_000)).await;
-    let _server = start(dir.path(), port).await;
+    server.restart().await;
 
     assert!(
         claim(port, "node-c").await.is_none(),

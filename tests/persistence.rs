@@ -5,7 +5,6 @@
 mod harness;
 
 use serde_json::json;
-use std::time::Duration;
 
 async fn call(
     port: u16,
@@ -26,12 +25,8 @@ async fn call(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_writes_survive_kill_9_and_restart() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("port");
-    let mut server = harness::spawn_server(dir.path(), port).await;
+    let mut server = harness::start_server(harness::LEASE_MS).await;
+    let port = server.port;
 
     // 40 submissions from 8 concurrent clients, a claim and an ack: all acknowledged.
     let submits = futures_util::future::join_all((0..40).map(|i| async move {
@@ -61,10 +56,8 @@ async fn acknowledged_writes_survive_kill_9_and_restart() {
     assert_eq!(s, 200);
 
     // kill -9: no chance to flush anything.
-    server.kill().expect("SIGKILL");
-    server.wait().expect("reaped");
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let mut server = harness::spawn_server(dir.path(), port).await;
+    server.kill();
+    server.restart().await;
 
     let mut ids = Vec::new();
     let mut cursor = String::new();
@@ -123,6 +116,4 @@ async fn acknowledged_writes_survive_kill_9_and_restart() {
         (200, Some("job-3")),
         "a re-submit after the restart is recognised as the same job"
     );
-    let _ = server.kill();
-    let _ = server.wait();
 }

@@ -1,6 +1,8 @@
 //! The store suite for every native adapter, and SQLite durability across a reopen.
 
-use edgefarm::store::{Cond, Memory, Sqlite, Store, Write};
+use edgefarm::store::{
+    Capabilities, Cond, Consistency, Memory, Sqlite, Store, StoreError, Versioned, Write,
+};
 use edgefarm::store_suite;
 
 store_suite!(memory, Memory::new());
@@ -62,4 +64,67 @@ fn sqlite_rollback_discards_the_batch() {
     ));
     s.rollback().expect("rollback");
     assert_eq!(block_on(s.get("x")).ok().flatten(), None);
+}
+
+/// A store that says it has no atomic compare-and-swap and ignores every condition: the suite
+/// must fail it (before, the cases asserted nothing about conditions on such a store).
+struct Blind(Memory);
+
+impl Store for Blind {
+    async fn get(&self, key: &str) -> Result<Option<Versioned>, StoreError> {
+        self.0.get(key).await
+    }
+    async fn put(&self, key: &str, value: &[u8], _cond: Cond) -> Result<Write, StoreError> {
+        self.0.put(key, value, Cond::Any).await
+    }
+    async fn delete(&self, key: &str, _cond: Cond) -> Result<Write, StoreError> {
+        self.0.delete(key, Cond::Any).await
+    }
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            atomic_cas: false,
+            consistency: Consistency::Eventual,
+            ..self.0.capabilities()
+        }
+    }
+}
+
+#[test]
+fn a_store_without_atomic_cas_must_still_check_conditions() {
+    use edgefarm::store::conformance::{self as suite, block_on};
+    for (case, verdict) in [
+        (
+            "create_twice_loses",
+            block_on(suite::create_twice_loses(&Blind(Memory::new()))),
+        ),
+        (
+            "cas_needs_current_version",
+            block_on(suite::cas_needs_current_version(&Blind(Memory::new()))),
+        ),
+        (
+            "delete_is_conditional",
+            block_on(suite::delete_is_conditional(&Blind(Memory::new()))),
+        ),
+    ] {
+        assert!(
+            verdict.is_err(),
+            "{case} passed a store that ignores conditions"
+        );
+    }
+}
+
+#[test]
+fn the_suite_runs_every_case_by_name() {
+    use edgefarm::store::conformance::{block_on, run_case, Prefixed, CASES};
+    let store = Prefixed::new(Memory::new(), "run-1/");
+    for case in CASES {
+        let verdict = block_on(run_case(&store, case));
+        assert_eq!(verdict, Some(Ok(())), "{case}");
+    }
+    assert_eq!(block_on(run_case(&store, "no_such_case")), None);
+    let keys: Vec<String> = store.inner().snapshot().into_keys().collect();
+    assert!(
+        !keys.is_empty() && keys.iter().all(|k| k.starts_with("run-1/")),
+        "every key under the prefix: {keys:?}"
+    );
 }

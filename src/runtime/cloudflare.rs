@@ -260,8 +260,54 @@ fn event_stream(env: Env, req: &Request) -> Result<Response> {
     Ok(Response::from_stream(stream)?.with_headers(headers))
 }
 
+/// The store suite's route, in the Worker: checks the secret, runs the KV cases here and hands
+/// the Durable Object cases to the farm's object (`runtime::store_suite`).
+#[cfg(feature = "store-suite")]
+async fn store_suite(env: &Env, mut req: Request) -> Result<Response> {
+    use super::store_suite::{self as suite, Target};
+    let config = match config(env) {
+        Ok(c) => c,
+        Err(m) => return error(500, "not_configured", &m),
+    };
+    let path = req.path();
+    let http_req = match to_http(&mut req).await? {
+        Ok(r) => r,
+        Err(m) => return error(400, "bad_request", &m),
+    };
+    if !suite::authorized(http_req.headers(), &config.secret) {
+        return from_http(suite::refusal(
+            http::StatusCode::UNAUTHORIZED,
+            "send the farm secret",
+        ));
+    }
+    match suite::target(&path) {
+        Some(Target::Cases) => from_http(suite::cases()),
+        Some(Target::WorkersKv(rest)) => {
+            let now_ms = Date::now().as_millis();
+            let store = WorkersKv::new(env.kv(KV_BINDING)?, kv_versions(), now_ms);
+            from_http(suite::run(store, "workers_kv", rest).await)
+        }
+        Some(Target::DurableObject(_)) => {
+            let farm = var(env, "EDGEFARM_FARM").unwrap_or_else(|| "default".into());
+            let stub = env
+                .durable_object(DO_BINDING)?
+                .id_from_name(&farm)?
+                .get_stub()?;
+            stub.fetch_with_str(&format!("https://farm{path}")).await
+        }
+        None => from_http(suite::refusal(
+            http::StatusCode::NOT_FOUND,
+            "no such store suite path",
+        )),
+    }
+}
+
 #[event(fetch)]
 async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
+    #[cfg(feature = "store-suite")]
+    if req.path().starts_with(super::store_suite::PREFIX) {
+        return store_suite(&env, req).await;
+    }
     if is_event_stream(&req) {
         return event_stream(env, &req);
     }
@@ -311,6 +357,20 @@ impl DurableObject for EdgefarmFarm {
     }
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
+        // Reached only through the Worker's `store_suite`, which checked the secret.
+        #[cfg(feature = "store-suite")]
+        let path = req.path();
+        #[cfg(feature = "store-suite")]
+        if let Some(super::store_suite::Target::DurableObject(rest)) =
+            super::store_suite::target(&path)
+        {
+            let store = DurableObjectStore::new(
+                self.state.storage(),
+                &self.versions,
+                Date::now().as_millis(),
+            );
+            return from_http(super::store_suite::run(store, "durable_object", rest).await);
+        }
         let config = match config(&self.env) {
             Ok(c) => c,
             Err(m) => return error(500, "not_configured", &m),

@@ -8,3 +8,5 @@ pub mod latency;
 pub mod native;
 #[cfg(all(feature = "spin", target_arch = "wasm32", target_os = "wasi"))]
 pub mod spin;
+#[cfg(any(test, all(feature = "store-suite", target_arch = "wasm32")))]
+pub mod store_suite;

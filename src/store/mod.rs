@@ -11,11 +11,13 @@
 //! native shell runs the core on one thread instead (see `runtime::native`).
 #![deny(missing_docs)]
 
-#[cfg(any(test, feature = "native"))]
+#[cfg(any(test, feature = "native", feature = "store-suite"))]
 pub mod conformance;
 #[cfg(all(feature = "cloudflare", target_arch = "wasm32"))]
 pub mod durable_object;
 pub mod envelope;
+#[cfg(any(test, feature = "native"))]
+pub mod interleave;
 pub mod keys;
 pub mod memory;
 pub mod spin_kv;

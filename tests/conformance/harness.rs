@@ -11,11 +11,15 @@
 
 use bytes::Bytes;
 use edgefarm::core::{Config, Ctx, SeqIds};
+use edgefarm::store::interleave::Yielding;
 use edgefarm::store::Memory;
 use serde_json::{json, Value};
 use std::cell::Cell;
 use std::collections::BTreeMap;
-use std::process::{Child, Command, Stdio};
+
+#[path = "../support/serve.rs"]
+pub mod serve;
+pub use serve::Serve;
 use std::time::Duration;
 
 /// Lease length of the farms most cases run on: long enough that no lease lapses during a case
@@ -54,7 +58,10 @@ impl Resp {
 
 pub enum Farm {
     InProcess {
-        store: Memory,
+        /// Yields before every store call, so requests joined on the test's thread interleave
+        /// between a read and its CAS as they do on a real server (over the plain memory store
+        /// each request would run to its end before the next started).
+        store: Yielding<Memory>,
         config: Config,
         now: Cell<u64>,
         ids: SeqIds,
@@ -65,8 +72,8 @@ pub enum Farm {
         client: reqwest::Client,
         base: String,
         secret: String,
-        server: Option<Child>,
-        _dir: Option<tempfile::TempDir>,
+        /// The server this farm started (none with `EDGEFARM_URL`); killed on drop.
+        server: Option<Serve>,
         queue: String,
     },
 }
@@ -87,26 +94,6 @@ fn own_queue() -> String {
     )
 }
 
-impl Drop for Farm {
-    fn drop(&mut self) {
-        if let Farm::Http {
-            server: Some(child),
-            ..
-        } = self
-        {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or(18_099)
-}
-
 /// A point in the farm's time (virtual in-process, real over HTTP), from [`Farm::mark`].
 #[derive(Debug, Clone, Copy)]
 pub struct Mark {
@@ -114,55 +101,18 @@ pub struct Mark {
     real: std::time::Instant,
 }
 
-/// Starts `edgefarm serve` on SQLite in `dir` and waits for it to answer (for the suites that
-/// include this harness: tests/native.rs, tests/persistence.rs).
-#[allow(dead_code)]
-pub async fn spawn_server(dir: &std::path::Path, port: u16) -> Child {
-    spawn_server_with_lease(dir, port, LEASE_MS).await
-}
-
-/// [`spawn_server`] with leases (and nexrender timeouts) of `lease_ms`.
-pub async fn spawn_server_with_lease(dir: &std::path::Path, port: u16, lease_ms: u64) -> Child {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_edgefarm"))
-        .args([
-            "serve",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--secret",
-            SECRET,
-        ])
-        .args([
-            "--lease-ms",
-            &lease_ms.to_string(),
-            "--heartbeat-ms",
-            "500",
-            "--poll-ms",
-            "200",
-            "--nexrender-timeout-ms",
-            &lease_ms.to_string(),
-        ])
-        .arg("--data")
-        .arg(dir)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("the edgefarm binary should start");
-    let client = reqwest::Client::new();
-    // Generous: a loaded machine can take seconds to start the binary.
-    for _ in 0..1_200 {
-        if client
-            .get(format!("http://127.0.0.1:{port}/v1/health"))
-            .send()
-            .await
-            .is_ok()
-        {
-            return child;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    panic!("edgefarm serve did not answer on port {port}");
+/// `edgefarm serve` on SQLite with leases (and nexrender timeouts) of `lease_ms`, and the
+/// heartbeat and poll intervals the suite expects.
+pub async fn start_server(lease_ms: u64) -> Serve {
+    Serve::build()
+        .secret(SECRET)
+        .lease_ms(lease_ms)
+        .heartbeat_ms(500)
+        .poll_ms(200)
+        .flag("--nexrender-timeout-ms", &lease_ms.to_string())
+        .env("EDGEFARM_LOG", "warn")
+        .start()
+        .await
 }
 
 impl Farm {
@@ -182,7 +132,7 @@ impl Farm {
         config.poll_ms = 200;
         config.nexrender.timeout_ms = lease_ms;
         Farm::InProcess {
-            store: Memory::new(),
+            store: Yielding::new(Memory::new()),
             config,
             now: Cell::new(1_800_000_000_000),
             ids: SeqIds::default(),
@@ -220,20 +170,16 @@ impl Farm {
                 base: base.trim_end_matches('/').to_string(),
                 secret,
                 server: None,
-                _dir: None,
                 queue: own_queue(),
             };
         }
-        let dir = tempfile::tempdir().expect("tempdir");
-        let port = free_port();
-        let server = spawn_server_with_lease(dir.path(), port, lease_ms).await;
+        let server = start_server(lease_ms).await;
         Farm::Http {
             lease_ms,
             client,
-            base: format!("http://127.0.0.1:{port}"),
+            base: server.base.clone(),
             secret: SECRET.to_string(),
             server: Some(server),
-            _dir: Some(dir),
             queue: own_queue(),
         }
     }
@@ -323,7 +269,7 @@ impl Farm {
     /// Every key and value, in-process only (over HTTP the suite compares what the API shows).
     pub fn snapshot(&self) -> Option<BTreeMap<String, Vec<u8>>> {
         match self {
-            Farm::InProcess { store, .. } => Some(store.snapshot()),
+            Farm::InProcess { store, .. } => Some(store.inner().snapshot()),
             Farm::Http { .. } => None,
         }
     }

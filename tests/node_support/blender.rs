@@ -1,5 +1,5 @@
 //! Blender helpers for the end-to-end tests: finding Blender (or skipping only on request),
-//! making the test scene, and checking a PNG's size without an image crate.
+//! making the test scene, checking a rendered PNG, and finding a running Blender.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -39,12 +39,26 @@ pub fn make_scene(blender: &Path, project: &Path) {
     );
 }
 
-/// Width and height from a PNG's IHDR chunk, or `None` if the file is not a PNG.
+/// Width and height of a whole PNG: it decodes and ends with its IEND chunk (a frame still
+/// being written fails either). `None` when the file is missing or not a whole PNG.
 pub fn png_size(path: &Path) -> Option<(u32, u32)> {
     let bytes = std::fs::read(path).ok()?;
-    if bytes.len() < 24 || &bytes[..8] != b"\x89PNG\r\n\x1a\n" || &bytes[12..16] != b"IHDR" {
+    if !bytes.ends_with(b"IEND\xAE\x42\x60\x82") {
         return None;
     }
-    let be = |b: &[u8]| u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
-    Some((be(&bytes[16..20]), be(&bytes[20..24])))
+    let image = image::load_from_memory_with_format(&bytes, image::ImageFormat::Png).ok()?;
+    Some((image.width(), image.height()))
+}
+
+/// True while a Blender process writes under `output` (found through /proc).
+pub fn blender_running_for(output: &str) -> bool {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    entries.flatten().any(|e| {
+        let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+        let cmdline = String::from_utf8_lossy(&cmdline);
+        let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+        cmdline.contains("blender") && cmdline.contains(output) && !stat.contains(") Z ")
+    })
 }

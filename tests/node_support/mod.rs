@@ -4,10 +4,8 @@
 
 mod blender;
 #[allow(unused_imports)]
-pub use blender::{blender, make_scene, png_size};
+pub use blender::{blender, blender_running_for, make_scene, png_size};
 
-use std::future::Future;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -15,16 +13,28 @@ use std::time::{Duration, Instant};
 use edgefarm::node::client::Client;
 use serde_json::Value;
 
-pub const SECRET: &str = "secret-for-tests";
-pub const BIN: &str = env!("CARGO_BIN_EXE_edgefarm");
+#[path = "../support/serve.rs"]
+mod serve;
+pub use serve::{wait_until, Serve, BIN, SECRET};
 
-/// A running server; killed on drop.
+/// A running server with the node tests' settings (3 s leases, 1 s heartbeats); killed on drop.
+/// Everything of [`Serve`] (`dir`, `kill`, `restart`, `log`) is reached through it.
 pub struct Server {
     pub url: String,
-    pub dir: tempfile::TempDir,
-    port: u16,
-    poll_ms: u64,
-    child: Child,
+    serve: Serve,
+}
+
+impl std::ops::Deref for Server {
+    type Target = Serve;
+    fn deref(&self) -> &Serve {
+        &self.serve
+    }
+}
+
+impl std::ops::DerefMut for Server {
+    fn deref_mut(&mut self) -> &mut Serve {
+        &mut self.serve
+    }
 }
 
 impl Server {
@@ -34,67 +44,16 @@ impl Server {
 
     /// A server that tells nodes to poll every `poll_ms`.
     pub async fn start_polling_every(poll_ms: u64) -> Server {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
-        let child = Self::spawn(dir.path(), port, poll_ms);
-        let server = Server {
-            url: format!("http://127.0.0.1:{port}"),
-            dir,
-            port,
-            poll_ms,
-            child,
-        };
-        server.wait_healthy().await;
-        server
-    }
-
-    /// SIGKILLs the server (an outage).
-    pub fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    /// Starts the server again on the same port and data.
-    pub async fn restart(&mut self) {
-        self.child = Self::spawn(self.dir.path(), self.port, self.poll_ms);
-        self.wait_healthy().await;
-    }
-
-    fn spawn(dir: &Path, port: u16, poll_ms: u64) -> Child {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(dir.join("server.log"))
-            .expect("server log");
-        Command::new(BIN)
-            .args(["serve", "--secret", SECRET, "--lease-ms", "3000"])
-            .args(["--heartbeat-ms", "1000", "--poll-ms", &poll_ms.to_string()])
-            .arg("--data")
-            .arg(dir.join("data"))
-            .args(["--listen", &format!("127.0.0.1:{port}")])
-            .env_remove("EDGEFARM_SECRET")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start edgefarm serve")
-    }
-
-    async fn wait_healthy(&self) {
-        let client = self.client();
-        wait_until(
-            "the server answers /v1/health",
-            Duration::from_secs(20),
-            || async {
-                client
-                    .send::<Value>(client.request(reqwest::Method::GET, "/v1/health"))
-                    .await
-                    .is_ok()
-            },
-        )
-        .await;
+        let serve = Serve::build()
+            .lease_ms(3000)
+            .heartbeat_ms(1000)
+            .poll_ms(poll_ms)
+            .start()
+            .await;
+        Server {
+            url: serve.base.clone(),
+            serve,
+        }
     }
 
     pub fn client(&self) -> Client {
@@ -145,17 +104,6 @@ impl Server {
             );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-    }
-
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -255,18 +203,5 @@ impl Drop for Node {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-    }
-}
-
-/// Polls `cond` every 100 ms until it holds; panics with `what` after `within`.
-pub async fn wait_until<F, Fut>(what: &str, within: Duration, mut cond: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = Instant::now() + within;
-    while !cond().await {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

@@ -1,7 +1,7 @@
 //! Idle nodes cost the server almost nothing: a held long poll is re-run only when the core
 //! says a task may have become claimable (or a lease lapses), never by its own re-run.
 
-use super::support::{Serve, SECRET};
+use super::support::{start, SECRET};
 use serde_json::json;
 use std::time::Duration;
 
@@ -12,10 +12,10 @@ const BUSY_CYCLES: usize = 300;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn idle_long_polls_cost_a_small_fraction_of_one_claiming_node() {
-    let serve = Serve::start(&[]).await;
+    let serve = start(&[]).await;
     let idle: Vec<_> = (0..3)
         .map(|i| {
-            let (http, url) = (serve.http.clone(), serve.url("/v1/queue/default?wait=30"));
+            let (http, url) = (serve.http().clone(), serve.url("/v1/queue/default?wait=30"));
             tokio::spawn(async move {
                 loop {
                     let r = http
@@ -64,13 +64,13 @@ async fn idle_long_polls_cost_a_small_fraction_of_one_claiming_node() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_held_long_poll_gets_a_task_when_its_lease_lapses() {
-    let serve = Serve::start(&["--lease-ms", "1500"]).await;
+    let serve = start(&["--lease-ms", "1500"]).await;
     serve.submit("1", "p").await;
     let held = serve.claim("silent", None).await;
     assert!(held.is_some(), "the silent node holds the only task");
     let start = std::time::Instant::now();
     let resp = serve
-        .http
+        .http()
         .post(serve.url("/v1/queue/default?wait=25"))
         .bearer_auth(SECRET)
         .json(&json!({"node": "waiting"}))

@@ -2,7 +2,7 @@
 //! claiming, a body that trickles in is answered 408, the connection cap refuses (and logs)
 //! connections beyond it, and long polls are capped per client.
 
-use super::support::{wait_until, Serve, SECRET};
+use super::support::{start, wait_until, SECRET};
 use serde_json::json;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -27,7 +27,7 @@ async fn read_until_closed(mut s: TcpStream) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn slow_clients_are_closed_after_the_header_timeout_while_a_node_keeps_claiming() {
     let timeout = HEADER_TIMEOUT_S.to_string();
-    let serve = Serve::start(&["--header-timeout-s", &timeout]).await;
+    let serve = start(&["--header-timeout-s", &timeout]).await;
     serve.submit("1-5000", "p").await;
     let opened = Instant::now();
     let mut slow = Vec::new();
@@ -72,7 +72,7 @@ async fn slow_clients_are_closed_after_the_header_timeout_while_a_node_keeps_cla
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_body_that_trickles_in_is_answered_408() {
     // Body timeout: header timeout + 1 MiB at 10 MB/s, about 2.1 s.
-    let serve = Serve::start(&["--header-timeout-s", "2", "--min-body-rate", "10000000"]).await;
+    let serve = start(&["--header-timeout-s", "2", "--min-body-rate", "10000000"]).await;
     let mut s = TcpStream::connect(("127.0.0.1", serve.port))
         .await
         .expect("connect");
@@ -90,7 +90,7 @@ async fn a_body_that_trickles_in_is_answered_408() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_beyond_the_cap_are_refused_and_logged() {
-    let serve = Serve::start(&["--max-connections", "4", "--header-timeout-s", "120"]).await;
+    let serve = start(&["--max-connections", "4", "--header-timeout-s", "120"]).await;
     // Four idle connections take every place (accepted in the order they were opened).
     let mut open = Vec::new();
     for _ in 0..4 {
@@ -128,9 +128,9 @@ async fn connections_beyond_the_cap_are_refused_and_logged() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn long_polls_beyond_the_per_client_cap_are_answered_at_once() {
-    let serve = Serve::start(&["--max-waits-per-client", "2"]).await;
+    let serve = start(&["--max-waits-per-client", "2"]).await;
     let poll = |node: &'static str| {
-        let (http, url) = (serve.http.clone(), serve.url("/v1/queue/default?wait=20"));
+        let (http, url) = (serve.http().clone(), serve.url("/v1/queue/default?wait=20"));
         async move {
             let start = Instant::now();
             let r = http

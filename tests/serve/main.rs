@@ -4,5 +4,7 @@
 mod idle;
 mod limits;
 mod proxy;
+#[path = "../support/serve.rs"]
+mod serve;
 mod support;
 mod tls;

@@ -91,7 +91,12 @@ async fn a_node_renders_over_https_and_a_renewed_certificate_is_served_after_sig
         "--tls-key",
         key.to_str().expect("path"),
     ];
-    let serve = Serve::start_with("https", client_trusting(&ca_pem), &flags, Some(dir)).await;
+    let serve = Serve::build()
+        .poll_ms(200)
+        .https(client_trusting(&ca_pem))
+        .args(&flags)
+        .start_in(dir)
+        .await;
     let root = serve.dir.path().to_path_buf();
     let health = serve.url("/v1/health");
     assert_eq!(served_certificate(&ca_pem, &health).await, Some(first));

@@ -1,0 +1,140 @@
+# shellcheck shell=bash
+# The checks scripts/cloudflare-conformance and scripts/spin-conformance both run against a
+# runtime under test, each written once. Source it after setting:
+#   B          the runtime's base URL (http://127.0.0.1:PORT)
+#   SECRET     its farm secret
+#   WORK       a scratch directory for logs and node state
+#   CARGO_TARGET_DIR
+# Every function exits the script with a message on failure.
+
+# A JSON request with the farm secret: conformance_api METHOD PATH [JSON]
+conformance_api() {
+  curl -s -m 20 -X "$1" -H "authorization: Bearer $SECRET" -H 'content-type: application/json' \
+    ${3:+--data "$3"} "$B$2"
+}
+
+# The HTTP conformance suite against $B (long leases) and LAPSE_URL (short leases):
+#   run_conformance_suite LABEL LAPSE_URL [extra libtest args...]
+# Cases that need what the runtime does not promise print `SKIP (...): name`; they are counted
+# and never reported as passes. On failure the suite log (and every *.log in $WORK, with
+# EDGEFARM_KEEP_LOGS=DIR) is kept.
+run_conformance_suite() {
+  local label=$1 lapse=$2
+  shift 2
+  echo "== conformance suite over HTTP, $label"
+  local log="$WORK/suite-${label// /-}.log" rc=0
+  EDGEFARM_URL="$B" EDGEFARM_LAPSE_URL="$lapse" EDGEFARM_SECRET="$SECRET" \
+    cargo test -q --test conformance http:: -- --nocapture "$@" >"$log" 2>&1 || rc=$?
+  grep -E '^test result|FAILED|panicked' "$log" || true
+  # Skip lines can share a line with test progress output, hence -o rather than ^; grep finds
+  # nothing when no case skipped (`|| true` keeps pipefail from ending the script).
+  local skips passed
+  skips=$({ grep -o 'SKIP ([^)]*): [a-z_0-9]*' "$log" || true; } | sort -u | tee >(cat >&2) | wc -l)
+  passed=$(sed -n 's/^test result: [a-zA-Z]*\. \([0-9]*\) passed.*/\1/p' "$log" | tail -1)
+  echo "$label: $((${passed:-0} - skips)) passed, $skips skipped (not passes), exit $rc"
+  if [ "$rc" -ne 0 ]; then
+    tail -60 "$log"
+    keep_logs "$log"
+    exit "$rc"
+  fi
+}
+
+# Copies the named logs and every *.log of $WORK to $EDGEFARM_KEEP_LOGS, when set.
+keep_logs() {
+  if [ -n "${EDGEFARM_KEEP_LOGS:-}" ]; then
+    mkdir -p "$EDGEFARM_KEEP_LOGS"
+    cp "$@" "$WORK"/*.log "$EDGEFARM_KEEP_LOGS"/ 2>/dev/null || true
+  fi
+}
+
+# A real `edgefarm node` renders a 6-frame job through $B: node_renders_through LABEL
+node_renders_through() {
+  local label=$1
+  echo "== a native render node through $label"
+  cargo build -q --bin edgefarm
+  local bin="$CARGO_TARGET_DIR/debug/edgefarm" nd="$WORK/node" q="node-$RANDOM"
+  mkdir -p "$nd/project" "$nd/out"
+  "$bin" node --url "$B" --secret "$SECRET" --queue "$q" --name conformance-node --slots 2 \
+    --project-root "$nd/project" --output-root "$nd/out" --state-dir "$nd/state" \
+    --program touch=/usr/bin/touch >"$WORK/node.log" 2>&1 &
+  local npid=$!
+  local id state=""
+  id=$(conformance_api POST /v1/jobs "{\"type\":\"command\",\"queue\":\"$q\",\"frames\":\"1-6\",\"chunk_size\":2,\"params\":{\"program\":\"touch\",\"args\":[\"{output_root}/f_{frame}.out\"]}}" | jq -r .id)
+  # Poll until done, with a deadline generous enough for a loaded machine.
+  for _ in $(seq 1 600); do
+    state=$(conformance_api GET "/v1/jobs/$id" | jq -r .state)
+    [ "$state" = completed ] && break
+    sleep 0.5
+  done
+  kill -TERM "$npid" 2>/dev/null || true
+  wait "$npid" 2>/dev/null || true
+  local files=0 f
+  for f in "$nd"/out/f_[1-6].out; do [ -e "$f" ] && files=$((files + 1)); done
+  if [ "$state" != completed ] || [ "$files" -ne 6 ]; then
+    echo "node through $label: job $state, $files of 6 frames; node log:"
+    tail -30 "$WORK/node.log"
+    exit 1
+  fi
+  echo "node through $label: job completed, 6 of 6 frame files written"
+}
+
+# A restart of the runtime keeps jobs, leases and lease tokens:
+#   restart_keeps_jobs_and_leases LABEL STOP START
+# STOP stops the runtime; `START N` starts it again on the same storage (N = 1, 2: a name for
+# its log) and returns once it answers. The suite's long lease outlives the restart.
+restart_keeps_jobs_and_leases() {
+  local label=$1 stop=$2 start=$3
+  echo "== a restart of $label keeps jobs, leases and tokens"
+  "$stop"
+  "$start" 1
+  local q="restart-$RANDOM" id="restart-probe-$RANDOM$RANDOM"
+  conformance_api POST /v1/jobs "{\"id\":\"$id\",\"type\":\"command\",\"queue\":\"$q\",\"frames\":\"1-2\",\"chunk_size\":1,\"params\":{\"program\":\"touchframe\",\"args\":[\"{frame}\"]}}" >/dev/null
+  local claim lease task
+  claim=$(conformance_api POST "/v1/queue/$q" '{"node":"r1","max":1,"tasks":[]}')
+  lease=$(jq -r '.tasks[0].lease' <<<"$claim")
+  task=$(jq -r '.tasks[0]._id' <<<"$claim")
+  if [ -z "$lease" ] || [ "$lease" = null ]; then echo "restart check: no claim: $claim"; exit 1; fi
+  "$stop"
+  "$start" 2
+  local got
+  got=$(conformance_api GET "/v1/jobs/$id" | jq -r '.id')
+  [ "$got" = "$id" ] || { echo "restart check: job lost: $got"; exit 1; }
+  # The lease taken before the restart is still held (the other task is what a claim gets),
+  # and its token still acks.
+  local second
+  second=$(conformance_api POST "/v1/queue/$q" '{"node":"r2","max":1,"tasks":[]}' | jq -r '[.tasks[]._id] | join(",")')
+  if [ -z "$second" ] || [ "$second" = "$task" ]; then echo "restart check: leased task handed out again ($second)"; exit 1; fi
+  local ack
+  ack=$(curl -s -o /dev/null -w '%{http_code}' -m 20 -X POST -H "authorization: Bearer $SECRET" \
+    --data "{\"lease\":\"$lease\",\"status\":\"done\",\"result\":{\"exit_code\":0}}" "$B/v1/tasks/$task/ack")
+  [ "$ack" = 200 ] || { echo "restart check: ack after restart answered $ack"; exit 1; }
+  echo "restart: job, lease and token survived"
+}
+
+# Stops the process whose pid the named variable holds, and empties the variable:
+#   stop_pid VAR
+stop_pid() {
+  local pid=${!1}
+  if [ -n "$pid" ]; then
+    kill "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    printf -v "$1" '%s' ""
+  fi
+}
+
+# Waits until URL/v1/health answers, while the process of the named pid variable lives:
+#   wait_healthy URL PIDVAR LOG WHAT [TRIES] [PAUSE]
+wait_healthy() {
+  local url=$1 var=$2 log=$3 what=$4 tries=${5:-600} pause=${6:-0.5} t0=$SECONDS
+  for _ in $(seq 1 "$tries"); do
+    if curl -sf -m 5 -o /dev/null "$url/v1/health"; then
+      echo "$what answered after $((SECONDS - t0))s"
+      return 0
+    fi
+    kill -0 "${!var}" 2>/dev/null || break
+    sleep "$pause"
+  done
+  echo "$what did not start; log:" >&2
+  tail -40 "$log" >&2
+  exit 1
+}
