@@ -128,6 +128,85 @@ mod tests {
     }
 
     #[test]
+    fn writes_change_the_store_and_reads_do_not_except_a_pickup() {
+        assert!(wake(Method::POST, "/v1/jobs", 201).store_changed);
+        assert!(wake(Method::POST, "/v1/tasks/j.0/heartbeat", 200).store_changed);
+        assert!(wake(Method::GET, "/api/v1/jobs/pickup", 200).store_changed);
+        assert!(!wake(Method::GET, "/v1/jobs/j", 200).store_changed);
+        assert!(!wake(Method::POST, "/v1/jobs", 409).store_changed);
+    }
+
+    /// The signals `handle()` puts on real answers: an empty poll may be held, a claim and a
+    /// submit change the store, a followed job says when it finished.
+    #[test]
+    fn answers_carry_long_poll_job_event_and_wake_signals() {
+        use crate::core::{handle, Config, Ctx, SeqIds};
+        use crate::store::conformance::block_on;
+        use crate::store::Memory;
+        let (store, config, ids) = (Memory::new(), Config::new("s3cretvalue"), SeqIds::default());
+        let ctx = Ctx {
+            store: &store,
+            config: &config,
+            now_ms: 1_000,
+            ids: &ids,
+        };
+        let call = |method: Method, uri: &str, body: &str, accept: Option<&str>| {
+            let mut req = http::Request::new(bytes::Bytes::from(body.to_string()));
+            *req.method_mut() = method;
+            *req.uri_mut() = uri.parse().unwrap_or_default();
+            let h = req.headers_mut();
+            h.insert(
+                http::header::AUTHORIZATION,
+                http::HeaderValue::from_static("Bearer s3cretvalue"),
+            );
+            if let Some(a) = accept.and_then(|a| http::HeaderValue::from_str(a).ok()) {
+                h.insert(http::header::ACCEPT, a);
+            }
+            block_on(handle(req, &ctx))
+        };
+        let poll = r#"{"node": "n1", "max": 1}"#;
+        let empty = call(Method::POST, "/v1/queue/default?wait=5", poll, None);
+        assert_eq!(empty.status(), StatusCode::NO_CONTENT);
+        assert_eq!(
+            empty.extensions().get::<LongPoll>(),
+            Some(&LongPoll { wait_ms: 5_000 })
+        );
+        assert!(!empty.extensions().get::<Wake>().is_some_and(Wake::is_some));
+        let job = r#"{"id": "j", "type": "command", "params": {"program": "p"}}"#;
+        let submitted = call(Method::POST, "/v1/jobs", job, None);
+        let wake = submitted
+            .extensions()
+            .get::<Wake>()
+            .copied()
+            .unwrap_or_default();
+        assert!(wake.claimable && wake.store_changed, "{wake:?}");
+        let claimed = call(Method::POST, "/v1/queue/default?wait=5", poll, None);
+        assert_eq!(claimed.status(), StatusCode::OK);
+        assert_eq!(
+            claimed.extensions().get::<LongPoll>(),
+            None,
+            "a claim is never held"
+        );
+        let wake = claimed
+            .extensions()
+            .get::<Wake>()
+            .copied()
+            .unwrap_or_default();
+        assert!(
+            wake.store_changed && wake.lease_expires_ms.is_some(),
+            "{wake:?}"
+        );
+        let event = call(Method::GET, "/v1/jobs/j", "", Some("text/event-stream"));
+        let signal = event.extensions().get::<JobEvent>().cloned();
+        assert_eq!(signal.map(|e| e.finished), Some(false));
+        let canceled = call(Method::POST, "/v1/jobs/j/cancel", "", None);
+        assert_eq!(canceled.status(), StatusCode::OK);
+        let event = call(Method::GET, "/v1/jobs/j", "", Some("text/event-stream"));
+        let signal = event.extensions().get::<JobEvent>().cloned();
+        assert_eq!(signal.map(|e| e.finished), Some(true));
+    }
+
+    #[test]
     fn submits_acks_and_releases_wake_but_rejections_do_not() {
         assert!(wake(Method::POST, "/v1/jobs", 201).claimable);
         assert!(wake(Method::POST, "/v1/tasks/j.0/ack", 200).claimable);
