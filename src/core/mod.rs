@@ -46,7 +46,7 @@ pub mod wake;
 
 pub use error::{Error, Result};
 pub use router::handle;
-pub use wake::Wake;
+pub use wake::{JobEvent, LongPoll, Wake};
 
 use crate::store::Store;
 use std::cell::Cell;

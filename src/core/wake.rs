@@ -1,5 +1,10 @@
-//! What an answered request means for requests waiting for work (long polls), as a typed
-//! signal from the core to its shell: [`Wake`], put in the answer's extensions by `handle()`.
+//! Signals from the core to its shell, as typed values in the answer's extensions (never read
+//! back from paths or body text):
+//! - [`Wake`] (on every answer, put there by `handle()`): what the request means for requests
+//!   waiting for work (long polls) or for changes (job event streams).
+//! - [`LongPoll`] (on an empty queue poll): the shell may hold the request and send it again.
+//! - [`JobEvent`] (on a job read as `text/event-stream`): the event's id and whether the job
+//!   finished, so a follower knows when to stop.
 //!
 //! A shell that holds long polls (`POST /v1/queue/{q}?wait=`) re-runs them when a task may have
 //! become claimable. Only the core knows when that is: after a submit, an ack (a failed task is
@@ -14,7 +19,7 @@
 
 use http::{Method, StatusCode};
 
-/// The signal one answer carries (absent: nothing a long poll waits for happened).
+/// The signal one answer carries (default: nothing a waiting request cares about happened).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Wake {
     /// Something happened that can make a task claimable now.
@@ -22,13 +27,44 @@ pub struct Wake {
     /// A lease this request granted or extended lapses at this time (ms since the epoch); its
     /// task may become claimable then, with no request to say so.
     pub lease_expires_ms: Option<u64>,
+    /// The request wrote something a reader may see (a job's view may have changed): event
+    /// streams read their job again. An empty queue poll (only the node's last-seen time) and
+    /// every rejected request say `false`.
+    pub store_changed: bool,
 }
 
 impl Wake {
     /// Whether the signal says anything at all.
     pub fn is_some(&self) -> bool {
-        self.claimable || self.lease_expires_ms.is_some()
+        self.claimable || self.lease_expires_ms.is_some() || self.store_changed
     }
+}
+
+/// "May long-poll": the answer of a queue poll that carried no ack and claimed nothing (a 204).
+///
+/// The re-run rule: a shell may hold such a request for up to `wait_ms` and send the *whole*
+/// request to the core again (when a [`Wake`] says a task may be claimable), answering the
+/// client with the first answer that is not a `LongPoll`, or with this one when the time is up.
+/// Sending it again is safe because an answer is marked `LongPoll` only when the request did
+/// nothing but note that its node was seen (last-seen time, queue, wait — the same values again
+/// on a re-run): a poll with acks always gets a 200 with their answers, and a poll that claimed
+/// is a 200 with the tasks (`api::queue::poll`). Shells that cannot hold requests answer at once
+/// with `Retry-After` (`runtime::edge::run_core`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LongPoll {
+    /// How long the client asked to be held (`?wait=`, bounded by `api::queue::MAX_WAIT_S`);
+    /// 0 when it did not ask.
+    pub wait_ms: u64,
+}
+
+/// The answer is one `job` event of a followed job (`GET /v1/jobs/{id}` with `Accept:
+/// text/event-stream`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobEvent {
+    /// The event's `id:` (the job's last change time): an unchanged id is the same event.
+    pub id: String,
+    /// The job finished: the stream ends after this event.
+    pub finished: bool,
 }
 
 /// The signal of a request to `parts` (the path's segments) answered with `status`, at `now_ms`.
@@ -46,6 +82,8 @@ pub fn of_request(
         return Wake::default();
     }
     let (lease_ms, nexrender_timeout_ms) = leases;
+    // Every write but a nexrender pickup is a non-GET request.
+    let mut store_changed = method != Method::GET;
     let (claimable, lease) = match (method, parts) {
         (&Method::POST, ["v1", "jobs"]) => (true, None),
         (&Method::PATCH, ["v1", "jobs", _]) => (true, None),
@@ -56,13 +94,17 @@ pub fn of_request(
             (true, None)
         }
         // nexrender: a pickup leases; any other change (create, state PUT) may queue a job.
-        (&Method::GET, ["api", "v1", "jobs", "pickup", ..]) => (false, Some(nexrender_timeout_ms)),
+        (&Method::GET, ["api", "v1", "jobs", "pickup", ..]) => {
+            store_changed = true;
+            (false, Some(nexrender_timeout_ms))
+        }
         (m, ["api", "v1", ..]) if m != Method::GET => (true, None),
         _ => (false, None),
     };
     Wake {
         claimable,
         lease_expires_ms: lease.map(|ms| now_ms.saturating_add(ms)),
+        store_changed,
     }
 }
 
@@ -83,6 +125,85 @@ mod tests {
         assert!(!beat.claimable, "a heartbeat makes nothing claimable");
         let pickup = wake(Method::GET, "/api/v1/jobs/pickup", 200);
         assert_eq!(pickup.lease_expires_ms, Some(5010));
+    }
+
+    #[test]
+    fn writes_change_the_store_and_reads_do_not_except_a_pickup() {
+        assert!(wake(Method::POST, "/v1/jobs", 201).store_changed);
+        assert!(wake(Method::POST, "/v1/tasks/j.0/heartbeat", 200).store_changed);
+        assert!(wake(Method::GET, "/api/v1/jobs/pickup", 200).store_changed);
+        assert!(!wake(Method::GET, "/v1/jobs/j", 200).store_changed);
+        assert!(!wake(Method::POST, "/v1/jobs", 409).store_changed);
+    }
+
+    /// The signals `handle()` puts on real answers: an empty poll may be held, a claim and a
+    /// submit change the store, a followed job says when it finished.
+    #[test]
+    fn answers_carry_long_poll_job_event_and_wake_signals() {
+        use crate::core::{handle, Config, Ctx, SeqIds};
+        use crate::store::conformance::block_on;
+        use crate::store::Memory;
+        let (store, config, ids) = (Memory::new(), Config::new("s3cretvalue"), SeqIds::default());
+        let ctx = Ctx {
+            store: &store,
+            config: &config,
+            now_ms: 1_000,
+            ids: &ids,
+        };
+        let call = |method: Method, uri: &str, body: &str, accept: Option<&str>| {
+            let mut req = http::Request::new(bytes::Bytes::from(body.to_string()));
+            *req.method_mut() = method;
+            *req.uri_mut() = uri.parse().unwrap_or_default();
+            let h = req.headers_mut();
+            h.insert(
+                http::header::AUTHORIZATION,
+                http::HeaderValue::from_static("Bearer s3cretvalue"),
+            );
+            if let Some(a) = accept.and_then(|a| http::HeaderValue::from_str(a).ok()) {
+                h.insert(http::header::ACCEPT, a);
+            }
+            block_on(handle(req, &ctx))
+        };
+        let poll = r#"{"node": "n1", "max": 1}"#;
+        let empty = call(Method::POST, "/v1/queue/default?wait=5", poll, None);
+        assert_eq!(empty.status(), StatusCode::NO_CONTENT);
+        assert_eq!(
+            empty.extensions().get::<LongPoll>(),
+            Some(&LongPoll { wait_ms: 5_000 })
+        );
+        assert!(!empty.extensions().get::<Wake>().is_some_and(Wake::is_some));
+        let job = r#"{"id": "j", "type": "command", "params": {"program": "p"}}"#;
+        let submitted = call(Method::POST, "/v1/jobs", job, None);
+        let wake = submitted
+            .extensions()
+            .get::<Wake>()
+            .copied()
+            .unwrap_or_default();
+        assert!(wake.claimable && wake.store_changed, "{wake:?}");
+        let claimed = call(Method::POST, "/v1/queue/default?wait=5", poll, None);
+        assert_eq!(claimed.status(), StatusCode::OK);
+        assert_eq!(
+            claimed.extensions().get::<LongPoll>(),
+            None,
+            "a claim is never held"
+        );
+        let wake = claimed
+            .extensions()
+            .get::<Wake>()
+            .copied()
+            .unwrap_or_default();
+        assert!(
+            wake.store_changed && wake.lease_expires_ms.is_some(),
+            "{wake:?}"
+        );
+        let event = call(Method::GET, "/v1/jobs/j", "", Some("text/event-stream"));
+        let signal = event.extensions().get::<JobEvent>().cloned();
+        assert_eq!(signal.map(|e| e.finished), Some(false));
+        let canceled = call(Method::POST, "/v1/jobs/j/cancel", "", None);
+        assert_eq!(canceled.status(), StatusCode::OK);
+        let event = call(Method::GET, "/v1/jobs/j", "", Some("text/event-stream"));
+        let signal = event.extensions().get::<JobEvent>().cloned();
+        assert_eq!(signal.map(|e| e.finished), Some(true));
     }
 
     #[test]

@@ -28,10 +28,11 @@
 
 use super::edge::{self, Follow, STREAM_SECONDS};
 use crate::core::nexrender::set_peer;
-use crate::core::{Config, Ctx, Ids};
+use crate::core::{Config, Ctx, Ids, JobEvent, Wake};
 use crate::store::durable_object::DurableObjectStore;
 use crate::store::envelope::Versions;
 use crate::store::workers_kv::WorkersKv;
+use crate::wire::errors::ErrorBody;
 use bytes::Bytes;
 use std::cell::Cell;
 use std::time::Duration;
@@ -88,10 +89,10 @@ fn kv_mode(env: &Env) -> bool {
 
 /// A JSON error in the core's shape, for failures before the core runs.
 fn error(status: u16, code: &str, message: &str) -> Result<Response> {
-    let body = serde_json::json!({"error": {"code": code, "message": message}});
+    let body = serde_json::to_vec(&ErrorBody::new(code, message)).unwrap_or_default();
     let headers = Headers::new();
     headers.set("content-type", "application/json")?;
-    Ok(Response::from_bytes(body.to_string().into_bytes())?
+    Ok(Response::from_bytes(body)?
         .with_status(status)
         .with_headers(headers))
 }
@@ -173,7 +174,9 @@ async fn answer_over_kv(env: &Env, mut req: Request) -> Result<Response> {
         now_ms,
         ids: &WebIds,
     };
-    from_http(edge::run_core(http_req, &ctx).await)
+    let mut resp = edge::run_core(http_req, &ctx).await;
+    edge::job_event_to_header(&mut resp);
+    from_http(resp)
 }
 
 async fn answer(env: &Env, req: Request) -> Result<Response> {
@@ -206,8 +209,9 @@ struct Poller {
 }
 
 impl Poller {
-    /// One `GET` of the job through the core (object or KV).
-    async fn poll(&self) -> Result<(u16, Vec<u8>)> {
+    /// One `GET` of the job through the core (object or KV): status, body, and the core's
+    /// `JobEvent` signal (carried over from the object in a header).
+    async fn poll(&self) -> Result<(u16, Vec<u8>, Option<JobEvent>)> {
         let headers = Headers::new();
         for (k, v) in &self.headers {
             headers.append(k, v)?;
@@ -216,17 +220,19 @@ impl Poller {
         init.with_headers(headers);
         let req = Request::new_with_init(&self.url, &init)?;
         let mut resp = answer(&self.env, req).await?;
-        Ok((resp.status_code(), resp.bytes().await?))
+        let header = resp.headers().get(edge::JOB_EVENT_HEADER).ok().flatten();
+        let event = edge::job_event_from_header(header.as_deref());
+        Ok((resp.status_code(), resp.bytes().await?, event))
     }
 
     /// The next chunk of the stream, or `None` when it ends.
     async fn next(mut self) -> Option<(Result<Vec<u8>>, Poller)> {
         while !self.follow.done() {
-            let (status, body) = match self.poll().await {
+            let (status, body, event) = match self.poll().await {
                 Ok(x) => x,
-                Err(e) => (503, e.to_string().into_bytes()),
+                Err(e) => (503, e.to_string().into_bytes(), None),
             };
-            if let Some(chunk) = self.follow.chunk(status, &body) {
+            if let Some(chunk) = self.follow.chunk(status, &body, event.as_ref()) {
                 return Some((Ok(chunk), self));
             }
             if Date::now().as_millis() >= self.deadline_ms {
@@ -326,14 +332,17 @@ pub struct EdgefarmFarm {
 }
 
 impl EdgefarmFarm {
-    /// Sets an alarm at the expiry of a lease just granted or renewed, unless one is due sooner.
-    async fn note_lease(&self, path: &str, status: u16, now_ms: u64, lease_ms: u64) {
-        let leases = path.starts_with("/v1/queue/") || path.ends_with("/heartbeat");
+    /// Sets an alarm at the expiry of a lease just granted or renewed (the core's `Wake` says
+    /// when), unless one is due sooner.
+    async fn note_lease(&self, wake: Option<Wake>, now_ms: u64) {
+        let Some(expires_ms) = wake.and_then(|w| w.lease_expires_ms) else {
+            return;
+        };
         let pending = self.alarm_at.get();
-        if !leases || status != 200 || (pending > now_ms && pending <= now_ms + lease_ms) {
+        if pending > now_ms && pending <= expires_ms {
             return;
         }
-        let at = now_ms + lease_ms + 1000;
+        let at = expires_ms.max(now_ms) + 1000;
         if self
             .state
             .storage()
@@ -382,7 +391,6 @@ impl DurableObject for EdgefarmFarm {
             Ok(r) => r,
             Err(m) => return error(400, "bad_request", &m),
         };
-        let path = http_req.uri().path().to_string();
         let now_ms = Date::now().as_millis();
         let store = DurableObjectStore::new(self.state.storage(), &self.versions, now_ms);
         let ctx = Ctx {
@@ -391,9 +399,10 @@ impl DurableObject for EdgefarmFarm {
             now_ms,
             ids: &WebIds,
         };
-        let resp = edge::run_core(http_req, &ctx).await;
-        self.note_lease(&path, resp.status().as_u16(), now_ms, config.lease_ms)
+        let mut resp = edge::run_core(http_req, &ctx).await;
+        self.note_lease(resp.extensions().get::<Wake>().copied(), now_ms)
             .await;
+        edge::job_event_to_header(&mut resp);
         from_http(resp)
     }
 

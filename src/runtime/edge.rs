@@ -4,7 +4,7 @@
 
 use bytes::Bytes;
 
-use crate::core::{handle, Config, Ctx};
+use crate::core::{handle, Config, Ctx, JobEvent, LongPoll};
 use crate::store::Store;
 
 /// How long one event stream lasts before the client reconnects with `Last-Event-ID`.
@@ -52,16 +52,19 @@ pub fn config_from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Config, 
     Ok(c)
 }
 
-/// Runs the core. A request cannot be held open cheaply at the edge, so a long poll
-/// (`?wait=`) that found nothing is answered at once with `Retry-After` instead.
+/// Runs the core. A request cannot be held open cheaply at the edge, so an answer the core
+/// marks [`LongPoll`] (an empty poll; see its re-run rule) that asked to wait (`?wait=`) is
+/// answered at once with `Retry-After` instead of being held.
 pub async fn run_core<S: Store>(
     req: http::Request<Bytes>,
     ctx: &Ctx<'_, S>,
 ) -> http::Response<Bytes> {
-    let long_poll = req.uri().path().starts_with("/v1/queue/")
-        && req.uri().query().is_some_and(|q| q.contains("wait="));
     let mut resp = handle(req, ctx).await;
-    if long_poll && resp.status() == http::StatusCode::NO_CONTENT {
+    let asked_to_wait = resp
+        .extensions()
+        .get::<LongPoll>()
+        .is_some_and(|l| l.wait_ms > 0);
+    if asked_to_wait {
         let secs = ctx.config.poll_ms.div_ceil(1000).max(1);
         resp.headers_mut()
             .insert(http::header::RETRY_AFTER, http::HeaderValue::from(secs));
@@ -122,19 +125,22 @@ impl Follow {
         self.done
     }
 
-    /// The chunk to send for one read's answer, if anything changed.
-    pub fn chunk(&mut self, status: u16, body: &[u8]) -> Option<Vec<u8>> {
-        let event = if status != 200 {
-            self.done = true;
-            [b"event: error\ndata: ", body, b"\n\n"].concat()
-        } else {
-            let id = event_id(body);
-            if id == self.last_id {
-                return None;
+    /// The chunk to send for one read's answer (its status, body and the core's [`JobEvent`]
+    /// signal), if anything changed. A 200 without the signal is no job event: the stream ends.
+    pub fn chunk(&mut self, status: u16, body: &[u8], event: Option<&JobEvent>) -> Option<Vec<u8>> {
+        let event = match event {
+            Some(e) if status == 200 => {
+                if self.last_id.as_deref() == Some(e.id.as_str()) {
+                    return None;
+                }
+                self.last_id = Some(e.id.clone());
+                self.done = e.finished;
+                body.to_vec()
             }
-            self.last_id = id;
-            self.done = crate::core::api::jobs::event_is_final(body);
-            body.to_vec()
+            _ => {
+                self.done = true;
+                [b"event: error\ndata: ", body, b"\n\n"].concat()
+            }
         };
         // `retry:` tells EventSource to reconnect a second after the stream ends.
         Some(if std::mem::take(&mut self.first) {
@@ -145,12 +151,34 @@ impl Follow {
     }
 }
 
-/// The `id:` of an event as the core writes it.
-fn event_id(event: &[u8]) -> Option<String> {
-    let text = std::str::from_utf8(event).ok()?;
-    text.lines()
-        .find_map(|l| l.strip_prefix("id: "))
-        .map(String::from)
+/// The header a [`JobEvent`] travels in where an answer crosses from one process to another
+/// (a Durable Object's answer to its Worker), since extensions do not: `open <id>` or
+/// `finished <id>`. Only the shell's own follower reads it; clients get the event stream.
+pub const JOB_EVENT_HEADER: &str = "x-edgefarm-job-event";
+
+/// Puts an answer's [`JobEvent`] signal into [`JOB_EVENT_HEADER`].
+pub fn job_event_to_header(resp: &mut http::Response<Bytes>) {
+    let Some(e) = resp.extensions().get::<JobEvent>() else {
+        return;
+    };
+    let state = if e.finished { "finished" } else { "open" };
+    if let Ok(v) = http::HeaderValue::from_str(&format!("{state} {}", e.id)) {
+        resp.headers_mut().insert(JOB_EVENT_HEADER, v);
+    }
+}
+
+/// Reads a [`JobEvent`] back from [`JOB_EVENT_HEADER`].
+pub fn job_event_from_header(value: Option<&str>) -> Option<JobEvent> {
+    let (state, id) = value?.split_once(' ')?;
+    let finished = match state {
+        "finished" => true,
+        "open" => false,
+        _ => return None,
+    };
+    Some(JobEvent {
+        id: id.to_string(),
+        finished,
+    })
 }
 
 #[cfg(test)]
@@ -209,24 +237,57 @@ mod tests {
 
     #[test]
     fn follow_sends_changes_once_and_ends_on_a_finished_job() {
+        let signal = |id: &str, finished| JobEvent {
+            id: id.into(),
+            finished,
+        };
         let mut f = Follow::new(None);
-        let running = b"id: 1\nevent: job\ndata: {\"state\":\"running\"}\n\n";
-        let first = f.chunk(200, running).expect("first event");
+        let running = b"id: 1\nevent: job\ndata: {\"state\":\"active\"}\n\n";
+        let open = signal("1", false);
+        let first = f.chunk(200, running, Some(&open)).expect("first event");
         assert!(first.starts_with(b"retry: 1000\n\nid: 1"));
         assert_eq!(
-            f.chunk(200, running),
+            f.chunk(200, running, Some(&open)),
             None,
             "an unchanged job sends nothing"
         );
+        assert!(!f.done());
         let done = b"id: 2\nevent: job\ndata: {\"state\":\"completed\"}\n\n";
-        assert_eq!(f.chunk(200, done).as_deref(), Some(&done[..]));
+        let finished = signal("2", true);
+        assert_eq!(
+            f.chunk(200, done, Some(&finished)).as_deref(),
+            Some(&done[..])
+        );
         assert!(f.done());
         let mut resumed = Follow::new(Some("2".into()));
-        assert_eq!(resumed.chunk(200, done), None, "Last-Event-ID is honoured");
+        assert_eq!(
+            resumed.chunk(200, done, Some(&finished)),
+            None,
+            "Last-Event-ID is honoured"
+        );
         let mut failing = Follow::new(None);
         assert!(failing
-            .chunk(404, b"{}")
+            .chunk(404, b"{}", None)
             .is_some_and(|c| c.ends_with(b"data: {}\n\n")));
         assert!(failing.done());
+    }
+
+    #[test]
+    fn a_job_event_survives_the_trip_through_a_header() {
+        for finished in [false, true] {
+            let mut resp = http::Response::new(Bytes::new());
+            let e = JobEvent {
+                id: "1700000000000".into(),
+                finished,
+            };
+            resp.extensions_mut().insert(e.clone());
+            job_event_to_header(&mut resp);
+            let value = resp
+                .headers()
+                .get(JOB_EVENT_HEADER)
+                .and_then(|v| v.to_str().ok());
+            assert_eq!(job_event_from_header(value), Some(e));
+        }
+        assert_eq!(job_event_from_header(Some("garbage")), None);
     }
 }

@@ -22,9 +22,10 @@ use spin_sdk::wasip3::random::random::get_random_u64;
 
 use super::edge::{self, Follow, STREAM_SECONDS};
 use crate::core::nexrender::set_peer;
-use crate::core::{Config, Ctx, Ids};
+use crate::core::{Config, Ctx, Ids, JobEvent};
 use crate::store::spin_kv::host::SpinCells;
 use crate::store::spin_kv::SpinKv;
+use crate::wire::errors::ErrorBody;
 
 /// Where Spin tells a component the client's `IP:port`.
 const CLIENT_ADDR_HEADER: &str = "spin-client-addr";
@@ -67,8 +68,7 @@ fn full(resp: http::Response<Bytes>) -> http::Response<BoxBody> {
 
 /// A JSON error in the core's shape, for failures before the core runs.
 fn error(status: http::StatusCode, code: &str, message: &str) -> http::Response<Bytes> {
-    let body = serde_json::json!({"error": {"code": code, "message": message}});
-    crate::core::http::json(status, &body)
+    crate::core::http::json(status, &ErrorBody::new(code, message))
 }
 
 /// One request through the core over the Spin store.
@@ -108,7 +108,8 @@ fn event_stream(req: http::Request<Bytes>, config: Config) -> http::Response<Box
             *read.uri_mut() = parts.uri.clone();
             *read.headers_mut() = parts.headers.clone();
             let resp = answer(read, &config).await;
-            if let Some(chunk) = follow.chunk(resp.status().as_u16(), resp.body()) {
+            let event = resp.extensions().get::<JobEvent>();
+            if let Some(chunk) = follow.chunk(resp.status().as_u16(), resp.body(), event) {
                 if tx.try_send(chunk).is_err() {
                     return; // the client went away
                 }

@@ -11,6 +11,7 @@ use crate::core::records::load;
 use crate::core::rollup::{self, JobState, JobView};
 use crate::core::scheduler::task_ref::load_job;
 use crate::core::validate::{self, JobSubmit};
+use crate::core::wake::JobEvent;
 use crate::core::Ctx;
 use crate::store::{keys, Store};
 use crate::wire::jobs::{Deleted, JobList, JobPatch, Requeue};
@@ -85,11 +86,12 @@ pub async fn get<S: Store>(
     if wants_events {
         let data = serde_json::to_string(&view).unwrap_or_default();
         let event = format!("id: {}\nevent: job\ndata: {data}\n\n", view.updated_ms);
-        return Ok(crate::core::http::text(
-            StatusCode::OK,
-            event,
-            "text/event-stream",
-        ));
+        let mut resp = crate::core::http::text(StatusCode::OK, event, "text/event-stream");
+        resp.extensions_mut().insert(JobEvent {
+            id: view.updated_ms.to_string(),
+            finished: view.state.is_finished(),
+        });
+        return Ok(resp);
     }
     let status = if view.state.is_finished() {
         StatusCode::OK
@@ -102,19 +104,6 @@ pub async fn get<S: Store>(
             .insert(header::RETRY_AFTER, HeaderValue::from(retry_after(ctx)));
     }
     Ok(resp)
-}
-
-/// Whether a `job` event (as [`get`] writes it) shows a finished job: the stream ends there.
-pub fn event_is_final(event: &[u8]) -> bool {
-    let text = String::from_utf8_lossy(event);
-    let data = text
-        .lines()
-        .find_map(|l| l.strip_prefix("data: "))
-        .unwrap_or("");
-    let state = serde_json::from_str::<serde_json::Value>(data)
-        .ok()
-        .and_then(|v| v["state"].as_str().map(String::from));
-    matches!(state.as_deref(), Some("completed" | "failed" | "canceled"))
 }
 
 /// `GET /v1/jobs?state=&queue=&tag=&type=&limit=&cursor=`, newest first.

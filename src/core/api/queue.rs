@@ -7,7 +7,7 @@ use crate::core::http::{body_or_default, empty, json};
 use crate::core::model::{JobType, NodeState};
 use crate::core::scheduler::claim::{claim, claimed_id, Claimer};
 use crate::core::validate;
-use crate::core::wake::Wake;
+use crate::core::wake::{LongPoll, Wake};
 use crate::core::Ctx;
 use crate::store::Store;
 use crate::wire::queue::{AckAnswer, ClaimedTask, Poll, PollAnswer, QueueSettings};
@@ -146,10 +146,19 @@ pub async fn poll<S: Store>(
         claim(ctx, queue, &claimer, max as usize).await?
     };
     if claimed.is_empty() && !had_acks {
-        return Ok(empty(StatusCode::NO_CONTENT));
+        // Nothing done but noting the node as seen: the shell may hold this request and send
+        // it again whole (the re-run rule, `core::wake::LongPoll`). Keep it so: an answer that
+        // acked or claimed must never be a 204.
+        let mut resp = empty(StatusCode::NO_CONTENT);
+        resp.extensions_mut().insert(Wake::default());
+        resp.extensions_mut().insert(LongPoll {
+            wait_ms: wait_ms(q),
+        });
+        return Ok(resp);
     }
     // Acks can queue failed tasks again; the claimed tasks' leases lapse at their expiry.
     let wake = Wake {
+        store_changed: true,
         claimable: had_acks,
         lease_expires_ms: claimed
             .iter()

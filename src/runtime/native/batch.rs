@@ -1,12 +1,13 @@
 //! The core thread: every request waiting is run against the store inside one transaction,
 //! committed once (group commit), and only then answered.
 
+use super::block::Blocking;
 use super::wakes::Wakes;
 use super::{now_ms, OsIds};
 use crate::core::{handle, Config, Ctx, Wake};
 use crate::store::{Memory, Sqlite, Store};
 use bytes::Bytes;
-use http::{Method, Request, Response, StatusCode};
+use http::{Request, Response};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
@@ -58,6 +59,7 @@ pub fn core_loop<S: Batching>(
     wakes: Arc<Wakes>,
 ) {
     let ids = OsIds;
+    let exec = Blocking::for_this_thread();
     while let Some(first) = rx.blocking_recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -71,25 +73,21 @@ pub fn core_loop<S: Batching>(
         }
         let batch_len = batch.len();
         let mut answers = Vec::with_capacity(batch.len());
-        let mut written = false;
         for (req, reply) in batch {
-            let write = req.method() != Method::GET;
             let ctx = Ctx {
                 store: &store,
                 config: &config,
                 now_ms: now_ms(),
                 ids: &ids,
             };
-            let resp = crate::store::conformance::block_on(handle(req, &ctx));
-            // An empty poll (204) only touched its node's last-seen time: no reader cares.
-            written |= write && resp.status() != StatusCode::NO_CONTENT;
-            answers.push((resp, reply));
+            answers.push((exec.run(handle(req, &ctx)), reply));
         }
         let committed = store.commit();
         if let Err(e) = &committed {
             tracing::error!(error = %e, "commit failed; answering 500 to the batch");
             store.rollback();
         }
+        // What the committed answers say happened (`core::wake`); nothing when the commit failed.
         let mut signals = Vec::new();
         for (resp, reply) in answers {
             let resp = match &committed {
@@ -106,6 +104,6 @@ pub fn core_loop<S: Batching>(
         }
         // Tests read this line to know several requests shared a batch (tests/native.rs).
         tracing::debug!(requests = batch_len, "batch answered");
-        wakes.after_batch(signals, written && committed.is_ok());
+        wakes.after_batch(signals);
     }
 }

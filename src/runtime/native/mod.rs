@@ -9,10 +9,11 @@
 //!
 //! Files: `args.rs` (flags), `server.rs` (accept loop, timeouts, connection cap), `tls.rs`
 //! (rustls, reloaded on SIGHUP), `peer.rs` (the client address, trusted proxies), `batch.rs`,
-//! `requests.rs`, `wakes.rs`.
+//! `block.rs` (runs the core's future on the core thread), `requests.rs`, `wakes.rs`.
 
 mod args;
 mod batch;
+mod block;
 mod peer;
 mod requests;
 mod server;
@@ -29,8 +30,9 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc;
 
-/// Longest long poll (`?wait=`), seconds.
-pub const MAX_WAIT_S: u64 = 30;
+/// Longest long poll (`?wait=`), seconds: the core's bound, which it applies to the `wait_ms`
+/// of its `LongPoll` signal.
+pub const MAX_WAIT_S: u64 = crate::core::api::queue::MAX_WAIT_S;
 
 struct OsIds;
 

@@ -1,10 +1,17 @@
 //! One HTTP request through the shell: the client's address, the body (size- and time-bounded),
 //! then the core — held and re-run for long polls, repeated as an event stream for followers.
+//!
+//! What to do with an answer is read from the core's typed signals in its extensions
+//! (`core::wake`): `LongPoll` (hold it and send the request again: the re-run rule is written
+//! there), `JobEvent` (the followed job finished), `Wake` (gathered by the core thread). The
+//! shell never looks at a path or a body to learn what the core did.
 
 use super::batch::Job;
 use super::peer::Proxies;
 use super::wakes::{client_key, Holds, Wakes};
 use super::MAX_WAIT_S;
+use crate::core::{JobEvent, LongPoll};
+use crate::wire::errors::ErrorBody;
 use axum::body::Body;
 use axum::extract::Request as AxumRequest;
 use axum::response::Response as AxumResponse;
@@ -64,14 +71,6 @@ fn copy_request(parts: &http::request::Parts, body: &Bytes) -> Request<Bytes> {
     req
 }
 
-fn wait_seconds(parts: &http::request::Parts) -> u64 {
-    let q = crate::core::http::query(parts.uri.query());
-    q.get("wait")
-        .and_then(|w| w.parse::<u64>().ok())
-        .unwrap_or(0)
-        .min(MAX_WAIT_S)
-}
-
 fn is_event_stream(parts: &http::request::Parts) -> bool {
     let accept = parts
         .headers
@@ -81,8 +80,7 @@ fn is_event_stream(parts: &http::request::Parts) -> bool {
 }
 
 fn error(status: StatusCode, code: &str, message: String) -> AxumResponse {
-    let body = serde_json::json!({"error": {"code": code, "message": message}});
-    crate::core::http::json(status, &body).map(Body::from)
+    crate::core::http::json(status, &ErrorBody::new(code, message)).map(Body::from)
 }
 
 async fn serve_request(shell: Shell, peer: SocketAddr, req: AxumRequest) -> AxumResponse {
@@ -117,18 +115,20 @@ async fn serve_request(shell: Shell, peer: SocketAddr, req: AxumRequest) -> Axum
     if is_event_stream(&parts) {
         return event_stream(shell, parts, body, key);
     }
-    let wait = wait_seconds(&parts);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(wait);
-    let long_poll = parts.method == Method::POST && parts.uri.path().starts_with("/v1/queue/");
+    let started = tokio::time::Instant::now();
     let mut hold = None;
     loop {
         // Registered before the call, so a wake during the call is not lost.
         let claimable = shell.wakes.claimable.notified();
         let mut resp = shell.call(copy_request(&parts, &body)).await;
-        if !(long_poll
-            && resp.status() == StatusCode::NO_CONTENT
-            && tokio::time::Instant::now() < deadline)
-        {
+        // Only an answer the core marks `LongPoll` may be held; sending the same request again
+        // is then safe (the re-run rule, `core::wake::LongPoll`).
+        let Some(long_poll) = resp.extensions().get::<LongPoll>().copied() else {
+            return resp.map(Body::from);
+        };
+        let wait_ms = long_poll.wait_ms.min(MAX_WAIT_S * 1000);
+        let deadline = started + Duration::from_millis(wait_ms);
+        if tokio::time::Instant::now() >= deadline {
             return resp.map(Body::from);
         }
         if hold.is_none() {
@@ -178,8 +178,11 @@ fn event_stream(shell: Shell, parts: http::request::Parts, body: Bytes, key: u64
                         (shell, parts, body, last, true, hold),
                     ));
                 }
+                let finished = resp
+                    .extensions()
+                    .get::<JobEvent>()
+                    .is_some_and(|e| e.finished);
                 let event = resp.into_body();
-                let finished = crate::core::api::jobs::event_is_final(&event);
                 if last.as_ref() != Some(&event) {
                     return Some((
                         Ok(event.clone()),

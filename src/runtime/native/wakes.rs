@@ -34,10 +34,11 @@ pub struct Wakes {
 
 impl Wakes {
     /// Called by the core thread once a batch is committed and answered.
-    pub fn after_batch(&self, signals: impl IntoIterator<Item = Wake>, written: bool) {
-        let mut claimable = false;
+    pub fn after_batch(&self, signals: impl IntoIterator<Item = Wake>) {
+        let (mut claimable, mut written) = (false, false);
         for w in signals {
             claimable |= w.claimable;
+            written |= w.store_changed;
             if let Some(at) = w.lease_expires_ms {
                 let at = at.div_ceil(GRANULARITY_MS).saturating_mul(GRANULARITY_MS);
                 let mut set = self.expiries.lock().unwrap_or_else(|e| e.into_inner());
