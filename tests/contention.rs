@@ -536,3 +536,56 @@ fn a_heartbeat_whose_every_cas_loses_gives_up_and_the_lease_holds() {
         again.body
     );
 }
+
+#[test]
+fn a_counter_update_that_loses_its_cas_still_counts_both_claims() {
+    let f = Farm::new();
+    f.submit(job_spec("counted", "1-2"));
+    // Another claim of the same node (so the same counter shard) lands between this claim's
+    // read of its shard and its CAS: the claim counts on another shard instead of dropping
+    // its event.
+    let other = f.compete_before("counters/", 1, "POST", "/v1/queue/q", claim_body("a", 1));
+    let mine = claimed(&f.claim("a", 1));
+    assert_eq!(mine.len(), 1);
+    assert_eq!(other.borrow().as_ref().map(|a| a.status), Some(200));
+    assert_eq!(f.store.hits().len(), 1, "{:?}", f.store.hits());
+    assert_eq!(
+        f.counter("edgefarm_claims_total"),
+        2,
+        "no claim went uncounted"
+    );
+}
+
+#[test]
+fn a_release_that_loses_its_cas_to_a_claim_of_the_same_segment_requeues_once() {
+    let f = Farm::new();
+    let job = f.submit(job_spec("released", "1-2"));
+    let t = claimed(&f.claim("a", 1));
+    assert_eq!(t.len(), 1);
+    let other = f.compete_before("seg/", 1, "POST", "/v1/queue/q", claim_body("b", 1));
+    let r = f.call(
+        "POST",
+        &format!("/v1/tasks/{}/release", id_of(&t[0])),
+        json!({"lease": t[0]["lease"]}),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let theirs = claimed(other.borrow().as_ref().expect("the competing claim ran"));
+    assert_eq!(theirs.len(), 1, "b took the other task");
+    assert_ne!(id_of(&theirs[0]), id_of(&t[0]));
+    let mine = f.task(&id_of(&t[0]));
+    assert_eq!(
+        (mine["state"].as_str(), mine["attempts"].as_u64()),
+        (Some("queued"), Some(1)),
+        "released once: {mine}"
+    );
+    let states: Vec<String> = f
+        .tasks(&job)
+        .iter()
+        .map(|t| t["state"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(
+        states.iter().filter(|s| *s == "leased").count(),
+        1,
+        "b's lease survived the retried release: {states:?}"
+    );
+}
