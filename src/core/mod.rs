@@ -12,6 +12,7 @@ pub mod error;
 pub mod frames;
 pub mod http;
 pub mod job_list;
+pub mod job_path;
 pub mod model;
 pub mod nexrender;
 pub mod reach;
