@@ -121,21 +121,27 @@ impl Windows {
         cmd
     }
 
-    /// Runs the Windows CLI; its stdout.
-    fn cli(&self, server: &Server, args: &[&str]) -> String {
-        let out = self
+    /// Runs the Windows CLI; its stdout. Output goes through files, not pipes: Wine's helper
+    /// processes (services.exe, winedevice.exe, ...), started by whichever Wine process comes
+    /// first, inherit its handles and would hold a pipe open long after the CLI exits.
+    fn cli(&self, server: &Server, dir: &Path, args: &[&str]) -> String {
+        let (out_path, err_path) = (dir.join("cli.out"), dir.join("cli.err"));
+        let status = self
             .command()
             .args(args)
             .args(["--url", &server.url, "--secret", SECRET])
-            .output()
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&out_path).expect("cli.out"))
+            .stderr(std::fs::File::create(&err_path).expect("cli.err"))
+            .status()
             .expect("run edgefarm.exe");
+        let stdout = std::fs::read_to_string(&out_path).unwrap_or_default();
         assert!(
-            out.status.success(),
-            "edgefarm.exe {args:?}: {}\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
+            status.success(),
+            "edgefarm.exe {args:?}: {status}\n{stdout}\n{}",
+            std::fs::read_to_string(&err_path).unwrap_or_default()
         );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        stdout
     }
 
     /// Starts a Windows node named `name`; its log goes to `<dir>/<name>.log`.
@@ -159,6 +165,7 @@ impl Windows {
             .command()
             .args(["node", "--config", &wine_path(&path)])
             .env("EDGEFARM_LOG", "info")
+            .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -216,8 +223,9 @@ impl Drop for WineNode {
     }
 }
 
-/// Pids of running processes whose command line mentions `needle`.
-fn processes_running(needle: &str) -> Vec<u32> {
+/// Pids of running processes whose command line mentions every one of `needles` (a Windows
+/// program started by a Wine process shows its Windows command line, `Z:\\...`).
+fn processes_running(needles: &[&str]) -> Vec<u32> {
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
@@ -225,20 +233,21 @@ fn processes_running(needle: &str) -> Vec<u32> {
         .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
         .filter(|pid| {
             let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let cmdline = String::from_utf8_lossy(&cmdline);
             let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-            String::from_utf8_lossy(&cmdline).contains(needle) && !stat.contains(") Z ")
+            needles.iter().all(|n| cmdline.contains(n)) && !stat.contains(") Z ")
         })
         .collect()
 }
 
 fn submit(win: &Windows, server: &Server, dir: &Path, id: &str, frames: &str, delay_ms: u32) {
     let spec = serde_json::json!({
-        "type": "command", "frames": frames, "chunk_size": 100, "max_attempts": 3,
+        "id": id, "type": "command", "frames": frames, "chunk_size": 100, "max_attempts": 3,
         "params": {"program": "frames", "args": [format!("{{output_root}}/{id}_{{frame}}.out"), delay_ms.to_string()]}
     });
     let file = dir.join(format!("{id}.json"));
     std::fs::write(&file, spec.to_string()).expect("job file");
-    win.cli(server, &["submit", "--file", &wine_path(&file), "--id", id]);
+    win.cli(server, dir, &["submit", "--file", &wine_path(&file)]);
 }
 
 async fn task(server: &Server, job: &str) -> Value {
@@ -286,12 +295,12 @@ async fn windows_node_and_cli_under_wine() {
         names.contains(&(ran_on.clone(), "win-a".to_string())),
         "the task ran on {ran_on}, nodes: {names:?}"
     );
-    let log = win.cli(&server, &["log", t["id"].as_str().expect("task id")]);
+    let log = win.cli(&server, &dir, &["log", t["id"].as_str().expect("task id")]);
     assert!(
         log.contains("wrote Z:") && log.contains("w1_3.out"),
         "the program's output reaches the task log through heartbeats:\n{log}"
     );
-    let listed = win.cli(&server, &["jobs"]);
+    let listed = win.cli(&server, &dir, &["jobs"]);
     assert!(listed.contains("w1"), "edgefarm.exe jobs:\n{listed}");
 
     // 2. Kill the Wine node mid-task: the Job Object ends frames.exe, the lease lapses, and a
@@ -303,11 +312,19 @@ async fn windows_node_and_cli_under_wine() {
         || async { out.join("w2_1.out").is_file() },
     )
     .await;
-    let frames_exe = win.frames_exe.display().to_string();
-    assert!(
-        !processes_running(&frames_exe).is_empty(),
-        "frames.exe should be running under Wine"
-    );
+    let unique = dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .expect("temp dir name")
+        .to_string();
+    let frames_exe = ["frames.exe", unique.as_str()];
+    // One frames.exe per frame: catch one while it runs.
+    wait_until(
+        "frames.exe runs under Wine",
+        Duration::from_secs(20),
+        || async { !processes_running(&frames_exe).is_empty() },
+    )
+    .await;
     node.signal(libc::SIGKILL);
     node.wait_exit(Duration::from_secs(10)).await;
     wait_until(
