@@ -11,10 +11,10 @@
 //! stand-in `command` job that only writes one empty file per frame with `touch`.
 //!
 //! The children run in their own process group: a Ctrl-C in the terminal reaches only the demo,
-//! which stops the node first (SIGTERM: it drains) and then the server, in that order.
+//! which stops the node first (SIGTERM, Ctrl-Break on Windows: it drains) and then the server,
+//! in that order (see `node::platform::spawn_detached`).
 
 use std::net::TcpListener;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
@@ -27,6 +27,7 @@ use crate::wire::jobs::Job;
 
 use super::{api, block_on, follow, UsageError};
 use crate::node::client::Client;
+use crate::node::platform;
 
 #[derive(Debug, Args)]
 pub struct DemoArgs {
@@ -51,8 +52,6 @@ pub struct DemoArgs {
 }
 
 const SCENE_SCRIPT: &str = include_str!("demo_scene.py");
-/// Where Blender's installer puts it on macOS (it is not on PATH there).
-const MACOS_BLENDER: &str = "/Applications/Blender.app/Contents/MacOS/Blender";
 
 /// A child process that is stopped (SIGTERM, then SIGKILL after a grace period) when dropped.
 struct Stopping(Child, &'static str);
@@ -60,7 +59,7 @@ struct Stopping(Child, &'static str);
 impl Stopping {
     /// Spawns `cmd` in a process group of its own, so a terminal's Ctrl-C reaches only the demo.
     fn spawn(cmd: &mut Command, name: &'static str) -> anyhow::Result<Self> {
-        Ok(Self(cmd.process_group(0).spawn()?, name))
+        Ok(Self(platform::spawn_detached(cmd)?, name))
     }
 
     /// `Some(exit status text)` once the child has exited.
@@ -75,12 +74,7 @@ impl Stopping {
 
 impl Drop for Stopping {
     fn drop(&mut self) {
-        if let Ok(pid) = i32::try_from(self.0.id()) {
-            // SAFETY: kill(2) on our own child's pid; SIGTERM lets it drain.
-            unsafe {
-                libc::kill(pid, libc::SIGTERM);
-            }
-        }
+        platform::ask_to_stop(&self.0);
         let deadline = Instant::now() + Duration::from_secs(30);
         while matches!(self.0.try_wait(), Ok(None)) && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(50));
@@ -104,7 +98,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         (Some(path), false) => {
             return Err(UsageError(format!("--blender {}: no such file", path.display())).into())
         }
-        (None, false) => find_blender(),
+        (None, false) => crate::node::config::find_blender(),
     };
     if blender.is_none() && !args.no_blender {
         eprintln!(
@@ -261,27 +255,18 @@ fn stopped_early() -> ExitCode {
     ExitCode::FAILURE
 }
 
-/// Ctrl-C (SIGINT) and SIGTERM, listened to from creation on: a signal that arrives while the
-/// demo is busy elsewhere is kept for the next `recv`.
-struct StopSignals {
-    int: tokio::signal::unix::Signal,
-    term: tokio::signal::unix::Signal,
-}
+/// Ctrl-C (SIGINT) and SIGTERM (Windows: Ctrl-C, Ctrl-Break, console close), listened to from
+/// creation on: a signal that arrives while the demo is busy elsewhere is kept for the next
+/// `recv`.
+struct StopSignals(platform::Signals);
 
 impl StopSignals {
     fn new() -> std::io::Result<Self> {
-        use tokio::signal::unix::{signal, SignalKind};
-        Ok(Self {
-            int: signal(SignalKind::interrupt())?,
-            term: signal(SignalKind::terminate())?,
-        })
+        Ok(Self(platform::Signals::new(None)?))
     }
 
     async fn recv(&mut self) {
-        tokio::select! {
-            _ = self.int.recv() => {}
-            _ = self.term.recv() => {}
-        }
+        self.0.stop().await
     }
 }
 
@@ -345,13 +330,6 @@ async fn make_scene(blender: &Path, project: &Path) -> anyhow::Result<()> {
 
 fn log_file(dir: &Path, name: &str) -> anyhow::Result<std::fs::File> {
     Ok(std::fs::File::create(dir.join(name))?)
-}
-
-fn find_blender() -> Option<PathBuf> {
-    find_in_path("blender").or_else(|| {
-        let app = PathBuf::from(MACOS_BLENDER);
-        app.is_file().then_some(app)
-    })
 }
 
 fn find_in_path(name: &str) -> Option<PathBuf> {

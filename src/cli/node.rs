@@ -12,7 +12,8 @@ use crate::node::NodeError;
 
 #[derive(Debug, Clone, Args)]
 pub struct NodeArgs {
-    /// Config file (TOML); flags and environment override it. Re-read on SIGHUP.
+    /// Config file (TOML); flags and environment override it. Re-read on SIGHUP (Windows: when
+    /// the file changes).
     #[arg(long, env = "EDGEFARM_NODE_CONFIG")]
     config: Option<PathBuf>,
     /// Server URL.
@@ -50,7 +51,8 @@ pub struct NodeArgs {
     /// Restart a slot after it ran this many tasks (0 = never).
     #[arg(long, env = "EDGEFARM_RECYCLE_AFTER")]
     recycle_after: Option<u32>,
-    /// Enable `blender` jobs with this program (same as [types.blender] program).
+    /// Enable `blender` jobs with this program (same as [types.blender] program; `auto`: find
+    /// it in PATH or the platform's install place).
     #[arg(long, env = "EDGEFARM_BLENDER")]
     blender: Option<PathBuf>,
     /// Allow a `command` program: NAME=PATH (repeatable).
@@ -111,13 +113,14 @@ impl NodeArgs {
 pub fn run(args: NodeArgs) -> anyhow::Result<ExitCode> {
     // Validate before anything else so a bad config fails fast with exit code 2.
     args.load()?;
+    let config_file = args.config.clone();
     let loader: Loader = Arc::new(move || args.load());
     // One thread is plenty: the agent waits on the network and on child processes; the
     // rendering itself happens in those processes.
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    match runtime.block_on(agent::run(loader))? {
+    match runtime.block_on(agent::run_watching(loader, config_file))? {
         Exit::Drained | Exit::Forced { unsent: 0 } => Ok(ExitCode::SUCCESS),
         Exit::Forced { unsent } => {
             eprintln!("edgefarm node: {unsent} finished results could not be delivered");

@@ -33,6 +33,7 @@ pub mod error;
 pub mod frames;
 pub mod http;
 pub mod job_list;
+pub mod job_path;
 pub mod lifecycle;
 pub mod model;
 pub mod nexrender;

@@ -68,23 +68,20 @@ pub fn priority(p: i64) -> Result<i64> {
     }
 }
 
-/// A path inside a node's root: relative, no `..`, no empty or odd parts, not a flag.
+/// A path inside a node's root: the portable rule of [`crate::core::job_path`].
 pub fn relative_path(field: &str, v: &Value, limits: &Limits) -> Result<String> {
     let Some(s) = v.as_str() else {
         return Err(Error::field(field, format!("{field} must be a string")));
     };
-    let bad = s.is_empty()
-        || s.len() > limits.string_len * 4
-        || s.starts_with('/')
-        || s.starts_with('\\')
-        || s.starts_with('-')
-        || s.contains('\0')
-        || s.contains(':')
-        || s.split(['/', '\\']).any(|part| part == "..");
-    if bad {
+    let checked = if s.len() > limits.string_len * 4 {
+        Err("is too long")
+    } else {
+        crate::core::job_path::check(s)
+    };
+    if let Err(why) = checked {
         return Err(Error::field(
             field,
-            format!("{field} must be a relative path inside the node's root (no leading `/` or `-`, no `..`), got {s:?}"),
+            format!("{field} must be a relative path inside the node's root with '/' between its parts (no leading `/` or `-`, no `..`, `\\`, `:` or Windows device names): {s:?} {why}"),
         ));
     }
     Ok(s.to_string())

@@ -9,7 +9,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::{sleep, sleep_until, Instant};
@@ -19,6 +18,7 @@ use super::config::NodeConfig;
 use super::error::NodeError;
 use super::identity::{self, Identity};
 use super::outbox::Outbox;
+use super::platform::{Request, Signals};
 use super::poll::{self, Answer};
 use super::shared::{self, Shared};
 use super::slot::{Pool, SlotExit};
@@ -26,7 +26,8 @@ use super::state;
 use super::task::Outcome;
 use crate::wire::tasks::{Ack, AckStatus};
 
-/// Builds the config (file + flags + env); called at start and on SIGHUP.
+/// Builds the config (file + flags + env); called at start and on reload (SIGHUP on Unix, a
+/// change of the config file on Windows: see [`super::platform`]).
 pub type Loader = Arc<dyn Fn() -> Result<NodeConfig, NodeError> + Send + Sync>;
 
 /// How the agent stopped.
@@ -40,6 +41,14 @@ pub enum Exit {
 
 /// Runs the node until a signal stops it.
 pub async fn run(loader: Loader) -> Result<Exit, NodeError> {
+    run_watching(loader, None).await
+}
+
+/// Like [`run`]; on Windows a change of `config_file` reloads the config (Unix: SIGHUP).
+pub async fn run_watching(
+    loader: Loader,
+    config_file: Option<std::path::PathBuf>,
+) -> Result<Exit, NodeError> {
     let config = Arc::new(loader()?);
     // Held until the node exits: a second node on this state dir stops here (see `state`).
     // A node given its token directly keeps no identity there and takes no lock.
@@ -47,12 +56,8 @@ pub async fn run(loader: Loader) -> Result<Exit, NodeError> {
         None => Some(state::lock(&config.state_dir)?),
         Some(_) => None,
     };
-    let sig = |kind| signal(kind).map_err(|e| NodeError::io("installing signal handlers", e));
-    let (mut term, mut int, mut hup) = (
-        sig(SignalKind::terminate())?,
-        sig(SignalKind::interrupt())?,
-        sig(SignalKind::hangup())?,
-    );
+    let mut signals =
+        Signals::new(config_file).map_err(|e| NodeError::io("installing signal handlers", e))?;
     let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
     let Identity {
         client,
@@ -67,8 +72,7 @@ pub async fn run(loader: Loader) -> Result<Exit, NodeError> {
                 tracing::warn!(error = %e.report(), url = %config.url, retry_in_ms = delay.as_millis() as u64, "server not reachable (is `edgefarm serve` running at this url? check --url / EDGEFARM_URL)");
                 tokio::select! {
                     _ = sleep(delay) => {}
-                    _ = term.recv() => return Ok(Exit::Drained),
-                    _ = int.recv() => return Ok(Exit::Drained),
+                    _ = signals.stop() => return Ok(Exit::Drained),
                 }
             }
         }
@@ -163,9 +167,10 @@ pub async fn run(loader: Loader) -> Result<Exit, NodeError> {
             }
         }
         tokio::select! {
-            _ = term.recv() => stop_signal(&mut draining, &mut forced_at, &mut pool, &abort_tx),
-            _ = int.recv() => stop_signal(&mut draining, &mut forced_at, &mut pool, &abort_tx),
-            _ = hup.recv() => reload(&loader, &shared, &mut pool, draining),
+            request = signals.next() => match request {
+                Request::Stop => stop_signal(&mut draining, &mut forced_at, &mut pool, &abort_tx),
+                Request::Reload => reload(&loader, &shared, &mut pool, draining),
+            },
             Some(report) = reports.recv() => {
                 on_report(report, &shared, &mut pool, &mut outbox).await;
                 if !backoff.failing() {

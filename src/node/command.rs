@@ -7,6 +7,9 @@
 //!   any other `{name}` is refused, so a typo is not passed on literally;
 //! - no absolute path written literally (an argument starting with `/` or `~`, or containing
 //!   `=/`), and no `..` path segment: paths reach the filesystem only under the two roots;
+//! - on every platform, nothing Windows reads as a path elsewhere: no `\` at all, and no drive
+//!   (`C:` at the start of a word, after a separator, or glued to a short flag as in `-oC:x`;
+//!   the drive-relative `C:x` reaches anywhere on that drive);
 //! - at most 256 arguments of at most 4 KiB each, no control characters.
 //!
 //! If any argument uses `{frame}`, the program runs once per frame of the task, in order
@@ -102,6 +105,14 @@ fn check_arg(arg: &str) -> Result<(), &'static str> {
     if arg.starts_with('/') || arg.starts_with('~') || arg.contains("=/") {
         return Err("holds an absolute path; use {project_root} or {output_root}");
     }
+    if arg.contains('\\') {
+        return Err(
+            "contains '\\' (a Windows path); use '/' under {project_root} or {output_root}",
+        );
+    }
+    if names_a_drive(arg) {
+        return Err("names a Windows drive (C:...); use {project_root} or {output_root}");
+    }
     if arg.split(['/', '=', ':']).any(|seg| seg == "..") {
         return Err("contains a '..' path segment");
     }
@@ -133,6 +144,27 @@ fn glued_absolute_path(arg: &str) -> bool {
         }
         let word = before.rsplit(SEPARATORS).next().unwrap_or(before);
         word.is_empty() || word.starts_with('-') || word.starts_with('~')
+    })
+}
+
+/// Whether `arg` holds a drive spec (`X:` for an ASCII letter X) where a program could take it
+/// as a path: at the start of a word (after a separator) or glued to a single-dash flag.
+fn names_a_drive(arg: &str) -> bool {
+    const SEPARATORS: [char; 7] = ['=', ':', ',', '@', ';', ' ', '/'];
+    let b = arg.as_bytes();
+    arg.match_indices(':').any(|(i, _)| {
+        if i == 0 || !b[i - 1].is_ascii_alphabetic() {
+            return false;
+        }
+        if i == 1 {
+            return true;
+        }
+        let before = &arg[..i - 1];
+        if before.ends_with(SEPARATORS) {
+            return true;
+        }
+        let word = before.rsplit(SEPARATORS).next().unwrap_or(before);
+        word.starts_with('-') && !word.starts_with("--")
     })
 }
 

@@ -91,6 +91,14 @@ fn escaping_paths_and_unknown_placeholders_are_rejected() {
         "x y/../z",
         "{output_root}/a/../../b",
         "-O~/x",
+        r"C:\Windows\x",
+        "C:foo",
+        "c:/x",
+        "--out=D:x",
+        "-oC:x",
+        r"\\server\share\x",
+        r"shots\a.blend",
+        "a,C:x",
     ] {
         let params = json!({"program": "touchframes", "args": [arg]});
         let err = argv(&programs, &roots, &params, None).unwrap_err();
@@ -110,6 +118,8 @@ fn roots_relative_paths_and_flags_with_separate_values_are_accepted() {
         "--threads=4",
         "a-b/c",
         "scene:main",
+        "--size=1920:1080",
+        "--codec=h264:main",
     ] {
         let params = json!({"program": "touchframes", "args": [arg]});
         assert!(

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use super::error::NodeError;
+use super::platform;
 
 /// The config file as written (every field optional; flags and env fill the gaps).
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -44,6 +45,8 @@ pub struct TypesFile {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BlenderFile {
+    /// The Blender executable, or `auto`: `blender` in PATH, else where the platform's installer
+    /// puts it ([`find_blender`]), looked up once at start.
     pub program: PathBuf,
     /// `-t`: render threads, 0 = all cores.
     #[serde(default)]
@@ -154,7 +157,7 @@ pub fn validate(file: FileConfig) -> Result<NodeConfig, NodeError> {
     let blender = match file.types.blender {
         None => None,
         Some(b) => Some(BlenderType {
-            program: program_path("types.blender.program", &b.program)?,
+            program: blender_program(&b.program)?,
             threads: b.threads,
             args: b.args,
         }),
@@ -215,24 +218,66 @@ pub fn is_name(s: &str) -> bool {
 
 fn existing_dir(field: &str, dir: Option<PathBuf>) -> Result<PathBuf, NodeError> {
     let dir = dir.ok_or_else(|| bad(format!("no {field} (set it in the file or with a flag)")))?;
-    let canonical = dir
-        .canonicalize()
-        .map_err(|e| bad(format!("{field} {}: {e}", dir.display())))?;
+    let canonical =
+        platform::canonical(&dir).map_err(|e| bad(format!("{field} {}: {e}", dir.display())))?;
     if !canonical.is_dir() {
         return Err(bad(format!("{field} {} is not a directory", dir.display())));
     }
     Ok(canonical)
 }
 
+/// `program` for `[types.blender]`: a path (or a name in PATH), or `auto` for [`find_blender`].
+fn blender_program(program: &Path) -> Result<PathBuf, NodeError> {
+    const FIELD: &str = "types.blender.program";
+    if program != Path::new(AUTO) {
+        return program_path(FIELD, program);
+    }
+    find_blender().ok_or_else(|| {
+        let places: Vec<String> = platform::blender_defaults()
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
+        bad(format!(
+            "{FIELD} = \"auto\": Blender is neither in PATH nor at {}; give its path",
+            if places.is_empty() {
+                "the usual install places".to_string()
+            } else {
+                places.join(", ")
+            }
+        ))
+    })
+}
+
+/// The word that asks for Blender to be found rather than named.
+pub const AUTO: &str = "auto";
+
+/// Where Blender is found when none is named: `blender` in PATH, then the platform's install
+/// places (Windows: `%ProgramFiles%\Blender Foundation\Blender X.Y\blender.exe`, newest first;
+/// macOS: `/Applications/Blender.app/Contents/MacOS/Blender`; Linux: `/usr/bin`,
+/// `/usr/local/bin`, `/snap/bin`). What is found becomes the one Blender this node runs.
+pub fn find_blender() -> Option<PathBuf> {
+    in_path(Path::new("blender")).or_else(|| {
+        platform::blender_defaults()
+            .into_iter()
+            .find(|p| platform::is_executable(p))
+    })
+}
+
+fn in_path(program: &Path) -> Option<PathBuf> {
+    let paths = std::env::var_os("PATH")?;
+    std::env::split_paths(&paths)
+        .flat_map(|dir| {
+            platform::executable_names(program)
+                .into_iter()
+                .map(move |name| dir.join(name))
+        })
+        .find(|p| platform::is_executable(p))
+}
+
 /// Resolves a program to an absolute, executable file (a bare name is looked up in PATH once).
 fn program_path(field: &str, program: &Path) -> Result<PathBuf, NodeError> {
     let found = if program.components().count() == 1 && !program.is_absolute() {
-        std::env::var_os("PATH")
-            .and_then(|paths| {
-                std::env::split_paths(&paths)
-                    .map(|dir| dir.join(program))
-                    .find(|p| is_executable(p))
-            })
+        in_path(program)
             .ok_or_else(|| bad(format!("{field}: program {:?} not found in PATH", program)))?
     } else {
         program.to_path_buf()
@@ -243,49 +288,40 @@ fn program_path(field: &str, program: &Path) -> Result<PathBuf, NodeError> {
             found.display()
         )));
     }
-    if !is_executable(&found) {
+    if !platform::is_executable(&found) {
         return Err(bad(format!(
-            "{field}: {} is missing or not an executable file",
-            found.display()
+            "{field}: {} is missing or not an executable file{}",
+            found.display(),
+            if cfg!(windows) {
+                " (.exe or .com; batch files would run through a shell)"
+            } else {
+                ""
+            }
         )));
     }
     Ok(found)
 }
 
-fn is_executable(path: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::metadata(path)
-        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        .unwrap_or(false)
-}
-
 /// The per-user place for node.json when none is configured: `$XDG_STATE_HOME/edgefarm/node`,
-/// else `~/.local/state/edgefarm/node` (macOS: `~/Library/Application Support/edgefarm/node`).
+/// else `~/.local/state/edgefarm/node` (macOS: `~/Library/Application Support/edgefarm/node`;
+/// Windows: `%LOCALAPPDATA%\edgefarm\node`).
 ///
 /// Not the current directory (the default before): two nodes started from one folder then
 /// shared one identity. Per user, not per host: two nodes of one user still need their own
 /// `--state-dir`, and the lock on it (see `state::lock`) says so at start.
 pub fn default_state_dir() -> Result<PathBuf, NodeError> {
-    let absolute = |v: std::ffi::OsString| Some(PathBuf::from(v)).filter(|p| p.is_absolute());
-    let home = std::env::var_os("HOME").and_then(absolute);
-    let base = if cfg!(target_os = "macos") {
-        home.map(|h| h.join("Library/Application Support"))
-    } else {
-        std::env::var_os("XDG_STATE_HOME")
-            .and_then(absolute)
-            .or_else(|| home.map(|h| h.join(".local/state")))
-    };
-    base.map(|b| b.join("edgefarm").join("node")).ok_or_else(|| {
-        bad("no state directory: HOME is not set; set `state_dir`, --state-dir or EDGEFARM_STATE_DIR")
-    })
+    platform::state_base()
+        .map(|b| b.join("edgefarm").join("node"))
+        .ok_or_else(|| {
+            bad(format!(
+                "no state directory: {}; set `state_dir`, --state-dir or EDGEFARM_STATE_DIR",
+                platform::STATE_BASE_HINT
+            ))
+        })
 }
 
 fn default_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .ok()
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "node".to_string())
+    platform::host_name().unwrap_or_else(|| "node".to_string())
 }
 
 #[cfg(test)]

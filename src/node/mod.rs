@@ -12,6 +12,7 @@ pub mod identity;
 pub mod logbuf;
 pub mod outbox;
 pub mod paths;
+pub mod platform;
 pub mod poll;
 pub mod preview;
 pub mod process;

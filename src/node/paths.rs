@@ -1,44 +1,25 @@
 //! Confining job-supplied paths to the node's roots.
 //!
 //! A job's params are written by whoever can submit jobs, not by the node's admin, so a path in
-//! them must never reach outside the configured project and output roots. Lexical checks refuse
-//! `..`, absolute paths and leading `-` (which a program would read as a flag); for inputs, which
-//! exist, the canonical path is also checked so a symlink inside the project cannot lead out.
+//! them must never reach outside the configured project and output roots. The lexical rule is
+//! the core's [`crate::core::job_path`] (`..`, absolute paths, drives, `\`, streams, Windows
+//! device names and a leading `-` are refused on every platform); for inputs, which exist, the
+//! canonical path is also checked so a symlink inside the project cannot lead out.
 
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use super::error::NodeError;
 
-/// Checks that `rel` is a plain relative path (only normal components) and joins it to `root`.
+/// Checks `rel` with the job-path rule ([`crate::core::job_path`], the same one the server
+/// applies at submit) and joins it to `root` part by part, so its `/` become the platform's
+/// separator (a verbatim Windows root, `\\?\C:\x`, would take a `/` literally).
 pub fn confine(field: &str, root: &Path, rel: &str) -> Result<PathBuf, NodeError> {
-    if rel.is_empty() {
-        return Err(reject(field, rel, "is empty"));
+    crate::core::job_path::check(rel).map_err(|why| reject(field, rel, why))?;
+    let mut path = root.to_path_buf();
+    for part in rel.split('/').filter(|p| *p != ".") {
+        path.push(part);
     }
-    if rel.starts_with('-') {
-        return Err(reject(
-            field,
-            rel,
-            "starts with '-' (would be read as a flag)",
-        ));
-    }
-    if rel.chars().any(char::is_control) {
-        return Err(reject(field, rel, "contains control characters"));
-    }
-    let path = Path::new(rel);
-    for component in path.components() {
-        match component {
-            Component::Normal(_) | Component::CurDir => {}
-            Component::ParentDir => return Err(reject(field, rel, "contains '..'")),
-            Component::RootDir | Component::Prefix(_) => {
-                return Err(reject(
-                    field,
-                    rel,
-                    "is absolute; give a path under the root",
-                ))
-            }
-        }
-    }
-    Ok(root.join(path))
+    Ok(path)
 }
 
 /// Like [`confine`] for an input that must exist: the resolved file must still be under `root`
@@ -88,11 +69,15 @@ fn reject(field: &str, value: &str, why: &str) -> NodeError {
     NodeError::Rejected(format!("params.{field} {value:?} {why}"))
 }
 
-/// A path under `root` as the server should see it: relative to the root, or `None` outside it.
+/// A path under `root` as the server should see it: relative to the root with `/` between its
+/// parts on every platform, or `None` outside it.
 pub fn relative_to(root: &Path, path: &Path) -> Option<String> {
-    path.strip_prefix(root)
-        .ok()
-        .map(|p| p.to_string_lossy().into_owned())
+    let rel = path.strip_prefix(root).ok()?;
+    let parts: Vec<_> = rel
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy())
+        .collect();
+    Some(parts.join("/"))
 }
 
 #[cfg(test)]
@@ -123,6 +108,36 @@ mod tests {
     }
 
     #[test]
+    fn windows_forms_are_rejected_on_every_platform() {
+        for rel in [
+            r"shots\a.blend",
+            r"C:\Windows\x",
+            "C:foo",
+            r"\\server\share\x",
+            "a.blend:secret",
+            "shots/NUL",
+            "con.png",
+        ] {
+            let err = confine("file", Path::new("/p"), rel).unwrap_err();
+            assert!(err.to_string().contains("params.file"), "{rel}: {err}");
+        }
+    }
+
+    #[test]
+    fn parts_are_joined_with_the_platform_separator() {
+        let root = Path::new("root");
+        let p = confine("output", root, "./shot/new/f_####").unwrap();
+        let want: PathBuf = ["root", "shot", "new", "f_####"].iter().collect();
+        assert_eq!(p, want);
+        assert_eq!(
+            relative_to(root, &want).as_deref(),
+            Some("shot/new/f_####"),
+            "reported back with '/'"
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
     fn symlink_out_of_root_is_rejected() {
         let tmp = tempfile::tempdir().unwrap();
         let root = tmp.path().join("root");
@@ -135,6 +150,7 @@ mod tests {
         assert!(err.to_string().contains("outside"), "{err}");
     }
 
+    #[cfg(unix)]
     #[test]
     fn output_through_a_symlink_out_of_root_is_rejected() {
         let tmp = tempfile::tempdir().unwrap();

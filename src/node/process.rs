@@ -1,10 +1,11 @@
 //! Starting a task's program and killing all of it.
 //!
-//! The child gets its own process group (`process_group(0)`) so that a kill reaches everything
-//! it started (Blender's own helper processes, a script's subprocesses): killing only the direct
-//! child would leave grandchildren rendering and holding the pipes open. The group is killed on
-//! drop too, so a panicking slot cannot leak a render. The environment is cleared to a short
-//! allowlist: the node's own secret and token must never reach a job's program.
+//! The child runs as a group of its own ([`platform::Group`]: a process group on Unix, a Job
+//! Object on Windows) so that a kill reaches everything it started (Blender's own helper
+//! processes, a script's subprocesses): killing only the direct child would leave grandchildren
+//! rendering and holding the pipes open. The group is killed on drop too, so a panicking slot
+//! cannot leak a render. The environment is cleared to a short allowlist
+//! ([`platform::env_kept`]): the node's own secret and token must never reach a job's program.
 
 use std::path::Path;
 use std::process::{ExitStatus, Stdio};
@@ -13,10 +14,9 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::sync::mpsc;
 
 use super::error::NodeError;
+use super::platform::{self, Group};
 
-const ENV_KEPT: [&str; 8] = [
-    "PATH", "HOME", "USER", "LANG", "LC_ALL", "TMPDIR", "TZ", "LOGNAME",
-];
+pub use super::platform::exit_code;
 /// Longest line kept from the program's output; longer ones are cut (a binary blob on stdout
 /// must not grow a slot's memory without bound).
 const MAX_LINE: usize = 8 * 1024;
@@ -24,7 +24,7 @@ const MAX_LINE: usize = 8 * 1024;
 /// A running program, its output merged into one stream of lines.
 pub struct Child {
     child: tokio::process::Child,
-    pgid: Option<i32>,
+    group: Group,
 }
 
 /// The merged stdout+stderr lines of a [`Child`] (kept apart so both can be awaited at once).
@@ -38,32 +38,28 @@ impl Child {
             .current_dir(cwd)
             .env_clear()
             .envs(
-                ENV_KEPT
+                platform::env_kept()
                     .iter()
                     .filter_map(|k| std::env::var_os(k).map(|v| (k, v))),
             )
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            .process_group(0)
             .kill_on_drop(true);
-        // SAFETY: the closure runs in the forked child before exec and only calls prctl(2),
-        // which is async-signal-safe. PDEATHSIG makes the kernel SIGKILL the program if the
-        // node dies without cleaning up (SIGKILL, OOM), so a render never outlives its node
-        // and races the node that leases the task next. It fires when the *thread* that
-        // spawned the child exits: the node runs a current-thread runtime on the main thread.
-        unsafe {
-            cmd.pre_exec(|| {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+        platform::prepare(&mut cmd);
         let mut child = cmd
             .spawn()
             .map_err(|e| NodeError::io(format!("starting {}", program.display()), e))?;
-        let pgid = child.id().and_then(|id| i32::try_from(id).ok());
+        let group = match Group::attach(&child) {
+            Ok(group) => group,
+            Err(e) => {
+                let _ = child.start_kill();
+                return Err(NodeError::io(
+                    format!("confining {} to a job", program.display()),
+                    e,
+                ));
+            }
+        };
         let (tx, lines) = mpsc::channel(256);
         if let Some(out) = child.stdout.take() {
             tokio::spawn(pump(out, tx.clone()));
@@ -71,7 +67,7 @@ impl Child {
         if let Some(err) = child.stderr.take() {
             tokio::spawn(pump(err, tx));
         }
-        Ok((Child { child, pgid }, lines))
+        Ok((Child { child, group }, lines))
     }
 
     /// Waits for the program to exit.
@@ -82,15 +78,9 @@ impl Child {
             .map_err(|e| NodeError::io("waiting for the program", e))
     }
 
-    /// SIGKILL to the whole process group.
+    /// Kills the whole group (SIGKILL on Unix, the Job Object on Windows).
     pub fn kill_group(&mut self) {
-        if let Some(pgid) = self.pgid.take() {
-            // SAFETY: kill(2) takes plain integers; a negative pid addresses the process group
-            // this child leads (it was started with process_group(0), so pgid == its pid).
-            unsafe {
-                libc::kill(-pgid, libc::SIGKILL);
-            }
-        }
+        self.group.kill();
     }
 }
 
@@ -124,15 +114,7 @@ async fn pump(stream: impl AsyncRead + Unpin, tx: mpsc::Sender<String>) {
     }
 }
 
-/// Exit code, or 128 + signal like a shell reports it.
-pub fn exit_code(status: &ExitStatus) -> i32 {
-    use std::os::unix::process::ExitStatusExt;
-    status
-        .code()
-        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
-}
-
-#[cfg(test)]
+#[cfg(all(test, unix))]
 mod tests {
     use super::*;
 
@@ -177,7 +159,7 @@ mod tests {
         };
         child.kill_group();
         let status = child.wait().await.unwrap();
-        assert_eq!(exit_code(&status), 128 + libc::SIGKILL);
+        assert_eq!(exit_code(&status), platform::KILLED_EXIT_CODE);
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
         // The grandchild is reparented and reaped by init; wait until it is gone.
         while std::path::Path::new(&format!("/proc/{grandchild}")).exists()
@@ -191,10 +173,5 @@ mod tests {
             );
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
-    }
-
-    #[test]
-    fn secrets_do_not_reach_the_program() {
-        assert!(!ENV_KEPT.iter().any(|k| k.starts_with("EDGEFARM")));
     }
 }

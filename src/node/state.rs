@@ -4,21 +4,21 @@
 //! file is written to a temporary name and renamed so a crash never leaves half a token, and it
 //! is readable by its owner only.
 //!
-//! While a node runs it holds an exclusive `flock` on `<state dir>/lock`: two nodes on one state
+//! While a node runs it holds an exclusive lock on `<state dir>/lock` (`flock` on Unix, an open
+//! without write sharing on Windows: [`platform::try_lock`]): two nodes on one state
 //! dir would share one id and token (the server could not tell them apart, and the second
 //! node's name would be ignored), so the second one stops at start and says how to fix it. A
 //! lock rather than a pid file: the kernel drops it when the process dies, even by SIGKILL, so
 //! a crash never leaves a stale lock behind.
 
 use std::fs::File;
-use std::io::{Read, Seek, Write};
-use std::os::fd::AsRawFd;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::io::{Seek, Write};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 use super::error::NodeError;
+use super::platform;
 
 /// What is kept between runs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -35,31 +35,16 @@ pub struct StateLock {
     _file: File,
 }
 
-/// Takes the exclusive lock on `dir` (creating it, mode 0700), or says which node holds it.
+/// Takes the exclusive lock on `dir` (creating it, private: mode 0700 on Unix), or says which
+/// node holds it.
 pub fn lock(dir: &Path) -> Result<StateLock, NodeError> {
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
+    platform::create_private_dir(dir)
         .map_err(|e| NodeError::io(format!("creating {}", dir.display()), e))?;
     let path = dir.join("lock");
-    let mut file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .open(&path)
-        .map_err(|e| NodeError::io(format!("opening {}", path.display()), e))?;
-    // SAFETY: flock(2) on a file descriptor this function owns for the call's duration.
-    let taken = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
-    if !taken {
-        let err = std::io::Error::last_os_error();
-        if err.raw_os_error() != Some(libc::EWOULDBLOCK) {
-            return Err(NodeError::io(format!("locking {}", path.display()), err));
-        }
-        let mut holder = String::new();
-        let _ = file.read_to_string(&mut holder);
+    let taken = platform::try_lock(&path)
+        .map_err(|e| NodeError::io(format!("locking {}", path.display()), e))?;
+    let Some(mut file) = taken else {
+        let holder = std::fs::read_to_string(&path).unwrap_or_default();
         let holder = holder.trim();
         let by = if holder.is_empty() {
             String::new()
@@ -70,7 +55,7 @@ pub fn lock(dir: &Path) -> Result<StateLock, NodeError> {
             "another edgefarm node{by} is running with the state dir {}: two nodes there would share one identity; give this node its own --state-dir (or EDGEFARM_STATE_DIR, or `state_dir` in its config)",
             dir.display()
         )));
-    }
+    };
     // The holder's pid, for the message above (informative only: the lock is the truth).
     let _ = file.set_len(0);
     let _ = file.rewind();
@@ -96,7 +81,8 @@ pub fn load(dir: &Path, url: &str) -> Result<Option<NodeState>, NodeError> {
     Ok((state.url == url).then_some(state))
 }
 
-/// Writes the state file atomically, mode 0600.
+/// Writes the state file atomically, readable by its owner only (mode 0600 on Unix; on
+/// Windows it inherits the state dir's ACL, see [`platform::create_private_dir`]).
 pub fn save(dir: &Path, state: &NodeState) -> Result<(), NodeError> {
     std::fs::create_dir_all(dir)
         .map_err(|e| NodeError::io(format!("creating {}", dir.display()), e))?;
@@ -104,12 +90,13 @@ pub fn save(dir: &Path, state: &NodeState) -> Result<(), NodeError> {
     let json = serde_json::to_vec_pretty(state)
         .map_err(|e| NodeError::io("encoding node.json", e.into()))?;
     let write = || -> std::io::Result<()> {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)?;
+        let mut f = platform::private(
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true),
+        )
+        .open(&tmp)?;
         f.write_all(&json)?;
         f.sync_all()?;
         std::fs::rename(&tmp, path(dir))

@@ -78,12 +78,9 @@ fn load_or_make_secret(args: &ServeArgs) -> anyhow::Result<(String, bool)> {
 
 fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)?;
+    let mut f =
+        crate::node::platform::private(std::fs::OpenOptions::new().write(true).create_new(true))
+            .open(path)?;
     f.write_all(contents.as_bytes())?;
     f.sync_all()
 }
@@ -175,7 +172,14 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
 }
 
 /// Raises the soft limit of open files towards what `max_connections` needs (the common
+/// default of 1,024 would otherwise run out before the cap is reached). Windows has no such
+/// limit on sockets.
+#[cfg(not(unix))]
+fn raise_open_files_limit(_max_connections: usize) {}
+
+/// Raises the soft limit of open files towards what `max_connections` needs (the common
 /// default of 1,024 would otherwise run out before the cap is reached).
+#[cfg(unix)]
 fn raise_open_files_limit(max_connections: usize) {
     let want = max_connections as u64 + 128;
     let mut lim = libc::rlimit {
@@ -200,6 +204,7 @@ fn raise_open_files_limit(max_connections: usize) {
 }
 
 async fn shutdown_signal() {
+    #[cfg(unix)]
     let term = async {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             Ok(mut s) => {
@@ -208,6 +213,8 @@ async fn shutdown_signal() {
             Err(_) => std::future::pending::<()>().await,
         }
     };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term => {}

@@ -18,6 +18,7 @@ use std::sync::{Arc, RwLock};
 
 /// The certificate and key files, and the certificate currently served.
 #[derive(Debug)]
+#[cfg_attr(not(unix), allow(dead_code))]
 pub struct Certs {
     cert: PathBuf,
     key: PathBuf,
@@ -39,6 +40,7 @@ impl Certs {
     }
 
     /// Reads the files again; on success new handshakes use them.
+    #[cfg_attr(not(unix), allow(dead_code))]
     pub fn reload(&self) -> anyhow::Result<()> {
         let fresh = read(&self.cert, &self.key, &self.provider)?;
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(fresh);
@@ -58,6 +60,17 @@ impl Certs {
 
     /// Reloads on each SIGHUP, for ever. The handler is installed before this returns (a
     /// SIGHUP without one would end the process), the reloads happen in the future returned.
+    /// Windows has no SIGHUP: there a certificate change needs a restart.
+    #[cfg(not(unix))]
+    pub fn reload_on_sighup(
+        self: Arc<Self>,
+    ) -> anyhow::Result<impl std::future::Future<Output = ()>> {
+        Ok(std::future::pending())
+    }
+
+    /// Reloads on each SIGHUP, for ever. The handler is installed before this returns (a
+    /// SIGHUP without one would end the process), the reloads happen in the future returned.
+    #[cfg(unix)]
     pub fn reload_on_sighup(
         self: Arc<Self>,
     ) -> anyhow::Result<impl std::future::Future<Output = ()>> {
