@@ -212,20 +212,23 @@ fn ack_body(t: &Value) -> Value {
     json!({"lease": t["lease"], "status": "done", "result": {"exit_code": 0}})
 }
 
-/// The answer of a request whose every CAS lost: the policy is one answer the client may retry
-/// (branch `core`, issue 17 item 3: 503 `unavailable` with `Retry-After`). Until that lands the
-/// core answers a claim 204 (nothing claimed) and a task update 409 `conflict`; both are
-/// accepted here so the case holds before and after, and what must never happen (a 2xx claiming
-/// something, a 200 ack, a 500) fails it either way.
-// TODO(issue 17): once `core` is merged, accept only the 503.
-fn gave_up(a: &Answer, legacy_status: u16) {
-    let documented = a.status == 503 && a.retry_after && a.body["error"]["code"].is_string();
-    let legacy = a.status == legacy_status
-        && (legacy_status == 204 || a.body["error"]["code"] == "conflict");
+/// The answer of a request whose every CAS lost (docs/CORE.md, "Compare-and-swap, and when
+/// retries run out"): a heartbeat or an ack answers 503 `busy` with `Retry-After` (nothing was
+/// written; the node sends it again); a claim leaves the contended segment to the next claim and
+/// answers 204 (nothing claimed).
+fn gave_up(a: &Answer, status: u16) {
+    let ok = match status {
+        204 => a.status == 204,
+        _ => a.status == 503 && a.retry_after && a.body["error"]["code"] == "busy",
+    };
     assert!(
-        documented || legacy,
-        "every CAS lost: expected 503 + Retry-After with a JSON error (or, before the `core` \
-         change, {legacy_status}), got {} {} (retry-after: {})",
+        ok,
+        "every CAS lost: expected {}, got {} {} (retry-after: {})",
+        if status == 204 {
+            "204 (nothing claimed)"
+        } else {
+            "503 busy + Retry-After"
+        },
         a.status,
         a.body,
         a.retry_after
@@ -498,7 +501,7 @@ fn an_ack_whose_every_cas_loses_gives_up_and_can_be_sent_again() {
     let path = format!("/v1/tasks/{}/ack", id_of(&t[0]));
     let a = f.call("POST", &path, ack_body(&t[0]));
     assert!(f.store.hits().len() > 1, "the ack retried");
-    gave_up(&a, 409);
+    gave_up(&a, 503);
     f.store.calm();
     assert_eq!(
         f.records("seg/"),
@@ -526,7 +529,7 @@ fn a_heartbeat_whose_every_cas_loses_gives_up_and_the_lease_holds() {
     f.store.bump_every_cas("seg/");
     let path = format!("/v1/tasks/{}/heartbeat", id_of(&t[0]));
     let a = f.call("POST", &path, json!({"lease": t[0]["lease"]}));
-    gave_up(&a, 409);
+    gave_up(&a, 503);
     f.store.calm();
     assert_eq!(f.records("seg/"), before);
     let again = f.call("POST", &path, json!({"lease": t[0]["lease"]}));
