@@ -24,6 +24,8 @@ pub struct SubmitArgs {
     #[arg(long, global = true)]
     follow: bool,
     #[command(flatten)]
+    upload: super::upload::UploadArgs,
+    #[command(flatten)]
     client: ClientArgs,
 }
 
@@ -93,7 +95,7 @@ struct JobOpts {
 
 /// Runs `edgefarm submit`.
 pub async fn run(args: SubmitArgs) -> anyhow::Result<ExitCode> {
-    let spec = match (&args.kind, &args.file) {
+    let mut spec: Value = match (&args.kind, &args.file) {
         (Some(kind), None) => spec_of(kind),
         (None, Some(file)) => {
             let text = std::fs::read_to_string(file)
@@ -109,7 +111,27 @@ pub async fn run(args: SubmitArgs) -> anyhow::Result<ExitCode> {
         }
     };
     let client = args.client.client()?;
-    let job = api::post(&client, "/v1/jobs", &spec).await?;
+    let mut moved = None;
+    if args.upload.upload {
+        let Some(Kind::Blender { file, .. }) = &args.kind else {
+            return Err(UsageError(
+                "--upload packs a .blend: use `submit blender FILE --upload`".into(),
+            )
+            .into());
+        };
+        let pack = super::upload::pack_of(&args.upload, file)?;
+        let m = super::upload::upload(&client, &pack).await?;
+        if !args.client.json {
+            println!("{}", m.summary("uploaded", "already on the farm"));
+        }
+        spec["params"]["file"] = json!(pack.file);
+        spec["inputs"] = serde_json::to_value(pack.entries())?;
+        moved = Some(m);
+    }
+    let mut job = api::post(&client, "/v1/jobs", &spec).await?;
+    if let (Some(m), Some(obj)) = (moved, job.as_object_mut()) {
+        obj.insert("upload".into(), serde_json::to_value(m)?);
+    }
     let id = api::s(&job, "id").to_string();
     if args.client.json && !args.follow {
         api::print_json(&job);

@@ -25,6 +25,8 @@ pub struct JobSubmit {
     max_attempts: Option<u32>,
     task_timeout_s: Option<u64>,
     on_failure: Option<OnFailure>,
+    /// The input manifest (`core::blobs::inputs` checks and stores it).
+    pub(crate) inputs: Option<Vec<crate::core::blobs::FileEntry>>,
 }
 
 /// Default queue name.
@@ -290,6 +292,7 @@ pub fn job_spec(
         max_attempts,
         task_timeout_s,
         on_failure: sub.on_failure.unwrap_or_default(),
+        inputs: None,
     };
     Ok((spec, runs))
 }

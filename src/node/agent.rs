@@ -174,7 +174,7 @@ pub async fn run(loader: Loader) -> Result<Exit, NodeError> {
             }
             Some((exit, held)) = pool.supervise() => {
                 if let (SlotExit::Crashed(msg), Some(task)) = (exit, held) {
-                    outbox.push(Ack { id: task.id, status: AckStatus::Failed, lease: task.lease, result: None, error: Some(format!("node slot crashed: {msg}")) });
+                    outbox.push(Ack { id: task.id, status: AckStatus::Failed, lease: task.lease, result: None, error: Some(format!("node slot crashed: {msg}")), outputs: Vec::new() });
                 }
                 if draining { pool.close(); }
             }
@@ -231,6 +231,15 @@ async fn on_report(
             lease: task.lease,
             result: Some(result),
             error: None,
+            outputs: Vec::new(),
+        }),
+        Outcome::DoneWithFiles(result, outputs) => outbox.push(Ack {
+            id: task.id,
+            status: AckStatus::Done,
+            lease: task.lease,
+            result: Some(result),
+            error: None,
+            outputs,
         }),
         Outcome::Failed(error) => {
             tracing::warn!(task = %task.id, %error, "task failed");
@@ -240,6 +249,7 @@ async fn on_report(
                 lease: task.lease,
                 result: None,
                 error: Some(error),
+                outputs: Vec::new(),
             });
         }
         // Both were logged with their reason where they happened; there is nothing to ack.

@@ -73,6 +73,7 @@ mod tests {
             lease: "l".into(),
             result: None,
             error: None,
+            outputs: Vec::new(),
         }
     }
 

@@ -83,6 +83,9 @@ pub struct Ack {
     pub result: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Files the task made, already uploaded as blobs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub outputs: Vec<crate::core::blobs::FileEntry>,
 }
 
 /// `POST /v1/queue/{queue}` body.
@@ -118,6 +121,9 @@ pub struct ClaimedTask {
     pub task_timeout_s: Option<u64>,
     #[serde(default)]
     pub job_name: Option<String>,
+    /// Set when the job carries its files (`node::carried`).
+    #[serde(default)]
+    pub inputs: Option<crate::core::blobs::inputs::Inputs>,
 }
 
 /// The `error` object of an API answer.

@@ -124,8 +124,12 @@ pub async fn create<S: Store>(
 
 /// `POST /v1/jobs`.
 pub async fn submit<S: Store>(ctx: &Ctx<'_, S>, bytes: &[u8]) -> Result<Response<Bytes>> {
-    let sub: JobSubmit = body(bytes)?;
-    let (spec, runs) = validate::job_spec(sub, || ctx.uuid_v7(), &ctx.config.limits)?;
+    let mut sub: JobSubmit = body(bytes)?;
+    let inputs = sub.inputs.take();
+    let (mut spec, runs) = validate::job_spec(sub, || ctx.uuid_v7(), &ctx.config.limits)?;
+    if let Some(entries) = inputs {
+        spec.inputs = Some(crate::core::blobs::inputs::accept(ctx, &spec, entries).await?);
+    }
     let digest = sha256_hex(&serde_json::to_string(&spec).unwrap_or_default());
     let same_or_conflict = |existing: JobRecord| -> Result<(JobRecord, StatusCode)> {
         if existing.digest == digest {

@@ -159,13 +159,18 @@ pub async fn poll<S: Store>(
         .iter()
         .map(|c| {
             let lease = c.task.lease.as_ref();
-            json!({
+            let mut task = json!({
                 "_id": claimed_id(c), "job": c.job.spec.id, "job_name": c.job.spec.name, "type": c.job.spec.kind,
                 "queue": c.job.spec.queue, "lease": lease.map(|l| l.token.clone()), "attempt": lease.map(|l| l.attempt),
                 "lease_expires_ms": lease.map(|l| l.expires_ms), "lease_ms": ctx.config.lease_ms,
                 "heartbeat_ms": ctx.config.heartbeat_ms, "frames": c.task.frames, "params": c.job.spec.params,
                 "task_timeout_s": c.job.spec.task_timeout_s,
-            })
+            });
+            // Only jobs that carry their files say so: others answer exactly as before.
+            if let Some(inputs) = &c.job.spec.inputs {
+                task["inputs"] = json!(inputs);
+            }
+            task
         })
         .collect();
     let mut resp = json(

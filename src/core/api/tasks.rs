@@ -148,6 +148,9 @@ pub struct Ack {
     pub result: Option<Value>,
     /// Error of a failed task.
     pub error: Option<Value>,
+    /// Files a done task made, each already uploaded as a blob.
+    #[serde(default)]
+    pub outputs: Vec<crate::core::blobs::FileEntry>,
 }
 
 /// How a task ended.
@@ -176,6 +179,10 @@ pub async fn apply_ack<S: Store>(
                     "result: at most {} bytes of JSON",
                     ctx.config.limits.result_bytes
                 )));
+            }
+            if !ack.outputs.is_empty() {
+                crate::core::blobs::outputs::record(ctx, &task, &ack.lease, node, &ack.outputs)
+                    .await?;
             }
             complete_if_lease(ctx, &task, &ack.lease, node, result).await
         }

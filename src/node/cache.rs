@@ -1,0 +1,181 @@
+//! The node's content cache: blobs by SHA-256 under `<state dir>/cache`, bounded in size,
+//! least recently used evicted first, kept across restarts.
+//!
+//! A file enters under its name only after its bytes were verified (downloaded into
+//! `cache/tmp`, checked, made read-only, renamed), so the cache never holds a partial file; the
+//! temp folder is emptied when the cache opens. An entry is checked again the first time this
+//! process uses it (a disk can rot, a person can edit): a corrupt one is dropped and fetched
+//! again. Use is recorded in the file's modification time, which eviction sorts by; files are
+//! read-only because work dirs hard-link them, so a program cannot change a cached input.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::SystemTime;
+
+use super::error::NodeError;
+use super::transfer::{hash_file, Transfer};
+use crate::core::blobs::FileEntry;
+
+/// Hashes this process has verified on disk.
+static VERIFIED: Mutex<Option<HashSet<PathBuf>>> = Mutex::new(None);
+static NEXT_TMP: AtomicU64 = AtomicU64::new(0);
+static CLEARED: AtomicBool = AtomicBool::new(false);
+
+/// A content cache in a folder.
+#[derive(Debug, Clone)]
+pub struct Cache {
+    dir: PathBuf,
+    max_bytes: u64,
+}
+
+/// Where one input came from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Fetched {
+    /// Bytes downloaded.
+    pub bytes: u64,
+    /// Files downloaded.
+    pub files: u64,
+    /// Files found in the cache.
+    pub cached: u64,
+}
+
+fn verified(path: &Path) -> bool {
+    VERIFIED
+        .lock()
+        .map(|v| v.as_ref().is_some_and(|s| s.contains(path)))
+        .unwrap_or(false)
+}
+
+fn set_verified(path: &Path, yes: bool) {
+    if let Ok(mut v) = VERIFIED.lock() {
+        let set = v.get_or_insert_with(HashSet::new);
+        if yes {
+            set.insert(path.to_path_buf());
+        } else {
+            set.remove(path);
+        }
+    }
+}
+
+impl Cache {
+    /// Opens (creating) the cache in `dir`, holding at most `max_bytes` between tasks.
+    pub fn open(dir: &Path, max_bytes: u64) -> Result<Cache, NodeError> {
+        let tmp = dir.join("tmp");
+        // Partial downloads of an earlier run (killed mid-download) go, once per process: a
+        // later open must not delete what another slot is downloading now.
+        if !CLEARED.swap(true, Ordering::SeqCst) && tmp.exists() {
+            std::fs::remove_dir_all(&tmp)
+                .map_err(|e| NodeError::io(format!("clearing {}", tmp.display()), e))?;
+        }
+        std::fs::create_dir_all(&tmp)
+            .map_err(|e| NodeError::io(format!("creating {}", tmp.display()), e))?;
+        Ok(Cache {
+            dir: dir.to_path_buf(),
+            max_bytes,
+        })
+    }
+
+    /// Where the blob lives in the cache.
+    pub fn path(&self, sha256: &str) -> PathBuf {
+        self.dir.join(&sha256[..2.min(sha256.len())]).join(sha256)
+    }
+
+    /// The cached file of `entry`, downloading it when absent or corrupt.
+    pub async fn ensure(
+        &self,
+        transfer: &Transfer,
+        entry: &FileEntry,
+        fetched: &mut Fetched,
+    ) -> Result<PathBuf, NodeError> {
+        let path = self.path(&entry.sha256);
+        if path.is_file() {
+            let ok = verified(&path) || {
+                let p = path.clone();
+                let sum = tokio::task::spawn_blocking(move || hash_file(&p))
+                    .await
+                    .ok()
+                    .and_then(Result::ok);
+                sum == Some((entry.sha256.clone(), entry.size))
+            };
+            if ok {
+                set_verified(&path, true);
+                touch(&path);
+                fetched.cached += 1;
+                return Ok(path);
+            }
+            tracing::warn!(blob = %entry.sha256, path = %path.display(), "corrupt cache entry dropped; fetching it again");
+            set_verified(&path, false);
+            let _ = std::fs::remove_file(&path);
+        }
+        let n = NEXT_TMP.fetch_add(1, Ordering::Relaxed);
+        let part =
+            self.dir
+                .join("tmp")
+                .join(format!("{}.{}.{n}", entry.sha256, std::process::id()));
+        let got = transfer.download(&entry.sha256, entry.size, &part).await;
+        let bytes = match got {
+            Ok(b) => b,
+            Err(e) => {
+                let _ = std::fs::remove_file(&part);
+                return Err(e);
+            }
+        };
+        let io = |e| NodeError::io(format!("caching {}", path.display()), e);
+        let mut perms = std::fs::metadata(&part).map_err(io)?.permissions();
+        perms.set_readonly(true);
+        std::fs::set_permissions(&part, perms).map_err(io)?;
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(io)?;
+        }
+        std::fs::rename(&part, &path).map_err(io)?;
+        set_verified(&path, true);
+        fetched.bytes += bytes;
+        fetched.files += 1;
+        Ok(path)
+    }
+
+    /// Evicts least recently used entries until the cache holds at most its bound, sparing
+    /// `keep` (the inputs of tasks running now).
+    pub fn evict(&self, keep: &HashSet<String>) {
+        let mut entries: Vec<(SystemTime, u64, PathBuf, String)> = Vec::new();
+        for sub in std::fs::read_dir(&self.dir).into_iter().flatten().flatten() {
+            if sub.file_name() == "tmp" {
+                continue;
+            }
+            for f in std::fs::read_dir(sub.path())
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
+                let Ok(meta) = f.metadata() else { continue };
+                let name = f.file_name().to_string_lossy().into_owned();
+                let used = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
+                entries.push((used, meta.len(), f.path(), name));
+            }
+        }
+        let mut total: u64 = entries.iter().map(|e| e.1).sum();
+        entries.sort();
+        for (_, size, path, name) in entries {
+            if total <= self.max_bytes {
+                break;
+            }
+            if keep.contains(&name) {
+                continue;
+            }
+            if std::fs::remove_file(&path).is_ok() {
+                set_verified(&path, false);
+                total -= size;
+                tracing::info!(blob = %name, bytes = size, "evicted from the cache");
+            }
+        }
+    }
+}
+
+/// Records a use (the modification time is the LRU clock).
+fn touch(path: &Path) {
+    if let Ok(f) = std::fs::File::options().read(true).open(path) {
+        let _ = f.set_modified(SystemTime::now());
+    }
+}
