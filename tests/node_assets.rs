@@ -248,3 +248,141 @@ async fn a_project_travels_to_nodes_without_shared_disk_and_its_frames_come_back
         );
     }
 }
+
+/// Files directly inside `dir` (none when it does not exist).
+fn files_in(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir)
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default()
+}
+
+/// A file of `mib` MiB of pseudo-random bytes.
+fn noise(path: &Path, mib: usize) {
+    let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+    let mut bytes = vec![0u8; mib << 20];
+    for chunk in bytes.chunks_mut(8) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
+    }
+    std::fs::write(path, bytes).expect("write noise");
+}
+
+#[tokio::test]
+async fn a_node_killed_mid_download_and_mid_upload_finishes_with_nothing_partial_or_lost() {
+    let server = Server::start().await;
+    let base = server.dir.path().to_path_buf();
+    let big = base.join("big.bin");
+    noise(&big, 96);
+    let (sha, size) = edgefarm::node::transfer::hash_file(&big).expect("hash");
+    let transfer = edgefarm::node::transfer::Transfer::new(&server.client()).expect("transfer");
+    transfer
+        .upload(&big, &sha, size)
+        .await
+        .expect("upload the input");
+    let (project, output) = (base.join("n-project"), base.join("n-out"));
+    std::fs::create_dir_all(&project).expect("project");
+    std::fs::create_dir_all(&output).expect("output");
+    let types = "[types.command.programs]\ndd = \"/bin/dd\"\n";
+    let spec = NodeSpec {
+        name: "victim",
+        slots: 1,
+        project: &project,
+        output: &output,
+        types,
+    };
+    let mut node = Node::start(&server, NodeSpec { ..spec });
+    // The output is the input behind 1 MiB of zeros: another blob, which the node must upload.
+    let job = server
+        .submit(serde_json::json!({"type": "command", "max_attempts": 10,
+            "params": {"program": "dd", "args": ["if={project_root}/big.bin", "of={output_root}/out.bin", "bs=1M", "seek=1", "status=none"]},
+            "inputs": [{"path": "big.bin", "sha256": sha, "size": size}]}))
+        .await;
+
+    let cache_tmp = node.dir.join("state/cache/tmp");
+    node_support::wait_until("the node is downloading", Duration::from_secs(60), || {
+        let n = files_in(&cache_tmp).len();
+        async move { n > 0 }
+    })
+    .await;
+    node.signal(libc::SIGKILL);
+    node.wait_exit(Duration::from_secs(10)).await;
+    drop(node);
+    let mut node = Node::start(
+        &server,
+        NodeSpec {
+            name: "victim",
+            slots: 1,
+            project: &project,
+            output: &output,
+            types,
+        },
+    );
+
+    let server_tmp = base.join("data/blobs/tmp");
+    node_support::wait_until(
+        "the node is uploading its output",
+        Duration::from_secs(120),
+        || {
+            let n = files_in(&server_tmp).len();
+            async move { n > 0 }
+        },
+    )
+    .await;
+    node.signal(libc::SIGKILL);
+    node.wait_exit(Duration::from_secs(10)).await;
+    drop(node);
+    let node = Node::start(
+        &server,
+        NodeSpec {
+            name: "victim",
+            slots: 1,
+            project: &project,
+            output: &output,
+            types,
+        },
+    );
+
+    server
+        .wait_job(&job, "completed", Duration::from_secs(180))
+        .await;
+    let task = &server.tasks(&job).await[0];
+    assert_eq!(
+        task["attempts"], 2,
+        "the outputs kept across the restart were acked for the second attempt, not rendered again: {task:#}"
+    );
+    let fetched = cli(
+        &server,
+        &base,
+        &[
+            "fetch",
+            &job,
+            "--to",
+            base.join("got").to_str().expect("utf-8"),
+        ],
+    );
+    assert_eq!(fetched["files"], 1, "the output came back: {fetched:#}");
+    let got = std::fs::metadata(base.join("got/out.bin"))
+        .expect("out.bin")
+        .len();
+    assert_eq!(got, size + (1 << 20), "the whole output, verified by fetch");
+    assert!(
+        files_in(&node.dir.join("state/cache/tmp")).is_empty(),
+        "no partial file in the cache"
+    );
+    let cached = node.dir.join(format!("state/cache/{}/{sha}", &sha[..2]));
+    assert_eq!(
+        edgefarm::node::transfer::hash_file(&cached).expect("cached input"),
+        (sha.clone(), size),
+        "the cached input is whole"
+    );
+    assert!(
+        files_in(&server_tmp).is_empty(),
+        "no partial upload left on the server"
+    );
+    assert!(
+        empty_dir(&node.dir.join("state/work")),
+        "work dirs are removed"
+    );
+}

@@ -91,6 +91,10 @@ pub async fn run(loader: Loader) -> Result<Exit, NodeError> {
     tracing::info!(node = %node_id.as_deref().unwrap_or("(given token)"), name = %config.name, queue = %config.queue, slots = config.slots, types = ?config.types(), "node started");
 
     let mut outbox = Outbox::default();
+    // Finished tasks of a run that stopped before their outputs were uploaded and acked.
+    for ack in super::carried::recover(&shared.client, &config.state_dir).await {
+        outbox.push(ack);
+    }
     let mut interval = Duration::from_millis(settings.interval.max(50));
     let max_tasks = settings.max_tasks.max(1) as usize;
     let mut next_poll = Instant::now();

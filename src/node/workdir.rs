@@ -8,9 +8,13 @@
 //! the file is copied.
 
 use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::error::NodeError;
 use crate::core::blobs::FileEntry;
+
+/// Whether this process has removed the work dirs an earlier run left (killed mid-task).
+static SWEPT: AtomicBool = AtomicBool::new(false);
 
 /// One task's work directory; removed when dropped.
 #[derive(Debug)]
@@ -23,6 +27,11 @@ impl WorkDir {
     pub fn create(base: &Path, task: &str, attempt: u32) -> Result<WorkDir, NodeError> {
         let root = base.join(format!("{task}-{attempt}"));
         let io = |e| NodeError::io(format!("creating the work dir {}", root.display()), e);
+        // Once per process, before its first work dir: what a killed run left is nobody's now.
+        // (No other slot can have made one yet: the agent runs on one thread and this is sync.)
+        if !SWEPT.swap(true, Ordering::SeqCst) {
+            sweep(base);
+        }
         if root.exists() {
             std::fs::remove_dir_all(&root).map_err(io)?;
         }
@@ -30,6 +39,21 @@ impl WorkDir {
         std::fs::create_dir_all(root.join("out")).map_err(io)?;
         let root = root.canonicalize().map_err(io)?;
         Ok(WorkDir { root })
+    }
+
+    /// A work dir a killed run left with finished outputs (see `node::carried::recover`).
+    pub fn adopt(root: PathBuf) -> WorkDir {
+        WorkDir { root }
+    }
+
+    /// The work dir itself.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Keeps the work dir on disk (its outputs could not be uploaded yet).
+    pub fn keep(mut self) {
+        self.root = PathBuf::new();
     }
 
     /// Where the inputs are (the project root of the task).
@@ -90,8 +114,24 @@ impl WorkDir {
     }
 }
 
+/// The name of the record of a finished task whose outputs still wait for upload and ack.
+pub const PENDING: &str = "pending.json";
+
+/// Removes the work dirs under `base` but those holding finished outputs ([`PENDING`]).
+fn sweep(base: &Path) {
+    for e in std::fs::read_dir(base).into_iter().flatten().flatten() {
+        let dir = e.path();
+        if dir.is_dir() && !dir.join(PENDING).is_file() {
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+    }
+}
+
 impl Drop for WorkDir {
     fn drop(&mut self) {
+        if self.root.as_os_str().is_empty() {
+            return;
+        }
         if let Err(e) = std::fs::remove_dir_all(&self.root) {
             tracing::warn!(dir = %self.root.display(), error = %e, "cannot remove the work dir");
         }

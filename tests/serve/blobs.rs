@@ -404,3 +404,54 @@ async fn outputs_acked_with_a_task_are_listed_for_the_job() {
     assert_eq!(listed["outputs"][0]["sha256"], sha(&frame));
     assert_eq!(listed["next"], Value::Null);
 }
+
+#[tokio::test]
+async fn a_server_killed_mid_upload_never_serves_half_a_blob() {
+    let mut s = Serve::start(&[]).await;
+    let whole = b"a blob stored before the crash".to_vec();
+    assert_eq!(put(&s, &sha(&whole), whole.clone()).await.status(), 201);
+    let half = vec![9u8; 1 << 20];
+    let name = sha(&half);
+    let mut tcp = std::net::TcpStream::connect(("127.0.0.1", s.port)).expect("connect");
+    let head = format!(
+        "PUT /v1/blobs/{name} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {SECRET}\r\nContent-Length: {}\r\n\r\n",
+        half.len()
+    );
+    tcp.write_all(head.as_bytes()).expect("head");
+    tcp.write_all(&half[..400_000]).expect("part of the body");
+    wait_until("the upload has begun", Duration::from_secs(10), || {
+        let n = blob_files(&s).len();
+        async move { n == 2 }
+    })
+    .await;
+    s.signal(libc::SIGKILL);
+    let _ = s.child.wait();
+    drop(tcp);
+    let dir = std::mem::replace(&mut s.dir, tempfile::tempdir().expect("tempdir"));
+    drop(s);
+    let s = Serve::start_with("http", reqwest::Client::new(), &[], Some(dir)).await;
+    assert_eq!(
+        blob_files(&s),
+        vec![s
+            .dir
+            .path()
+            .join(format!("data/blobs/{}/{}", &sha(&whole)[..2], sha(&whole)))],
+        "after the restart only the whole blob is there; the partial file is gone"
+    );
+    let get = s
+        .http
+        .get(s.url(&format!("/v1/blobs/{name}")))
+        .bearer_auth(SECRET)
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(get.status(), 404, "the half-uploaded blob is not served");
+    let kept = s
+        .http
+        .get(s.url(&format!("/v1/blobs/{}", sha(&whole))))
+        .bearer_auth(SECRET)
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(kept.bytes().await.expect("body").as_ref(), &whole[..]);
+}
