@@ -385,4 +385,29 @@ async fn a_node_killed_mid_download_and_mid_upload_finishes_with_nothing_partial
         empty_dir(&node.dir.join("state/work")),
         "work dirs are removed"
     );
+
+    // A cache entry that rotted on disk is dropped and fetched again, never used.
+    let mut perms = std::fs::metadata(&cached).expect("meta").permissions();
+    #[allow(clippy::permissions_set_readonly_false)]
+    perms.set_readonly(false);
+    std::fs::set_permissions(&cached, perms).expect("chmod");
+    std::fs::write(&cached, b"rotten").expect("corrupt the entry");
+    let again = server
+        .submit(serde_json::json!({"type": "command",
+            "params": {"program": "dd", "args": ["if={project_root}/big.bin", "of={output_root}/out.bin", "bs=1M", "seek=1", "status=none"]},
+            "inputs": [{"path": "big.bin", "sha256": sha, "size": size}]}))
+        .await;
+    server
+        .wait_job(&again, "completed", Duration::from_secs(180))
+        .await;
+    let task = &server.tasks(&again).await[0];
+    assert_eq!(
+        task["result"]["transfer"]["downloaded_files"], 1,
+        "the rotten entry was fetched again: {task:#}"
+    );
+    assert_eq!(
+        edgefarm::node::transfer::hash_file(&cached).expect("cached input"),
+        (sha.clone(), size),
+        "the cache holds the right bytes again"
+    );
 }

@@ -3,9 +3,10 @@
 //!
 //! A file enters under its name only after its bytes were verified (downloaded into
 //! `cache/tmp`, checked, made read-only, renamed), so the cache never holds a partial file; the
-//! temp folder is emptied when the cache opens. An entry is checked again the first time this
-//! process uses it (a disk can rot, a person can edit): a corrupt one is dropped and fetched
-//! again. Use is recorded in the file's modification time, which eviction sorts by; files are
+//! temp folder is emptied when the cache opens. An entry is hashed again the first time this
+//! process uses it (a disk can rot, a person can edit), and its size at every use: a corrupt
+//! one is dropped and fetched again. (A same-size change after a process verified the entry
+//! goes unnoticed until the next start; hashing 1 GiB before every task was the alternative.) Use is recorded in the file's modification time, which eviction sorts by; files are
 //! read-only because work dirs hard-link them, so a program cannot change a cached input.
 
 use std::collections::HashSet;
@@ -91,7 +92,8 @@ impl Cache {
     ) -> Result<PathBuf, NodeError> {
         let path = self.path(&entry.sha256);
         if path.is_file() {
-            let ok = verified(&path) || {
+            let size = std::fs::metadata(&path).map(|m| m.len()).ok();
+            let ok = (verified(&path) && size == Some(entry.size)) || {
                 let p = path.clone();
                 let sum = tokio::task::spawn_blocking(move || hash_file(&p))
                     .await
@@ -177,5 +179,48 @@ impl Cache {
 fn touch(path: &Path) {
     if let Ok(f) = std::fs::File::options().read(true).open(path) {
         let _ = f.set_modified(SystemTime::now());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn put(cache: &Cache, name: &str, bytes: usize, age_s: u64) {
+        let path = cache.path(name);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("dir");
+        std::fs::write(&path, vec![0u8; bytes]).expect("write");
+        let f = std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .expect("open");
+        f.set_modified(SystemTime::now() - Duration::from_secs(age_s))
+            .expect("mtime");
+    }
+
+    #[test]
+    fn eviction_drops_least_recently_used_first_and_spares_running_inputs() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cache = Cache::open(dir.path(), 25).expect("cache");
+        put(&cache, "aa01", 10, 300);
+        put(&cache, "bb02", 10, 200);
+        put(&cache, "cc03", 10, 100);
+        put(&cache, "dd04", 10, 0);
+        let keep: HashSet<String> = ["aa01".to_string()].into();
+        cache.evict(&keep);
+        assert!(
+            cache.path("aa01").is_file(),
+            "an input of a running task stays"
+        );
+        assert!(
+            !cache.path("bb02").is_file(),
+            "the least recently used goes first"
+        );
+        assert!(
+            !cache.path("cc03").is_file(),
+            "then the next, until under the bound"
+        );
+        assert!(cache.path("dd04").is_file(), "the most recently used stays");
     }
 }
