@@ -19,6 +19,50 @@ use super::error::NodeError;
 use super::transfer::{hash_file, Transfer};
 use crate::core::blobs::FileEntry;
 
+/// Blobs the tasks running in this process use (counted): eviction spares them, whichever
+/// slot evicts.
+static PINNED: Mutex<Option<std::collections::HashMap<String, usize>>> = Mutex::new(None);
+
+/// Keeps its blobs out of eviction while it lives (one per running task).
+#[derive(Debug)]
+pub struct Pin(Vec<String>);
+
+impl Pin {
+    /// Pins `hashes`.
+    pub fn new(hashes: Vec<String>) -> Pin {
+        if let Ok(mut p) = PINNED.lock() {
+            let map = p.get_or_insert_with(Default::default);
+            for h in &hashes {
+                *map.entry(h.clone()).or_default() += 1;
+            }
+        }
+        Pin(hashes)
+    }
+}
+
+impl Drop for Pin {
+    fn drop(&mut self) {
+        if let Ok(mut p) = PINNED.lock() {
+            let map = p.get_or_insert_with(Default::default);
+            for h in &self.0 {
+                if let Some(n) = map.get_mut(h) {
+                    *n -= 1;
+                    if *n == 0 {
+                        map.remove(h);
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn pinned(name: &str) -> bool {
+    PINNED
+        .lock()
+        .map(|p| p.as_ref().is_some_and(|m| m.contains_key(name)))
+        .unwrap_or(true)
+}
+
 /// Hashes this process has verified on disk.
 static VERIFIED: Mutex<Option<HashSet<PathBuf>>> = Mutex::new(None);
 static NEXT_TMP: AtomicU64 = AtomicU64::new(0);
@@ -139,7 +183,7 @@ impl Cache {
     }
 
     /// Evicts least recently used entries until the cache holds at most its bound, sparing
-    /// `keep` (the inputs of tasks running now).
+    /// `keep` and every blob a running task has pinned ([`Pin`]).
     pub fn evict(&self, keep: &HashSet<String>) {
         let mut entries: Vec<(SystemTime, u64, PathBuf, String)> = Vec::new();
         for sub in std::fs::read_dir(&self.dir).into_iter().flatten().flatten() {
@@ -163,7 +207,7 @@ impl Cache {
             if total <= self.max_bytes {
                 break;
             }
-            if keep.contains(&name) {
+            if keep.contains(&name) || pinned(&name) {
                 continue;
             }
             if std::fs::remove_file(&path).is_ok() {
@@ -202,25 +246,35 @@ mod tests {
     #[test]
     fn eviction_drops_least_recently_used_first_and_spares_running_inputs() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let cache = Cache::open(dir.path(), 25).expect("cache");
+        let cache = Cache::open(dir.path(), 30).expect("cache");
         put(&cache, "aa01", 10, 300);
         put(&cache, "bb02", 10, 200);
         put(&cache, "cc03", 10, 100);
-        put(&cache, "dd04", 10, 0);
+        put(&cache, "dd04", 10, 50);
+        put(&cache, "ee05", 10, 0);
         let keep: HashSet<String> = ["aa01".to_string()].into();
+        let pin = Pin::new(vec!["bb02".to_string()]);
         cache.evict(&keep);
+        assert!(cache.path("aa01").is_file(), "an input of this task stays");
         assert!(
-            cache.path("aa01").is_file(),
-            "an input of a running task stays"
-        );
-        assert!(
-            !cache.path("bb02").is_file(),
-            "the least recently used goes first"
+            cache.path("bb02").is_file(),
+            "an input another slot pinned stays"
         );
         assert!(
             !cache.path("cc03").is_file(),
+            "the least recently used goes first"
+        );
+        assert!(
+            !cache.path("dd04").is_file(),
             "then the next, until under the bound"
         );
-        assert!(cache.path("dd04").is_file(), "the most recently used stays");
+        assert!(cache.path("ee05").is_file(), "the most recently used stays");
+        drop(pin);
+        let smaller = Cache::open(dir.path(), 10).expect("cache");
+        smaller.evict(&HashSet::new());
+        assert!(
+            !cache.path("aa01").is_file() && !cache.path("bb02").is_file(),
+            "unpinned, they go"
+        );
     }
 }

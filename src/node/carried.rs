@@ -13,7 +13,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::cache::{Cache, Fetched};
+use super::cache::{Cache, Fetched, Pin};
 use super::client::HeartbeatReply;
 use super::error::NodeError;
 use super::task::{self, Outcome, TaskEnv};
@@ -80,14 +80,16 @@ async fn run_carried(env: TaskEnv<'_>, task: &ClaimedTask) -> Result<Outcome, St
     let mut fetched = Fetched::default();
     let fetch = async {
         let entries = transfer.inputs(&task.job).await?;
+        // Pinned until the task ends: another slot's eviction must not take them meanwhile.
+        let pin = Pin::new(entries.iter().map(|e| e.sha256.clone()).collect());
         let mut files = Vec::with_capacity(entries.len());
         for e in entries {
             let path = cache.ensure(&transfer, &e, &mut fetched).await?;
             files.push((e, path));
         }
-        Ok(files)
+        Ok((files, pin))
     };
-    let files = beating(&env, task, "fetching inputs", fetch).await?;
+    let (files, _pin) = beating(&env, task, "fetching inputs", fetch).await?;
     tracing::info!(task = %task.id, downloaded_files = fetched.files, downloaded_bytes = fetched.bytes, cached_files = fetched.cached, "inputs ready");
     let work = WorkDir::create(&env.config.state_dir.join("work"), &task.id, task.attempt)?;
     work.materialise(&files)?;
