@@ -4,12 +4,27 @@
 //! `<root>/tmp/<sha256>.<unique>`, fsynced, renamed over its final name and the folder fsynced,
 //! so a blob is either absent or whole — never half-visible, even after `kill -9` or a power
 //! cut. Leftover temp files of a crash are removed when the directory is opened.
+//!
+//! An upload's bytes are written by a blocking thread of their own, fed through a short
+//! channel, so hashing (in the request's task) and writing overlap; the channel's bound keeps
+//! memory flat whatever the blob's size.
 
 use super::{BlobError, Blobs, Download, Upload};
 use bytes::{Bytes, BytesMut};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt, BufWriter};
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio::sync::{mpsc, oneshot};
+
+/// Chunks in flight between an upload and its writer thread.
+const IN_FLIGHT: usize = 16;
+
+/// What an upload tells its writer thread.
+enum Msg {
+    Chunk(Bytes),
+    /// Flush and fsync; the thread answers on the upload's `done`.
+    Commit,
+}
 
 /// Read and write buffer size.
 const BUF: usize = 1 << 20;
@@ -48,27 +63,73 @@ impl FsBlobs {
 /// An upload to a temp file.
 #[derive(Debug)]
 pub struct FsUpload {
-    file: Option<BufWriter<tokio::fs::File>>,
+    tx: mpsc::Sender<Msg>,
+    done: Option<oneshot::Receiver<std::io::Result<()>>>,
     tmp: PathBuf,
     dest: PathBuf,
 }
 
-impl Upload for FsUpload {
-    async fn write(&mut self, chunk: &[u8]) -> Result<(), BlobError> {
-        match self.file.as_mut() {
-            Some(f) => f.write_all(chunk).await.map_err(backend),
-            None => Err(BlobError::Truncated("upload already ended".into())),
+impl std::fmt::Debug for Msg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Msg::Chunk(b) => write!(f, "Chunk({} bytes)", b.len()),
+            Msg::Commit => write!(f, "Commit"),
         }
+    }
+}
+
+/// The writer thread: appends chunks, and on `Commit` flushes and fsyncs. When the upload is
+/// dropped without committing (a mismatch, a cut connection), it removes the temp file.
+fn writer(
+    file: std::fs::File,
+    tmp: PathBuf,
+    mut rx: mpsc::Receiver<Msg>,
+    done: oneshot::Sender<std::io::Result<()>>,
+) {
+    use std::io::Write;
+    let mut out = std::io::BufWriter::with_capacity(BUF, file);
+    let mut failed: Option<std::io::Error> = None;
+    while let Some(msg) = rx.blocking_recv() {
+        match msg {
+            Msg::Chunk(b) if failed.is_none() => {
+                if let Err(e) = out.write_all(&b) {
+                    failed = Some(e);
+                }
+            }
+            Msg::Chunk(_) => {}
+            Msg::Commit => {
+                let result = match failed.take() {
+                    Some(e) => Err(e),
+                    None => out.flush().and_then(|()| out.get_ref().sync_all()),
+                };
+                let _ = done.send(result);
+                return;
+            }
+        }
+    }
+    drop(out);
+    let _ = std::fs::remove_file(&tmp);
+}
+
+impl Upload for FsUpload {
+    async fn write(&mut self, chunk: Bytes) -> Result<(), BlobError> {
+        self.tx
+            .send(Msg::Chunk(chunk))
+            .await
+            .map_err(|_| BlobError::Backend("the blob writer stopped".into()))
     }
 
     async fn commit(mut self) -> Result<(), BlobError> {
-        let Some(mut file) = self.file.take() else {
+        let Some(done) = self.done.take() else {
             return Err(BlobError::Truncated("upload already ended".into()));
         };
-        file.flush().await.map_err(backend)?;
-        let file = file.into_inner();
-        file.sync_all().await.map_err(backend)?;
-        drop(file);
+        self.tx
+            .send(Msg::Commit)
+            .await
+            .map_err(|_| BlobError::Backend("the blob writer stopped".into()))?;
+        done.await
+            .map_err(|_| BlobError::Backend("the blob writer stopped".into()))?
+            .map_err(backend)?;
         let dir = self
             .dest
             .parent()
@@ -88,7 +149,9 @@ impl Upload for FsUpload {
 
 impl Drop for FsUpload {
     fn drop(&mut self) {
-        if !self.tmp.as_os_str().is_empty() {
+        // Committed, or the writer thread removes the temp file once the channel closes; a
+        // rename that failed after the commit leaves it here.
+        if self.done.is_none() && !self.tmp.as_os_str().is_empty() {
             let _ = std::fs::remove_file(&self.tmp);
         }
     }
@@ -130,14 +193,21 @@ impl Blobs for FsBlobs {
             .root
             .join("tmp")
             .join(format!("{sha256}.{}.{n}", std::process::id()));
-        let file = tokio::fs::OpenOptions::new()
+        let file = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .open(&tmp)
-            .await
+            .map_err(backend)?;
+        let (tx, rx) = mpsc::channel(IN_FLIGHT);
+        let (done_tx, done) = oneshot::channel();
+        let path = tmp.clone();
+        std::thread::Builder::new()
+            .name("edgefarm-blob-writer".into())
+            .spawn(move || writer(file, path, rx, done_tx))
             .map_err(backend)?;
         Ok(FsUpload {
-            file: Some(BufWriter::with_capacity(BUF, file)),
+            tx,
+            done: Some(done),
             tmp,
             dest: self.path(sha256),
         })

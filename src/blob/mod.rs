@@ -39,7 +39,7 @@ pub enum BlobError {
 #[allow(async_fn_in_trait)]
 pub trait Upload {
     /// Appends bytes.
-    async fn write(&mut self, chunk: &[u8]) -> Result<(), BlobError>;
+    async fn write(&mut self, chunk: Bytes) -> Result<(), BlobError>;
     /// Makes the bytes durable and visible under the blob's name, atomically.
     async fn commit(self) -> Result<(), BlobError>;
 }
@@ -155,7 +155,7 @@ pub async fn receive<B: Blobs, C: Chunks>(
     while let Some(chunk) = body.next().await {
         let chunk = chunk.map_err(BlobError::Truncated)?;
         verifier.update(&chunk)?;
-        upload.write(&chunk).await?;
+        upload.write(chunk).await?;
     }
     verifier.finish()?;
     upload.commit().await
