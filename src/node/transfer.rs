@@ -8,7 +8,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use serde::Deserialize;
 use serde_json::json;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 
 use super::client::Client;
 use super::error::NodeError;
@@ -132,20 +132,32 @@ impl Transfer {
                 have += n as u64;
             }
         }
-        let file = tokio::fs::OpenOptions::new()
+        let mut file = std::fs::OpenOptions::new()
             .create(true)
             .write(true)
             .truncate(false)
             .open(part)
-            .await
             .map_err(|e| io("opening", e))?;
-        file.set_len(have).await.map_err(|e| io("truncating", e))?;
-        let mut file = tokio::io::BufWriter::with_capacity(BUF, file);
-        tokio::io::AsyncSeekExt::seek(&mut file, std::io::SeekFrom::Start(have))
-            .await
+        file.set_len(have).map_err(|e| io("truncating", e))?;
+        std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(have))
             .map_err(|e| io("seeking", e))?;
+        // Written by a blocking thread fed through a short channel: hashing (here) and disk
+        // writes overlap, and memory stays flat.
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(16);
+        let writer = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            use std::io::Write;
+            let mut out = std::io::BufWriter::with_capacity(BUF, file);
+            while let Some(b) = rx.blocking_recv() {
+                out.write_all(&b)?;
+            }
+            out.flush()?;
+            out.get_ref().sync_all()
+        });
         let mut fetched = 0u64;
-        if have < size {
+        let streamed: Result<(), NodeError> = async {
+            if have >= size {
+                return Ok(());
+            }
             let mut req = self
                 .http
                 .get(self.url(sha256))
@@ -166,19 +178,29 @@ impl Transfer {
             let mut body = resp.bytes_stream();
             while let Some(chunk) = body.next().await {
                 let chunk = chunk?;
-                if let Err(e) = verifier.update(&chunk) {
-                    drop(file);
-                    let _ = tokio::fs::remove_file(part).await;
-                    return Err(io("downloading", std::io::Error::other(e)));
-                }
-                file.write_all(&chunk).await.map_err(|e| io("writing", e))?;
+                verifier
+                    .update(&chunk)
+                    .map_err(|e| io("downloading", std::io::Error::other(e)))?;
                 fetched += chunk.len() as u64;
+                tx.send(chunk)
+                    .await
+                    .map_err(|_| io("writing", std::io::Error::other("the writer stopped")))?;
             }
+            Ok(())
         }
-        file.flush().await.map_err(|e| io("writing", e))?;
-        let file = file.into_inner();
-        file.sync_all().await.map_err(|e| io("syncing", e))?;
-        drop(file);
+        .await;
+        drop(tx);
+        let written = writer
+            .await
+            .map_err(|e| io("writing", std::io::Error::other(e)))
+            .and_then(|r| r.map_err(|e| io("writing", e)));
+        if let Err(e) = streamed {
+            if matches!(e, NodeError::Io { .. }) {
+                let _ = tokio::fs::remove_file(part).await;
+            }
+            return Err(e);
+        }
+        written?;
         if let Err(e) = verifier.finish() {
             let _ = tokio::fs::remove_file(part).await;
             return Err(io("verifying", std::io::Error::other(e)));
