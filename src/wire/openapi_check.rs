@@ -119,6 +119,7 @@ fn spec() -> JobSpec {
         max_attempts: 3,
         task_timeout_s: 3600,
         on_failure: OnFailure::Fail,
+        inputs: None,
     }
 }
 
@@ -198,6 +199,7 @@ fn ack() -> Ack {
         lease: "t".into(),
         result: Some(json!({"exit_code": 1})),
         error: Some(json!("exit 1")),
+        outputs: Vec::new(),
     }
 }
 
@@ -224,6 +226,7 @@ fn claimed() -> ClaimedTask {
         frames: Some(frames()),
         params: json!({"program": "touch"}),
         task_timeout_s: 60,
+        inputs: None,
     }
 }
 
@@ -275,6 +278,7 @@ fn every_wire_type_matches_its_openapi_schema_field_for_field() {
         max_attempts: Some(3),
         task_timeout_s: Some(60),
         on_failure: Some(OnFailure::Continue),
+        inputs: None,
     };
     let mut all = Vec::new();
     all.extend(problems(&d, &c("JobSpec"), &submit));
