@@ -6,14 +6,13 @@ use std::path::Path;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
-use serde::Deserialize;
-use serde_json::json;
 use tokio::io::AsyncReadExt;
 
 use super::client::Client;
 use super::error::NodeError;
 use crate::blob::Verifier;
 use crate::core::blobs::FileEntry;
+use crate::wire::blobs::{BlobCheck, BlobWanted, InputsPage, Missing};
 
 /// Read buffer for hashing and uploading.
 const BUF: usize = 1 << 20;
@@ -23,22 +22,6 @@ const BUF: usize = 1 << 20;
 pub struct Transfer {
     api: Client,
     http: reqwest::Client,
-}
-
-#[derive(Debug, Deserialize)]
-struct Missing {
-    missing: Vec<MissingBlob>,
-}
-
-#[derive(Debug, Deserialize)]
-struct MissingBlob {
-    sha256: String,
-}
-
-#[derive(Debug, Deserialize)]
-struct InputsPage {
-    files: Vec<FileEntry>,
-    next: Option<String>,
 }
 
 impl Transfer {
@@ -58,14 +41,16 @@ impl Transfer {
     pub async fn missing(&self, entries: &[FileEntry]) -> Result<Vec<String>, NodeError> {
         let mut out = Vec::new();
         for chunk in entries.chunks(10_000) {
-            let blobs: Vec<_> = chunk
-                .iter()
-                .map(|e| json!({"sha256": e.sha256, "size": e.size}))
-                .collect();
-            let answer: Missing = self
-                .api
-                .post_json("/v1/blobs/missing", &json!({ "blobs": blobs }))
-                .await?;
+            let check = BlobCheck {
+                blobs: chunk
+                    .iter()
+                    .map(|e| BlobWanted {
+                        sha256: e.sha256.clone(),
+                        size: e.size,
+                    })
+                    .collect(),
+            };
+            let answer: Missing = self.api.post_json("/v1/blobs/missing", &check).await?;
             out.extend(answer.missing.into_iter().map(|m| m.sha256));
         }
         Ok(out)

@@ -119,7 +119,11 @@ fn spec() -> JobSpec {
         max_attempts: 3,
         task_timeout_s: 3600,
         on_failure: OnFailure::Fail,
-        inputs: None,
+        inputs: Some(crate::core::blobs::inputs::Inputs {
+            sha256: "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855".into(),
+            files: 1,
+            bytes: 0,
+        }),
     }
 }
 
@@ -199,7 +203,11 @@ fn ack() -> Ack {
         lease: "t".into(),
         result: Some(json!({"exit_code": 1})),
         error: Some(json!("exit 1")),
-        outputs: Vec::new(),
+        outputs: vec![crate::core::blobs::FileEntry {
+            path: "scene.blend".into(),
+            sha256: "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855".into(),
+            size: 0,
+        }],
     }
 }
 
@@ -226,7 +234,11 @@ fn claimed() -> ClaimedTask {
         frames: Some(frames()),
         params: json!({"program": "touch"}),
         task_timeout_s: 60,
-        inputs: None,
+        inputs: Some(crate::core::blobs::inputs::Inputs {
+            sha256: "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855".into(),
+            files: 1,
+            bytes: 0,
+        }),
     }
 }
 
@@ -278,7 +290,11 @@ fn every_wire_type_matches_its_openapi_schema_field_for_field() {
         max_attempts: Some(3),
         task_timeout_s: Some(60),
         on_failure: Some(OnFailure::Continue),
-        inputs: None,
+        inputs: Some(vec![crate::core::blobs::FileEntry {
+            path: "scene.blend".into(),
+            sha256: "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855".into(),
+            size: 0,
+        }]),
     };
     let mut all = Vec::new();
     all.extend(problems(&d, &c("JobSpec"), &submit));

@@ -8,34 +8,24 @@ use crate::core::error::{Error, Result};
 use crate::core::http::{body, json};
 use crate::core::Ctx;
 use crate::store::Store;
+use crate::wire::blobs::{BlobCheck, BlobStored, Missing, MissingBlob, Upload};
+use crate::wire::errors::ErrorBody;
 use bytes::Bytes;
 use http::{header, Request, Response, StatusCode};
-use serde::Deserialize;
-use serde_json::json;
 use std::collections::BTreeSet;
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Wanted {
-    sha256: String,
-    size: u64,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Check {
-    blobs: Vec<Wanted>,
-}
-
 /// How a client uploads one blob to this farm.
-fn upload_of(sha256: &str) -> serde_json::Value {
-    json!({"method": "PUT", "url": format!("/v1/blobs/{sha256}")})
+fn upload_of(sha256: &str) -> Upload {
+    Upload {
+        method: "PUT".into(),
+        url: format!("/v1/blobs/{sha256}"),
+    }
 }
 
 /// `POST /v1/blobs/missing` `{blobs: [{sha256, size}]}`: which of these the farm lacks, and
 /// how to upload each. One request for a whole manifest (one store read per distinct hash).
 pub async fn missing<S: Store>(ctx: &Ctx<'_, S>, bytes: &[u8]) -> Result<Response<Bytes>> {
-    let check: Check = body(bytes)?;
+    let check: BlobCheck = body(bytes)?;
     let limits = &ctx.config.limits;
     if check.blobs.len() > limits.blobs_per_check {
         return Err(Error::TooLarge(format!(
@@ -62,14 +52,14 @@ pub async fn missing<S: Store>(ctx: &Ctx<'_, S>, bytes: &[u8]) -> Result<Respons
         }
         match blobs::record(ctx, &w.sha256).await? {
             Some(r) if r.size == w.size => present += 1,
-            _ => missing
-                .push(json!({"sha256": w.sha256, "size": w.size, "upload": upload_of(&w.sha256)})),
+            _ => missing.push(MissingBlob {
+                sha256: w.sha256.clone(),
+                size: w.size,
+                upload: upload_of(&w.sha256),
+            }),
         }
     }
-    Ok(json(
-        StatusCode::OK,
-        &json!({"missing": missing, "present": present}),
-    ))
+    Ok(json(StatusCode::OK, &Missing { missing, present }))
 }
 
 /// The placeholder answer carrying a [`Transfer`]: a shell that moves blob bytes replaces it;
@@ -77,7 +67,10 @@ pub async fn missing<S: Store>(ctx: &Ctx<'_, S>, bytes: &[u8]) -> Result<Respons
 fn transfer(t: Transfer) -> Response<Bytes> {
     let mut resp = json(
         StatusCode::NOT_IMPLEMENTED,
-        &json!({"error": {"code": "not_implemented", "message": "this runtime does not store blob bytes (see docs/ASSETS.md)"}}),
+        &ErrorBody::new(
+            "not_implemented",
+            "this runtime does not store blob bytes (see docs/ASSETS.md)",
+        ),
     );
     resp.extensions_mut().insert(t);
     resp
@@ -114,7 +107,11 @@ pub async fn put<S: Store>(
         blobs::record_stored(ctx, stored).await?;
         return Ok(json(
             StatusCode::CREATED,
-            &json!({"sha256": sha256, "size": stored.size, "stored": true}),
+            &BlobStored {
+                sha256: sha256.to_string(),
+                size: stored.size,
+                stored: true,
+            },
         ));
     }
     let size = content_length(req.headers())?;
@@ -127,7 +124,11 @@ pub async fn put<S: Store>(
     match blobs::record(ctx, sha256).await? {
         Some(r) if r.size == size => Ok(json(
             StatusCode::OK,
-            &json!({"sha256": sha256, "size": size, "stored": false}),
+            &BlobStored {
+                sha256: sha256.to_string(),
+                size,
+                stored: false,
+            },
         )),
         Some(r) => Err(Error::field(
             "Content-Length",

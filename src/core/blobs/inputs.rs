@@ -13,6 +13,7 @@ use crate::core::model::{JobSpec, JobType};
 use crate::core::records::{load, save};
 use crate::core::Ctx;
 use crate::store::{keys, Cond, Store};
+use crate::wire::blobs::InputsPage;
 use bytes::Bytes;
 use http::{Response, StatusCode};
 use serde::{Deserialize, Serialize};
@@ -80,10 +81,14 @@ pub async fn list<S: Store>(
         .await?
         .value;
     let Some(inputs) = job.spec.inputs else {
-        return Ok(json(
-            StatusCode::OK,
-            &serde_json::json!({"files": [], "next": null, "total_files": 0, "total_bytes": 0}),
-        ));
+        let empty = InputsPage {
+            files: Vec::new(),
+            next: None,
+            sha256: None,
+            total_files: 0,
+            total_bytes: 0,
+        };
+        return Ok(json(StatusCode::OK, &empty));
     };
     let pages = (inputs.files as usize).div_ceil(PAGE_ENTRIES) as u64;
     let page = query_u64(&query(q), "cursor", 0, pages)?;
@@ -98,8 +103,12 @@ pub async fn list<S: Store>(
         Vec::new()
     };
     let next = (page + 1 < pages).then(|| (page + 1).to_string());
-    Ok(json(
-        StatusCode::OK,
-        &serde_json::json!({"files": files, "next": next, "sha256": inputs.sha256, "total_files": inputs.files, "total_bytes": inputs.bytes}),
-    ))
+    let page = InputsPage {
+        files,
+        next,
+        sha256: Some(inputs.sha256),
+        total_files: inputs.files,
+        total_bytes: inputs.bytes,
+    };
+    Ok(json(StatusCode::OK, &page))
 }

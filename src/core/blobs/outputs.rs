@@ -15,9 +15,9 @@ use crate::core::scheduler::lease::hold;
 use crate::core::scheduler::task_ref::{load_job, read_task, task_id, TaskRef};
 use crate::core::Ctx;
 use crate::store::{keys, Cond, Store};
+use crate::wire::blobs::{OutputFile, OutputsPage};
 use bytes::Bytes;
 use http::{Response, StatusCode};
-use serde::Serialize;
 
 /// Checks the outputs of an ack and stores them under the caller's attempt. Refused (with the
 /// store unchanged) when a path or hash is malformed or a blob is not on the farm; a caller
@@ -44,15 +44,6 @@ pub async fn record<S: Store>(
     )
     .await?;
     Ok(())
-}
-
-/// One output as the listing shows it.
-#[derive(Debug, Serialize)]
-struct Listed<'a> {
-    task: String,
-    #[serde(flatten)]
-    file: &'a FileEntry,
-    url: String,
 }
 
 /// Most outputs per page.
@@ -98,17 +89,14 @@ pub async fn list<S: Store>(
         }
         index += 1;
     }
-    let listed: Vec<Listed> = files
-        .iter()
-        .map(|(task, f)| Listed {
-            task: task.clone(),
-            file: f,
-            url: format!("/v1/blobs/{}", f.sha256),
+    let outputs: Vec<OutputFile> = files
+        .into_iter()
+        .map(|(task, file)| OutputFile {
+            task,
+            url: format!("/v1/blobs/{}", file.sha256),
+            file,
         })
         .collect();
     let next = (index < job.tasks).then(|| index.to_string());
-    Ok(json(
-        StatusCode::OK,
-        &serde_json::json!({"outputs": listed, "next": next}),
-    ))
+    Ok(json(StatusCode::OK, &OutputsPage { outputs, next }))
 }
