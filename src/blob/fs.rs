@@ -149,9 +149,11 @@ impl Upload for FsUpload {
 
 impl Drop for FsUpload {
     fn drop(&mut self) {
-        // Committed, or the writer thread removes the temp file once the channel closes; a
-        // rename that failed after the commit leaves it here.
-        if self.done.is_none() && !self.tmp.as_os_str().is_empty() {
+        // Not renamed into place (a mismatch, a cut connection, a rename that failed): the temp
+        // file goes now, before the refusal is answered, so a client that reads the answer
+        // never finds it. The writer thread may still hold it open; its own removal once the
+        // channel closes is then a no-op (writes to an unlinked file are harmless).
+        if !self.tmp.as_os_str().is_empty() {
             let _ = std::fs::remove_file(&self.tmp);
         }
     }
