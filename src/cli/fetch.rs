@@ -6,13 +6,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args;
-use serde::Deserialize;
 
 use super::settings::ClientArgs;
 use super::upload::Moved;
 use super::UsageError;
-use crate::core::blobs::FileEntry;
 use crate::node::transfer::{hash_file, Transfer};
+use crate::wire::blobs::OutputsPage;
 
 #[derive(Debug, Args)]
 pub struct FetchArgs {
@@ -23,25 +22,6 @@ pub struct FetchArgs {
     to: PathBuf,
     #[command(flatten)]
     client: ClientArgs,
-}
-
-#[derive(Debug, Deserialize)]
-struct Page {
-    outputs: Vec<Listed>,
-    next: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-struct Listed {
-    #[serde(flatten)]
-    file: FileEntryLoose,
-}
-
-#[derive(Debug, Deserialize)]
-struct FileEntryLoose {
-    path: String,
-    sha256: String,
-    size: u64,
 }
 
 /// Runs `edgefarm fetch`.
@@ -55,14 +35,10 @@ pub async fn run(args: FetchArgs) -> anyhow::Result<ExitCode> {
     let mut cursor = Some("0".to_string());
     while let Some(c) = cursor {
         let path = format!("/v1/jobs/{}/outputs?cursor={c}&limit=1000", args.job);
-        let page: Page = client
+        let page: OutputsPage = client
             .send(client.request(reqwest::Method::GET, &path))
             .await?;
-        files.extend(page.outputs.into_iter().map(|l| FileEntry {
-            path: l.file.path,
-            sha256: l.file.sha256,
-            size: l.file.size,
-        }));
+        files.extend(page.outputs.into_iter().map(|l| l.file));
         cursor = page.next;
     }
     let mut moved = Moved::default();

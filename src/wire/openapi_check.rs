@@ -558,6 +558,17 @@ fn wire_types_read_back_what_they_write() {
     let back: Metrics = serde_json::from_value(serde_json::to_value(&m).unwrap_or_default())
         .expect("metrics read back");
     assert_eq!(back, m);
+    let o = OutputsPage {
+        outputs: vec![OutputFile {
+            task: "j1.0".into(),
+            file: file_entry(),
+            url: format!("/v1/blobs/{H}"),
+        }],
+        next: Some("1".into()),
+    };
+    let back: OutputsPage = serde_json::from_value(serde_json::to_value(&o).unwrap_or_default())
+        .expect("outputs read back");
+    assert_eq!(back, o);
     let n = NodeList {
         nodes: vec![node()],
     };
