@@ -36,11 +36,26 @@ pub fn configure(args: TransportArgs) {
 /// The HTTP client for the server at `base`; every call has a timeout, so a hung server never
 /// stalls a heartbeat loop or the supervisor.
 pub fn http_client(base: &str) -> Result<reqwest::Client, NodeError> {
+    client(
+        base,
+        reqwest::Client::builder().timeout(Duration::from_secs(20)),
+    )
+}
+
+/// The HTTP client for blob transfers to and from `base`: no total timeout (a 1 GiB blob takes
+/// what it takes), but a read that stalls for a minute fails.
+pub fn transfer_client(base: &str) -> Result<reqwest::Client, NodeError> {
+    client(
+        base,
+        reqwest::Client::builder().read_timeout(Duration::from_secs(60)),
+    )
+}
+
+fn client(base: &str, builder: reqwest::ClientBuilder) -> Result<reqwest::Client, NodeError> {
     let transport = TRANSPORT.get_or_init(TransportArgs::default);
     check_scheme(base, transport.insecure_http)?;
-    let mut builder = reqwest::Client::builder()
+    let mut builder = builder
         .connect_timeout(Duration::from_secs(5))
-        .timeout(Duration::from_secs(20))
         .user_agent(concat!("edgefarm/", env!("CARGO_PKG_VERSION")));
     if let Some(path) = &transport.ca_cert {
         let pem = std::fs::read(path).map_err(|e| {

@@ -5,12 +5,15 @@
 
 mod api;
 mod demo;
+mod fetch;
 mod follow;
 mod jobs;
 mod node;
 mod nodes;
+pub mod pack;
 mod settings;
 mod submit;
+mod upload;
 
 use std::process::ExitCode;
 
@@ -39,6 +42,8 @@ enum Command {
     Node(node::NodeArgs),
     /// Submit a job (`blender`, `command`, or `--file job.json`).
     Submit(submit::SubmitArgs),
+    /// Download every output of a job (resumable, verified; skips files already there).
+    Fetch(fetch::FetchArgs),
     /// List jobs, newest first.
     Jobs(jobs::ListArgs),
     /// Show one job: its tasks, attempts, nodes, times, outputs, errors and failed tasks' logs.
@@ -98,6 +103,7 @@ pub fn main() -> ExitCode {
 async fn client_command(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Submit(a) => submit::run(a).await,
+        Command::Fetch(a) => fetch::run(a).await,
         Command::Jobs(a) => jobs::list(a).await.map(|()| ExitCode::SUCCESS),
         Command::Job(a) => jobs::show(a).await,
         Command::Follow(a) => follow::run(a).await,

@@ -48,6 +48,10 @@ pub struct NodeArgs {
     /// its own [default: $XDG_STATE_HOME/edgefarm/node or ~/.local/state/edgefarm/node].
     #[arg(long, env = "EDGEFARM_STATE_DIR")]
     state_dir: Option<PathBuf>,
+    /// Most MiB the content cache of jobs that carry their files keeps between tasks
+    /// (least recently used first out) [default: 10240].
+    #[arg(long, env = "EDGEFARM_CACHE_MIB")]
+    cache_mib: Option<u64>,
     /// Restart a slot after it ran this many tasks (0 = never).
     #[arg(long, env = "EDGEFARM_RECYCLE_AFTER")]
     recycle_after: Option<u32>,
@@ -85,7 +89,8 @@ impl NodeArgs {
             project_root,
             output_root,
             state_dir,
-            recycle_after
+            recycle_after,
+            cache_mib
         );
         if !self.tags.is_empty() {
             file.tags = Some(self.tags.clone());

@@ -27,6 +27,8 @@ pub struct SubmitArgs {
     #[arg(long, global = true)]
     follow: bool,
     #[command(flatten)]
+    upload: super::upload::UploadArgs,
+    #[command(flatten)]
     client: ClientArgs,
 }
 
@@ -96,7 +98,7 @@ struct JobOpts {
 
 /// Runs `edgefarm submit`.
 pub async fn run(args: SubmitArgs) -> anyhow::Result<ExitCode> {
-    let spec = match (&args.kind, &args.file) {
+    let mut spec = match (&args.kind, &args.file) {
         (Some(kind), None) => serde_json::to_value(spec_of(kind))?,
         (None, Some(file)) => {
             let text = std::fs::read_to_string(file)
@@ -112,10 +114,31 @@ pub async fn run(args: SubmitArgs) -> anyhow::Result<ExitCode> {
         }
     };
     let client = args.client.client()?;
+    let mut moved = None;
+    if args.upload.upload {
+        let Some(Kind::Blender { file, .. }) = &args.kind else {
+            return Err(UsageError(
+                "--upload packs a .blend: use `submit blender FILE --upload`".into(),
+            )
+            .into());
+        };
+        let pack = super::upload::pack_of(&args.upload, file)?;
+        let m = super::upload::upload(&client, &pack).await?;
+        if !args.client.json {
+            println!("{}", m.summary("uploaded", "already on the farm"));
+        }
+        spec["params"]["file"] = json!(pack.file);
+        spec["inputs"] = serde_json::to_value(pack.entries())?;
+        moved = Some(m);
+    }
     let job: Job = api::post(&client, "/v1/jobs", &spec).await?;
     let id = job.spec.id.clone();
     if args.client.json && !args.follow {
-        api::print_json(&job);
+        let mut shown = serde_json::to_value(&job)?;
+        if let (Some(m), Some(obj)) = (moved, shown.as_object_mut()) {
+            obj.insert("upload".into(), serde_json::to_value(m)?);
+        }
+        api::print_json(&shown);
     } else if !args.client.json {
         let tasks = job.counts.total;
         let s = if tasks == 1 { "" } else { "s" };
@@ -180,6 +203,7 @@ fn spec_of(kind: &Kind) -> JobSubmit {
         max_attempts: opts.max_attempts,
         task_timeout_s: opts.timeout,
         on_failure: None,
+        inputs: None,
     }
 }
 

@@ -26,6 +26,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod blobs;
 pub mod cas;
 pub mod counters;
 pub mod dashboard;
@@ -78,6 +79,19 @@ pub struct Limits {
     pub acks_per_request: usize,
     /// Most tasks claimed by one queue request.
     pub claim_max: u32,
+    /// Largest body of `POST /v1/blobs/missing`, bytes: 10,000 hashes must fit. (A submit keeps
+    /// `body_bytes`: its manifest must fit in it.)
+    pub manifest_body_bytes: usize,
+    /// Most files in one job's input manifest.
+    pub inputs_per_job: usize,
+    /// Most bytes in one job's input manifest.
+    pub input_bytes_per_job: u64,
+    /// Largest blob, bytes.
+    pub blob_bytes: u64,
+    /// Most hashes in one "which do you lack?" request.
+    pub blobs_per_check: usize,
+    /// Most output files one ack may list.
+    pub outputs_per_task: usize,
 }
 
 impl Default for Limits {
@@ -95,6 +109,12 @@ impl Default for Limits {
             result_bytes: 64 << 10,
             acks_per_request: 64,
             claim_max: 16,
+            manifest_body_bytes: 4 << 20,
+            inputs_per_job: 10_000,
+            input_bytes_per_job: 1 << 40,
+            blob_bytes: 64 << 30,
+            blobs_per_check: 10_000,
+            outputs_per_task: 10_000,
         }
     }
 }

@@ -76,6 +76,9 @@ pub struct JobSpec {
     pub task_timeout_s: u64,
     /// Failure policy.
     pub on_failure: OnFailure,
+    /// The input manifest, when the job carries its files (absent: the nodes' shared storage).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inputs: Option<crate::core::blobs::inputs::Inputs>,
 }
 
 /// The stored job record.

@@ -63,6 +63,11 @@ async fn route<S: Store>(req: &Request<Bytes>, ctx: &Ctx<'_, S>) -> Result<Respo
 pub fn body_limit(config: &Config, path: &str) -> usize {
     if path.starts_with("/api/v1/") {
         config.nexrender.body_bytes
+    } else if path == "/v1/blobs/missing" {
+        config
+            .limits
+            .manifest_body_bytes
+            .max(config.limits.body_bytes)
     } else {
         config.limits.body_bytes
     }
@@ -88,7 +93,8 @@ async fn v1<S: Store>(
     method: &Method,
     parts: &[&str],
 ) -> Result<Response<Bytes>> {
-    use api::{jobs, metrics, nodes, previews, queue, tasks};
+    use crate::core::blobs::{inputs, outputs};
+    use api::{blobs, jobs, metrics, nodes, previews, queue, tasks};
     let body = req.body();
     let query = req.uri().query();
     let admin = || caller.require_admin();
@@ -109,6 +115,14 @@ async fn v1<S: Store>(
         (&Method::POST, ["jobs", id, action]) => {
             admin().map(|_| jobs::action(ctx, id, action, body))?.await
         }
+        (&Method::GET, ["jobs", id, "inputs"]) => inputs::list(ctx, id, query).await,
+        (&Method::GET, ["jobs", id, "outputs"]) => {
+            admin().map(|_| outputs::list(ctx, id, query))?.await
+        }
+        (&Method::POST, ["blobs", "missing"]) => blobs::missing(ctx, body).await,
+        (&Method::PUT, ["blobs", sha]) => blobs::put(ctx, sha, req).await,
+        (&Method::GET, ["blobs", sha]) => blobs::get(ctx, sha, false).await,
+        (&Method::HEAD, ["blobs", sha]) => blobs::get(ctx, sha, true).await,
         (&Method::GET, ["tasks", id]) => tasks::get(ctx, caller, id).await,
         (&Method::GET, ["tasks", id, "log"]) => tasks::log(ctx, caller, id, query).await,
         (&Method::POST, ["tasks", id, "heartbeat"]) => {
@@ -137,7 +151,7 @@ async fn v1<S: Store>(
         (&Method::POST, ["nodes", id, action]) => {
             admin().map(|_| nodes::action(ctx, id, action))?.await
         }
-        (m, ["jobs" | "tasks" | "queue" | "nodes" | "preview" | "metrics", ..]) => {
+        (m, ["jobs" | "tasks" | "queue" | "nodes" | "preview" | "metrics" | "blobs", ..]) => {
             Err(Error::MethodNotAllowed(m.to_string()))
         }
         _ => Err(Error::NotFound(format!("route /v1/{}", parts.join("/")))),

@@ -269,6 +269,7 @@ pub fn job_spec(
         max_attempts,
         task_timeout_s,
         on_failure: sub.on_failure.unwrap_or_default(),
+        inputs: None,
     };
     Ok((spec, runs))
 }

@@ -95,6 +95,10 @@ pub async fn run_watching(
     tracing::info!(node = %node_id.as_deref().unwrap_or("(given token)"), name = %config.name, queue = %config.queue, slots = config.slots, types = ?config.types(), "node started");
 
     let mut outbox = Outbox::default();
+    // Finished tasks of a run that stopped before their outputs were uploaded and acked.
+    for ack in super::carried::recover(&shared.client, &config.state_dir).await {
+        outbox.push(ack);
+    }
     let mut interval = Duration::from_millis(settings.interval.max(50));
     let max_tasks = settings.max_tasks.max(1) as usize;
     let mut next_poll = Instant::now();
@@ -179,7 +183,7 @@ pub async fn run_watching(
             }
             Some((exit, held)) = pool.supervise() => {
                 if let (SlotExit::Crashed(msg), Some(task)) = (exit, held) {
-                    outbox.push(Ack { id: task.id, status: AckStatus::Failed, lease: task.lease, result: None, error: Some(format!("node slot crashed: {msg}").into()) });
+                    outbox.push(Ack { id: task.id, status: AckStatus::Failed, lease: task.lease, result: None, error: Some(format!("node slot crashed: {msg}").into()), outputs: Vec::new() });
                 }
                 if draining { pool.close(); }
             }
@@ -236,6 +240,15 @@ async fn on_report(
             lease: task.lease,
             result: Some(result),
             error: None,
+            outputs: Vec::new(),
+        }),
+        Outcome::DoneWithFiles(result, outputs) => outbox.push(Ack {
+            id: task.id,
+            status: AckStatus::Done,
+            lease: task.lease,
+            result: Some(result),
+            error: None,
+            outputs,
         }),
         Outcome::Failed(error) => {
             tracing::warn!(task = %task.id, %error, "task failed");
@@ -245,6 +258,7 @@ async fn on_report(
                 lease: task.lease,
                 result: None,
                 error: Some(error.into()),
+                outputs: Vec::new(),
             });
         }
         // Both were logged with their reason where they happened; there is nothing to ack.

@@ -57,6 +57,16 @@ impl Client {
         })
     }
 
+    /// The server's base URL.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// The credential this client sends.
+    pub fn bearer(&self) -> &str {
+        &self.bearer
+    }
+
     /// `POST /v1/nodes` with the farm secret this client holds.
     pub async fn enrol(&self, body: &Enrol) -> Result<Enrolment, NodeError> {
         self.send(self.http.post(self.url("/v1/nodes")).json(body))

@@ -28,6 +28,8 @@ pub struct FileConfig {
     pub output_root: Option<PathBuf>,
     pub state_dir: Option<PathBuf>,
     pub recycle_after: Option<u32>,
+    /// Bound of the content cache, MiB.
+    pub cache_mib: Option<u64>,
     #[serde(default)]
     pub types: TypesFile,
 }
@@ -88,6 +90,8 @@ pub struct NodeConfig {
     pub output_root: PathBuf,
     pub state_dir: PathBuf,
     pub recycle_after: u32,
+    /// Most bytes the content cache keeps between tasks (`<state dir>/cache`).
+    pub cache_bytes: u64,
     pub blender: Option<BlenderType>,
     /// Program name (as a `command` job says it) → absolute path.
     pub programs: BTreeMap<String, PathBuf>,
@@ -199,6 +203,7 @@ pub fn validate(file: FileConfig) -> Result<NodeConfig, NodeError> {
         output_root,
         state_dir,
         recycle_after: file.recycle_after.unwrap_or(0),
+        cache_bytes: file.cache_mib.unwrap_or(10 * 1024).saturating_mul(1 << 20),
         blender,
         programs,
     })

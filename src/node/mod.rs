@@ -4,6 +4,8 @@
 pub mod agent;
 pub mod backoff;
 pub mod blender;
+pub mod cache;
+pub mod carried;
 pub mod client;
 pub mod command;
 pub mod config;
@@ -22,5 +24,7 @@ pub mod shared;
 pub mod slot;
 pub mod state;
 pub mod task;
+pub mod transfer;
+pub mod workdir;
 
 pub use error::NodeError;

@@ -75,6 +75,7 @@ mod tests {
             lease: "l".into(),
             result: None,
             error: None,
+            outputs: Vec::new(),
         }
     }
 

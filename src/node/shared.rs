@@ -71,7 +71,11 @@ pub fn runner(shared: Arc<Shared>) -> Runner {
                 abort: shared.abort.clone(),
                 server_draining: &shared.server_draining,
             };
-            task::run(env, &claimed).await
+            if claimed.inputs.is_some() {
+                super::carried::run(env, &claimed).await
+            } else {
+                task::run(env, &claimed).await
+            }
         })
     })
 }

@@ -16,6 +16,7 @@ fn task(id: &str) -> ClaimedTask {
         frames: None,
         params: serde_json::Value::Null,
         task_timeout_s: 0,
+        inputs: None,
     }
 }
 

@@ -32,6 +32,9 @@ const LOG_FLUSH_EVERY: Duration = Duration::from_secs(3);
 pub enum Outcome {
     /// Exit code 0: ack `done` with this result.
     Done(Value),
+    /// Exit code 0 of a job that carries its files: ack `done` with this result and these
+    /// outputs (uploaded already).
+    DoneWithFiles(Value, Vec<crate::core::blobs::FileEntry>),
     /// Ack `failed` with this error.
     Failed(String),
     /// The server took the lease back (409 / `keep_running: false`): no ack.

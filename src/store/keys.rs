@@ -55,6 +55,21 @@ pub fn revoked_nodes() -> String {
     "nodes/revoked".to_string()
 }
 
+/// The record of a stored blob (size, age), by the SHA-256 of its bytes.
+pub fn blob(sha256: &str) -> String {
+    format!("blob/{sha256}")
+}
+
+/// One page of an input manifest, named by the manifest's digest.
+pub fn manifest_page(manifest_sha256: &str, page: u64) -> String {
+    format!("manifest/{manifest_sha256}/{page}")
+}
+
+/// The outputs acked by one attempt of a task.
+pub fn task_outputs(task: &str, attempt: u32) -> String {
+    format!("outputs/{task}/{attempt}")
+}
+
 /// A result written by one attempt of a task.
 pub fn result(task: &str, attempt: u32) -> String {
     format!("result/{task}/{attempt}")

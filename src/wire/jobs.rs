@@ -1,5 +1,6 @@
 //! `/v1/jobs`: the submit body, the job as every answer shows it, the list, the steering bodies.
 
+use crate::core::blobs::FileEntry;
 use crate::core::model::{JobSpec, JobType, OnFailure};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -44,6 +45,10 @@ pub struct JobSubmit {
     /// Failure policy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_failure: Option<OnFailure>,
+    /// The input manifest: files already uploaded as blobs (`core::blobs::inputs` checks and
+    /// stores it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inputs: Option<Vec<FileEntry>>,
 }
 
 /// Tasks by state.

@@ -22,6 +22,7 @@
 //! The nexrender façade (`/api/v1`) is not here: its JSON follows nexrender's own format
 //! (`core::nexrender`).
 
+pub mod blobs;
 pub mod errors;
 pub mod health;
 pub mod jobs;

@@ -3,6 +3,10 @@
 //! properties — a field the server sends but the document leaves out, or one the document
 //! promises but no type carries, fails here.
 
+use super::blobs::{
+    BlobCheck, BlobStored, BlobWanted, InputsPage, Missing, MissingBlob, OutputFile, OutputsPage,
+    Upload,
+};
 use super::errors::{ErrorBody, ErrorDetail};
 use super::health::{Health, StoreInfo};
 use super::jobs::{Counts, Deleted, Job, JobList, JobPatch, JobState, JobSubmit, Requeue};
@@ -13,6 +17,7 @@ use super::queue::{AckAnswer, ClaimedTask, Poll, PollAnswer, QueueSettings};
 use super::tasks::{
     Ack, AckStatus, Heartbeat, HeartbeatAnswer, Release, Task, TaskLease, TaskList,
 };
+use crate::core::blobs::FileEntry;
 use crate::core::counters::Tally;
 use crate::core::frames::FrameRange;
 use crate::core::model::{
@@ -93,6 +98,17 @@ fn problems<T: Serialize>(doc: &Value, pointer: &str, sample: &T) -> Vec<String>
     out
 }
 
+/// The SHA-256 of no bytes.
+const H: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
+fn file_entry() -> FileEntry {
+    FileEntry {
+        path: "scene.blend".into(),
+        sha256: H.into(),
+        size: 0,
+    }
+}
+
 fn frames() -> FrameRange {
     FrameRange {
         from: 1,
@@ -119,6 +135,11 @@ fn spec() -> JobSpec {
         max_attempts: 3,
         task_timeout_s: 3600,
         on_failure: OnFailure::Fail,
+        inputs: Some(crate::core::blobs::inputs::Inputs {
+            sha256: H.into(),
+            files: 1,
+            bytes: 0,
+        }),
     }
 }
 
@@ -198,6 +219,7 @@ fn ack() -> Ack {
         lease: "t".into(),
         result: Some(json!({"exit_code": 1})),
         error: Some(json!("exit 1")),
+        outputs: vec![file_entry()],
     }
 }
 
@@ -224,6 +246,11 @@ fn claimed() -> ClaimedTask {
         frames: Some(frames()),
         params: json!({"program": "touch"}),
         task_timeout_s: 60,
+        inputs: Some(crate::core::blobs::inputs::Inputs {
+            sha256: H.into(),
+            files: 1,
+            bytes: 0,
+        }),
     }
 }
 
@@ -275,6 +302,7 @@ fn every_wire_type_matches_its_openapi_schema_field_for_field() {
         max_attempts: Some(3),
         task_timeout_s: Some(60),
         on_failure: Some(OnFailure::Continue),
+        inputs: Some(vec![file_entry()]),
     };
     let mut all = Vec::new();
     all.extend(problems(&d, &c("JobSpec"), &submit));
@@ -442,6 +470,76 @@ fn every_wire_type_matches_its_openapi_schema_field_for_field() {
             slots: Some(2),
         },
     ));
+    all.extend(problems(
+        &d,
+        &c("BlobCheck"),
+        &BlobCheck {
+            blobs: vec![BlobWanted {
+                sha256: H.into(),
+                size: 0,
+            }],
+        },
+    ));
+    let lacking = MissingBlob {
+        sha256: H.into(),
+        size: 0,
+        upload: Upload {
+            method: "PUT".into(),
+            url: format!("/v1/blobs/{H}"),
+        },
+    };
+    all.extend(problems(
+        &d,
+        &format!("{}/properties/missing/items", c("Missing")),
+        &lacking,
+    ));
+    all.extend(problems(
+        &d,
+        &c("Missing"),
+        &Missing {
+            missing: vec![lacking],
+            present: 1,
+        },
+    ));
+    all.extend(problems(
+        &d,
+        &c("BlobStored"),
+        &BlobStored {
+            sha256: H.into(),
+            size: 0,
+            stored: true,
+        },
+    ));
+    all.extend(problems(
+        &d,
+        &c("InputsPage"),
+        &InputsPage {
+            files: vec![file_entry()],
+            next: Some("1".into()),
+            sha256: Some(H.into()),
+            total_files: 1,
+            total_bytes: 0,
+        },
+    ));
+    let output = OutputFile {
+        task: "j1.0".into(),
+        file: file_entry(),
+        url: format!("/v1/blobs/{H}"),
+    };
+    all.extend(problems(
+        &d,
+        &format!("{}/properties/outputs/items", c("OutputsPage")),
+        &output,
+    ));
+    all.extend(problems(
+        &d,
+        &c("OutputsPage"),
+        &OutputsPage {
+            outputs: vec![output],
+            next: None,
+        },
+    ));
+    all.extend(problems(&d, &c("FileEntry"), &file_entry()));
     assert!(
         all.is_empty(),
         "wire types vs openapi.json:\n{}",
@@ -460,6 +558,17 @@ fn wire_types_read_back_what_they_write() {
     let back: Metrics = serde_json::from_value(serde_json::to_value(&m).unwrap_or_default())
         .expect("metrics read back");
     assert_eq!(back, m);
+    let o = OutputsPage {
+        outputs: vec![OutputFile {
+            task: "j1.0".into(),
+            file: file_entry(),
+            url: format!("/v1/blobs/{H}"),
+        }],
+        next: Some("1".into()),
+    };
+    let back: OutputsPage = serde_json::from_value(serde_json::to_value(&o).unwrap_or_default())
+        .expect("outputs read back");
+    assert_eq!(back, o);
     let n = NodeList {
         nodes: vec![node()],
     };

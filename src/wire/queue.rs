@@ -2,6 +2,7 @@
 
 use super::errors::ErrorDetail;
 use super::tasks::Ack;
+use crate::core::blobs::inputs::Inputs;
 use crate::core::frames::FrameRange;
 use crate::core::model::{JobType, NodeState};
 use serde::{Deserialize, Serialize};
@@ -75,6 +76,10 @@ pub struct ClaimedTask {
     pub params: Value,
     /// Seconds the task may run.
     pub task_timeout_s: u64,
+    /// The job's input manifest, when the job carries its files (absent otherwise: such
+    /// answers are exactly as before).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inputs: Option<Inputs>,
 }
 
 /// The server's answer to one ack of a poll.

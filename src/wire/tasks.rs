@@ -1,6 +1,7 @@
 //! `/v1/tasks/{id}`: the task as the API shows it, and the lease holder's heartbeat, ack and
 //! release bodies.
 
+use crate::core::blobs::FileEntry;
 use crate::core::frames::FrameRange;
 use crate::core::model::{Attempt, NodeState, Progress, TaskState};
 use serde::{Deserialize, Serialize};
@@ -119,6 +120,9 @@ pub struct Ack {
     /// Error of a failed task (a string; anything else is shown as its JSON).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<Value>,
+    /// Files a done task made, each already uploaded as a blob.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub outputs: Vec<FileEntry>,
 }
 
 /// `POST /v1/tasks/{id}/release`.

@@ -56,8 +56,12 @@ fn retry_after<S: Store>(ctx: &Ctx<'_, S>) -> u64 {
 
 /// `POST /v1/jobs`.
 pub async fn submit<S: Store>(ctx: &Ctx<'_, S>, bytes: &[u8]) -> Result<Response<Bytes>> {
-    let sub: JobSubmit = body(bytes)?;
-    let (spec, runs) = validate::job_spec(sub, || ctx.uuid_v7(), &ctx.config.limits)?;
+    let mut sub: JobSubmit = body(bytes)?;
+    let inputs = sub.inputs.take();
+    let (mut spec, runs) = validate::job_spec(sub, || ctx.uuid_v7(), &ctx.config.limits)?;
+    if let Some(entries) = inputs {
+        spec.inputs = Some(crate::core::blobs::inputs::accept(ctx, &spec, entries).await?);
+    }
     let (job, status) = match lifecycle::submit(ctx, spec, &runs).await? {
         Submitted::Created(job) => (job, StatusCode::ACCEPTED),
         Submitted::Existing(job) => (job, StatusCode::OK),

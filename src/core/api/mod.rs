@@ -1,6 +1,7 @@
 //! Handlers, one file per resource. They parse, call the scheduler or the records, and shape
 //! the answer; rules live in `validate`, `rollup` and `scheduler`.
 
+pub mod blobs;
 pub mod jobs;
 pub mod metrics;
 pub mod nodes;

@@ -184,6 +184,7 @@ pub async fn poll<S: Store>(
                 frames: c.task.frames,
                 params: c.job.spec.params.clone(),
                 task_timeout_s: c.job.spec.task_timeout_s,
+                inputs: c.job.spec.inputs.clone(),
             })
         })
         .collect();

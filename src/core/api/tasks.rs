@@ -149,6 +149,10 @@ pub async fn apply_ack<S: Store>(
                     ctx.config.limits.result_bytes
                 )));
             }
+            if !ack.outputs.is_empty() {
+                crate::core::blobs::outputs::record(ctx, &task, &ack.lease, node, &ack.outputs)
+                    .await?;
+            }
             complete_if_lease(ctx, &task, &ack.lease, node, result).await
         }
         AckStatus::Failed => {

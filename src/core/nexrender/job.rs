@@ -175,6 +175,7 @@ pub fn spec(uid: &str, job: &Map<String, Value>, settings: &Settings) -> JobSpec
     let by_priority = settings.ordering == Ordering::Priority;
     let template = job.get("template");
     JobSpec {
+        inputs: None,
         id: uid.to_string(),
         name: uid.to_string(),
         kind: JobType::Nexrender,

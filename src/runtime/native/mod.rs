@@ -13,6 +13,7 @@
 
 mod args;
 mod batch;
+mod blobs;
 mod block;
 mod peer;
 mod requests;
@@ -109,6 +110,20 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
         _ => None,
     };
     raise_open_files_limit(args.net.max_connections);
+    let blob_dir = if args.memory {
+        // Nothing survives a restart: a fresh folder of its own, removed at exit.
+        std::env::temp_dir().join(format!(
+            "edgefarm-blobs-{}-{:x}",
+            std::process::id(),
+            OsIds.random() as u64
+        ))
+    } else {
+        args.data.join("blobs")
+    };
+    let blobs = Arc::new(
+        crate::blob::fs::FsBlobs::at(&blob_dir)
+            .with_context(|| format!("cannot open the blob folder {}", blob_dir.display()))?,
+    );
     let net = &args.net;
     let shell_config = Arc::new(config.clone());
     let retry_after_s = config.poll_ms.div_ceil(1000).max(1);
@@ -156,6 +171,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
             min_body_rate: net.min_body_rate,
             retry_after_s,
             latency: Default::default(),
+            blobs,
         };
         let scheme = if acceptor.is_some() { "https" } else { "http" };
         tracing::info!(%addr, store = %store_desc, "edgefarm serving");
@@ -168,6 +184,9 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
     })?;
     drop(rt);
     let _ = core.join();
+    if args.memory {
+        let _ = std::fs::remove_dir_all(&blob_dir);
+    }
     Ok(())
 }
 

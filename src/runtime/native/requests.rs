@@ -38,6 +38,8 @@ pub struct Shell {
     /// `Retry-After` of a long poll answered at once (seconds).
     pub retry_after_s: u64,
     pub latency: Arc<super::super::latency::Latency>,
+    /// Where blob bytes live (`<data dir>/blobs`).
+    pub blobs: Arc<crate::blob::fs::FsBlobs>,
 }
 
 impl super::server::Handler for Shell {
@@ -52,7 +54,7 @@ impl super::server::Handler for Shell {
 }
 
 impl Shell {
-    async fn call(&self, req: Request<Bytes>) -> Response<Bytes> {
+    pub(super) async fn call(&self, req: Request<Bytes>) -> Response<Bytes> {
         let (reply, answer) = oneshot::channel();
         if self.tx.send((req, reply)).await.is_err() {
             return crate::core::http::empty(StatusCode::SERVICE_UNAVAILABLE);
@@ -89,6 +91,10 @@ async fn serve_request(shell: Shell, peer: SocketAddr, req: AxumRequest) -> Axum
     // replaced; a trusted proxy's forwarded address is believed).
     let client = shell.proxies.client(peer.ip(), &parts.headers);
     crate::core::nexrender::set_peer(&mut parts.headers, Some(client));
+    if super::blobs::is_transfer(&parts) {
+        let blobs = shell.blobs.clone();
+        return super::blobs::serve(shell, blobs, parts, body).await;
+    }
     let path = parts.uri.path();
     let limit = crate::core::router::body_limit(&shell.config, path);
     let body_timeout = shell.header_timeout

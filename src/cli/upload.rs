@@ -1,0 +1,106 @@
+//! `submit --upload`: send what the farm lacks of a pack (one "which do you lack?" round, then
+//! one streamed PUT per missing blob), and say what moved.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+
+use clap::Args;
+use serde::Serialize;
+
+use super::pack::{self, Pack};
+use crate::node::client::Client;
+use crate::node::transfer::Transfer;
+
+/// The flags of `submit ... --upload`.
+#[derive(Debug, Args, Default)]
+pub struct UploadArgs {
+    /// Send the .blend and the files it needs to the farm (nodes need no shared disk): FILE is
+    /// then a path on this machine.
+    #[arg(long, global = true)]
+    pub upload: bool,
+    /// The pack root: manifest paths are relative to it [default: the current directory when
+    /// FILE is under it, else FILE's folder].
+    #[arg(long, global = true, requires = "upload")]
+    pub root: Option<PathBuf>,
+    /// Also upload the files under the root matching this glob (`textures/**`; repeatable).
+    #[arg(long = "include", global = true, requires = "upload")]
+    pub includes: Vec<String>,
+    /// Blender, to list the files the .blend links (`bpy.utils.blend_paths`) [default:
+    /// `blender` on PATH; without it only FILE and --include files are sent].
+    #[arg(long, env = "EDGEFARM_BLENDER", global = true)]
+    pub blender: Option<PathBuf>,
+}
+
+/// What an upload moved.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Moved {
+    /// Files uploaded.
+    pub files: u64,
+    /// Bytes uploaded.
+    pub bytes: u64,
+    /// Files the farm had already.
+    pub skipped_files: u64,
+    /// Bytes the farm had already.
+    pub skipped_bytes: u64,
+}
+
+impl Moved {
+    /// `uploaded 3 files, 2.1 MiB; 5 files already on the farm`.
+    pub fn summary(&self, verb: &str, already: &str) -> String {
+        let s = |n: u64| if n == 1 { "" } else { "s" };
+        format!(
+            "{verb} {} file{}, {:.1} MiB; {} file{} {already}",
+            self.files,
+            s(self.files),
+            self.bytes as f64 / (1 << 20) as f64,
+            self.skipped_files,
+            s(self.skipped_files)
+        )
+    }
+}
+
+/// The pack of `file` by these flags.
+pub fn pack_of(args: &UploadArgs, file: &str) -> anyhow::Result<Pack> {
+    // Absolute: Blender resolves a relative path against $PWD, which need not be the cwd.
+    let path = PathBuf::from(file)
+        .canonicalize()
+        .map_err(|e| super::UsageError(format!("{file}: {e}")))?;
+    let blender = args
+        .blender
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("blender"));
+    let linked = match pack::linked_by_blender(&blender, &path) {
+        Ok(l) => l,
+        Err(why) => {
+            eprintln!(
+                "note: cannot run {} to list the files the .blend links ({why}); sending {file} and --include files only",
+                blender.display()
+            );
+            Vec::new()
+        }
+    };
+    pack::pack(&path, args.root.as_deref(), &args.includes, &linked)
+}
+
+/// Uploads what the farm lacks of `pack`.
+pub async fn upload(client: &Client, pack: &Pack) -> anyhow::Result<Moved> {
+    let transfer = Transfer::new(client)?;
+    let missing: HashSet<String> = transfer
+        .missing(&pack.entries())
+        .await?
+        .into_iter()
+        .collect();
+    let mut moved = Moved::default();
+    let mut sent = HashSet::new();
+    for (e, path) in &pack.files {
+        if missing.contains(&e.sha256) && sent.insert(e.sha256.clone()) {
+            transfer.upload(path, &e.sha256, e.size).await?;
+            moved.files += 1;
+            moved.bytes += e.size;
+        } else {
+            moved.skipped_files += 1;
+            moved.skipped_bytes += e.size;
+        }
+    }
+    Ok(moved)
+}

@@ -1,0 +1,214 @@
+//! Moving blobs between this machine and the farm (node and CLI): "which do you lack?",
+//! streamed uploads of local files, and resumable downloads verified against the blob's name.
+//! Nothing here holds a whole file in memory.
+
+use std::path::Path;
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use tokio::io::AsyncReadExt;
+
+use super::client::Client;
+use super::error::NodeError;
+use crate::blob::Verifier;
+use crate::core::blobs::FileEntry;
+use crate::wire::blobs::{BlobCheck, BlobWanted, InputsPage, Missing};
+
+/// Read buffer for hashing and uploading.
+const BUF: usize = 1 << 20;
+
+/// Blob transfers with one server and credential.
+#[derive(Debug, Clone)]
+pub struct Transfer {
+    api: Client,
+    http: reqwest::Client,
+}
+
+impl Transfer {
+    /// Transfers through the server and credential of `api`.
+    pub fn new(api: &Client) -> Result<Self, NodeError> {
+        Ok(Transfer {
+            http: crate::net::transfer_client(api.base())?,
+            api: api.clone(),
+        })
+    }
+
+    fn url(&self, sha256: &str) -> String {
+        format!("{}/v1/blobs/{sha256}", self.api.base())
+    }
+
+    /// The hashes among `entries` the farm lacks (one request per 10,000 entries).
+    pub async fn missing(&self, entries: &[FileEntry]) -> Result<Vec<String>, NodeError> {
+        let mut out = Vec::new();
+        for chunk in entries.chunks(10_000) {
+            let check = BlobCheck {
+                blobs: chunk
+                    .iter()
+                    .map(|e| BlobWanted {
+                        sha256: e.sha256.clone(),
+                        size: e.size,
+                    })
+                    .collect(),
+            };
+            let answer: Missing = self.api.post_json("/v1/blobs/missing", &check).await?;
+            out.extend(answer.missing.into_iter().map(|m| m.sha256));
+        }
+        Ok(out)
+    }
+
+    /// A job's whole input manifest, page by page.
+    pub async fn inputs(&self, job: &str) -> Result<Vec<FileEntry>, NodeError> {
+        let mut files = Vec::new();
+        let mut cursor = Some("0".to_string());
+        while let Some(c) = cursor {
+            let path = format!("/v1/jobs/{job}/inputs?cursor={c}");
+            let page: InputsPage = self
+                .api
+                .send(self.api.request(reqwest::Method::GET, &path))
+                .await?;
+            files.extend(page.files);
+            cursor = page.next;
+        }
+        Ok(files)
+    }
+
+    /// Uploads the file at `path` as the blob `sha256` of `size` bytes, streamed. The server
+    /// verifies the bytes; a file that changed since it was hashed is refused.
+    pub async fn upload(&self, path: &Path, sha256: &str, size: u64) -> Result<(), NodeError> {
+        let file = tokio::fs::File::open(path)
+            .await
+            .map_err(|e| NodeError::io(format!("opening {}", path.display()), e))?;
+        let stream = futures_util::stream::unfold(file, |mut f| async move {
+            let mut buf = vec![0u8; BUF];
+            match f.read(&mut buf).await {
+                Ok(0) => None,
+                Ok(n) => {
+                    buf.truncate(n);
+                    Some((Ok::<Bytes, std::io::Error>(Bytes::from(buf)), f))
+                }
+                Err(e) => Some((Err(e), f)),
+            }
+        });
+        let req = self
+            .http
+            .put(self.url(sha256))
+            .header(reqwest::header::CONTENT_LENGTH, size)
+            .body(reqwest::Body::wrap_stream(stream));
+        self.api.send::<serde_json::Value>(req).await.map(|_| ())
+    }
+
+    /// Downloads the blob `sha256` of `size` bytes into `part`, resuming after what `part`
+    /// already holds (a `Range` request), and checks the whole file against the name. On a
+    /// mismatch `part` is removed. Returns the bytes fetched over the network.
+    pub async fn download(&self, sha256: &str, size: u64, part: &Path) -> Result<u64, NodeError> {
+        let io = |what: &str, e| NodeError::io(format!("{what} {}", part.display()), e);
+        let mut verifier = Verifier::new(sha256, size);
+        let mut have = 0u64;
+        if let Ok(mut f) = tokio::fs::File::open(part).await {
+            let mut buf = vec![0u8; BUF];
+            loop {
+                let n = f.read(&mut buf).await.map_err(|e| io("reading", e))?;
+                if n == 0 || have + n as u64 > size {
+                    break;
+                }
+                verifier
+                    .update(&buf[..n])
+                    .map_err(|e| io("checking", std::io::Error::other(e)))?;
+                have += n as u64;
+            }
+        }
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(false)
+            .open(part)
+            .map_err(|e| io("opening", e))?;
+        file.set_len(have).map_err(|e| io("truncating", e))?;
+        std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(have))
+            .map_err(|e| io("seeking", e))?;
+        // Written by a blocking thread fed through a short channel: hashing (here) and disk
+        // writes overlap, and memory stays flat.
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(16);
+        let writer = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            use std::io::Write;
+            let mut out = std::io::BufWriter::with_capacity(BUF, file);
+            while let Some(b) = rx.blocking_recv() {
+                out.write_all(&b)?;
+            }
+            out.flush()?;
+            out.get_ref().sync_all()
+        });
+        let mut fetched = 0u64;
+        let streamed: Result<(), NodeError> = async {
+            if have >= size {
+                return Ok(());
+            }
+            let mut req = self
+                .http
+                .get(self.url(sha256))
+                .bearer_auth(self.api.bearer());
+            if have > 0 {
+                req = req.header(reqwest::header::RANGE, format!("bytes={have}-"));
+            }
+            let resp = req.send().await?;
+            let status = resp.status();
+            if !(status == 200 && have == 0 || status == 206) {
+                let text = resp.text().await.unwrap_or_default();
+                return Err(NodeError::Api {
+                    status: status.as_u16(),
+                    code: "download_failed".into(),
+                    message: format!("GET blob {sha256}: {text}"),
+                });
+            }
+            let mut body = resp.bytes_stream();
+            while let Some(chunk) = body.next().await {
+                let chunk = chunk?;
+                verifier
+                    .update(&chunk)
+                    .map_err(|e| io("downloading", std::io::Error::other(e)))?;
+                fetched += chunk.len() as u64;
+                tx.send(chunk)
+                    .await
+                    .map_err(|_| io("writing", std::io::Error::other("the writer stopped")))?;
+            }
+            Ok(())
+        }
+        .await;
+        drop(tx);
+        let written = writer
+            .await
+            .map_err(|e| io("writing", std::io::Error::other(e)))
+            .and_then(|r| r.map_err(|e| io("writing", e)));
+        if let Err(e) = streamed {
+            if matches!(e, NodeError::Io { .. }) {
+                let _ = tokio::fs::remove_file(part).await;
+            }
+            return Err(e);
+        }
+        written?;
+        if let Err(e) = verifier.finish() {
+            let _ = tokio::fs::remove_file(part).await;
+            return Err(io("verifying", std::io::Error::other(e)));
+        }
+        Ok(fetched)
+    }
+}
+
+/// SHA-256 (hex) and size of the file at `path`, streamed (blocking: call off the runtime).
+pub fn hash_file(path: &Path) -> std::io::Result<(String, u64)> {
+    use sha2::{Digest, Sha256};
+    use std::io::Read;
+    let mut f = std::fs::File::open(path)?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; BUF];
+    let mut size = 0u64;
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+        size += n as u64;
+    }
+    Ok((crate::blob::hex(&h.finalize()), size))
+}

@@ -1,0 +1,101 @@
+//! `/v1/blobs` and a job's files: "which of these do you lack?", an upload's answer, a job's
+//! input manifest page and its outputs page. The file entry itself is stored too, so it is the
+//! core's own (`core::blobs::FileEntry`).
+
+use crate::core::blobs::FileEntry;
+use serde::{Deserialize, Serialize};
+
+/// One blob a client asks about.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BlobWanted {
+    /// SHA-256, 64 lowercase hex digits.
+    pub sha256: String,
+    /// Size in bytes.
+    pub size: u64,
+}
+
+/// `POST /v1/blobs/missing` body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BlobCheck {
+    /// The blobs asked about.
+    pub blobs: Vec<BlobWanted>,
+}
+
+/// How to upload one blob.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Upload {
+    /// Always `PUT`.
+    pub method: String,
+    /// Where (`/v1/blobs/{sha256}`).
+    pub url: String,
+}
+
+/// A blob the farm lacks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MissingBlob {
+    /// SHA-256.
+    pub sha256: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// How to upload it.
+    pub upload: Upload,
+}
+
+/// The answer of `POST /v1/blobs/missing`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Missing {
+    /// The blobs the farm lacks (each distinct hash once).
+    pub missing: Vec<MissingBlob>,
+    /// How many distinct blobs it has already.
+    pub present: u64,
+}
+
+/// The answer of `PUT /v1/blobs/{sha256}`: 201 when stored now, 200 when the farm had it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlobStored {
+    /// SHA-256.
+    pub sha256: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Whether this request stored the bytes.
+    pub stored: bool,
+}
+
+/// `GET /v1/jobs/{id}/inputs`: one page of a job's input manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InputsPage {
+    /// This page's files, in path order.
+    pub files: Vec<FileEntry>,
+    /// The next page's cursor (`null` after the last).
+    pub next: Option<String>,
+    /// The manifest's digest (absent for a job without inputs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    /// Files in the whole manifest.
+    pub total_files: u64,
+    /// Bytes in the whole manifest.
+    pub total_bytes: u64,
+}
+
+/// One output of a job, as its listing shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutputFile {
+    /// The task that made it.
+    pub task: String,
+    /// Path, hash and size.
+    #[serde(flatten)]
+    pub file: FileEntry,
+    /// Where to download it (`/v1/blobs/{sha256}`).
+    pub url: String,
+}
+
+/// `GET /v1/jobs/{id}/outputs`: the outputs of the job's completed tasks, in task order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutputsPage {
+    /// This page.
+    pub outputs: Vec<OutputFile>,
+    /// The next page's cursor (`null` after the last task).
+    pub next: Option<String>,
+}
