@@ -105,6 +105,9 @@ pub async fn run_watching(
     let mut in_flight: Option<JoinHandle<Answer>> = None;
     // Whether the request in flight is a long poll of a fully idle node.
     let mut long_polling = false;
+    // When the request in flight started: a poll the server held (long poll) already spent
+    // that time waiting, so the pause before the next one is shortened by it.
+    let mut sent_at = Instant::now();
     let mut draining = false;
     let mut forced_at: Option<Instant> = None;
     let exit = loop {
@@ -153,6 +156,7 @@ pub async fn run_watching(
             if want > 0 || !outbox.is_empty() {
                 let idle = pool.busy() == 0 && outbox.is_empty() && !draining;
                 long_polling = idle;
+                sent_at = Instant::now();
                 in_flight = Some(poll::spawn_poll(
                     &shared,
                     &config,
@@ -196,7 +200,7 @@ pub async fn run_watching(
                 in_flight = None;
                 long_polling = false;
                 let answer = joined.unwrap_or_else(|e| Answer::Lost(e.to_string()));
-                let delay = poll::apply(answer, &shared, &mut pool, &mut outbox, &mut backoff, &mut interval).await;
+                let delay = poll::apply(answer, sent_at.elapsed(), &shared, &mut pool, &mut outbox, &mut backoff, &mut interval).await;
                 next_poll = Instant::now() + delay;
             }
             _ = sleep_until(next_poll), if in_flight.is_none() => {}

@@ -70,9 +70,15 @@ pub fn spawn_node_check(shared: &Arc<Shared>, id: &str) -> JoinHandle<Answer> {
     tokio::spawn(async move { Answer::Node(shared.client.node(&id).await) })
 }
 
-/// Applies an answer; returns the delay before the next poll.
+/// Applies an answer that took `took` to arrive; returns the delay before the next poll.
+///
+/// Polls start at most once per interval unless one claimed something: an empty answer
+/// waits out what is left of the interval after the request itself. So a node whose long
+/// poll was held 10 s asks again at once (it is not idle 2 s more with work waiting), while a
+/// server that answers 204 at once (no long polls) is still asked only once per interval.
 pub async fn apply(
     answer: Answer,
+    took: Duration,
     shared: &Shared,
     pool: &mut Pool,
     outbox: &mut Outbox,
@@ -82,7 +88,7 @@ pub async fn apply(
     match answer {
         Answer::Poll(_, Ok(None)) => {
             backoff.reset();
-            *interval
+            pause_after_empty(*interval, took)
         }
         Answer::Poll(sent, Ok(Some(answer))) => {
             backoff.reset();
@@ -111,6 +117,11 @@ pub async fn apply(
         Answer::Poll(_, Err(e)) | Answer::Node(Err(e)) => failure(backoff, &e.report()),
         Answer::Lost(msg) => failure(backoff, &msg),
     }
+}
+
+/// What is left of the interval after an empty answer that took `took` (see [`apply`]).
+fn pause_after_empty(interval: Duration, took: Duration) -> Duration {
+    interval.saturating_sub(took)
 }
 
 fn failure(backoff: &mut Backoff, error: &str) -> Duration {
@@ -168,5 +179,28 @@ pub async fn last_flush(shared: &Shared, outbox: &Outbox) -> usize {
             );
             acks.len()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pause_after_empty;
+    use std::time::Duration;
+
+    #[test]
+    fn a_held_poll_is_followed_at_once_and_a_quick_empty_one_after_the_interval() {
+        let interval = Duration::from_secs(2);
+        // A long poll the server held for its 10 s: no extra idle pause.
+        assert_eq!(
+            pause_after_empty(interval, Duration::from_secs(10)),
+            Duration::ZERO
+        );
+        // An immediate 204 (a server without long polls): the whole interval.
+        assert_eq!(pause_after_empty(interval, Duration::ZERO), interval);
+        // Woken early by an unrelated change after 0.5 s: polls still start once per interval.
+        assert_eq!(
+            pause_after_empty(interval, Duration::from_millis(500)),
+            Duration::from_millis(1500)
+        );
     }
 }
