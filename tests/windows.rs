@@ -271,7 +271,9 @@ async fn windows_node_and_cli_under_wine() {
     let mut node = win.node(&server, &dir, "win-a");
     submit(&win, &server, &dir, "w1", "1-3", 300);
     server
-        .wait_job("w1", "completed", Duration::from_secs(180))
+        .wait_job_explained("w1", "completed", Duration::from_secs(180), || {
+            format!("Wine node log:\n{}", node.log())
+        })
         .await;
     for f in 1..=3 {
         let text = std::fs::read_to_string(out.join(format!("w1_{f}.out"))).unwrap_or_default();

@@ -85,6 +85,18 @@ impl Server {
 
     /// Waits until the job reaches `state`, failing early if it ends in another one.
     pub async fn wait_job(&self, job: &str, state: &str, within: Duration) -> Value {
+        self.wait_job_explained(job, state, within, String::new)
+            .await
+    }
+
+    /// [`Server::wait_job`], adding `explain()` (a node's log, say) to a failure's message.
+    pub async fn wait_job_explained(
+        &self,
+        job: &str,
+        state: &str,
+        within: Duration,
+        explain: impl Fn() -> String,
+    ) -> Value {
         let deadline = Instant::now() + within;
         loop {
             let j = self.get(&format!("/v1/jobs/{job}")).await;
@@ -94,13 +106,15 @@ impl Server {
             }
             assert!(
                 !matches!(now.as_str(), "completed" | "failed" | "canceled"),
-                "job ended {now}, expected {state}: {j:#}\ntasks: {:#}",
-                Value::from(self.tasks(job).await)
+                "job ended {now}, expected {state}: {j:#}\ntasks: {:#}\n{}",
+                Value::from(self.tasks(job).await),
+                explain()
             );
             assert!(
                 Instant::now() < deadline,
-                "job not {state} in time: {j:#}\ntasks: {:#}",
-                Value::from(self.tasks(job).await)
+                "job not {state} in time: {j:#}\ntasks: {:#}\n{}",
+                Value::from(self.tasks(job).await),
+                explain()
             );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
