@@ -69,6 +69,13 @@ async fn failing_command_is_retried_elsewhere_then_fails_the_job() {
         error.contains("exit code 3") && error.contains("about to fail"),
         "error should hold the exit code and log tail: {error}"
     );
+    // The summary line (what `edgefarm jobs` and the dashboard show) names the program's own
+    // error, not whichever progress line came last.
+    assert_eq!(
+        error.lines().next(),
+        Some("exit code 3: Error: fixture cannot read shots/missing.blend; last log lines:"),
+        "{error}"
+    );
 
     let out = Command::new(BIN)
         .args(["job", &job, "--url", &server.url, "--secret", SECRET])

@@ -16,6 +16,22 @@ pub struct LogBuffer {
     chunk: String,
     dropped: usize,
     tail: VecDeque<String>,
+    first_error: Option<String>,
+}
+
+/// A line in which the program names an error: `Error: ...` (Blender), `ERROR ...`, or a Python
+/// exception's last line (`AttributeError: ...`). Scanned so a failure's one-line summary says
+/// the cause instead of the progress lines that happened to come last.
+fn is_error_line(line: &str) -> bool {
+    let line = line.trim_start();
+    let word = line
+        .split(|c: char| c == ':' || c.is_whitespace())
+        .next()
+        .unwrap_or("");
+    word.eq_ignore_ascii_case("error")
+        || (word.len() > 5
+            && word.ends_with("Error")
+            && word.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
 }
 
 impl LogBuffer {
@@ -33,6 +49,9 @@ impl LogBuffer {
         if line.len() < MAX_CHUNK {
             self.chunk.push_str(line);
             self.chunk.push('\n');
+        }
+        if self.first_error.is_none() && is_error_line(line) {
+            self.first_error = Some(line.trim().chars().take(300).collect());
         }
         if self.tail.len() == TAIL_LINES {
             self.tail.pop_front();
@@ -78,6 +97,11 @@ impl LogBuffer {
         }
     }
 
+    /// The first line in which the program named an error, if any.
+    pub fn first_error(&self) -> Option<&str> {
+        self.first_error.as_deref()
+    }
+
     /// The last lines, for the result and the failure message.
     pub fn tail(&self, lines: usize) -> String {
         let skip = self.tail.len().saturating_sub(lines);
@@ -108,6 +132,27 @@ mod tests {
             "the drop must be visible in the log"
         );
         assert!(!log.has_text());
+    }
+
+    #[test]
+    fn first_error_line_is_kept_for_the_summary() {
+        let mut log = LogBuffer::default();
+        log.push("Fra:1 Mem:9.50M | Updating Film");
+        assert_eq!(log.first_error(), None);
+        log.push("Error: Build without OpenImageDenoiser");
+        log.push("Traceback (most recent call last):");
+        log.push("AttributeError: 'NoneType' object has no attribute 'x'");
+        for i in 0..100 {
+            log.push(&format!("Fra:{i} progress"));
+        }
+        assert_eq!(
+            log.first_error(),
+            Some("Error: Build without OpenImageDenoiser")
+        );
+        assert!(is_error_line("  AttributeError: x"));
+        assert!(is_error_line("ERROR something broke"));
+        assert!(!is_error_line("Fra:1 Mem:1M | Error free"));
+        assert!(!is_error_line("terror: not an error word"));
     }
 
     #[test]

@@ -184,8 +184,15 @@ pub async fn run(env: TaskEnv<'_>, task: &ClaimedTask) -> Outcome {
             }
             Step::Exited(code) => {
                 run.final_flush().await;
+                // The first line is the summary the CLI and dashboard show: the program's own
+                // error when it printed one.
+                let cause = run
+                    .log
+                    .first_error()
+                    .map(|e| format!(": {e}"))
+                    .unwrap_or_default();
                 return Outcome::Failed(format!(
-                    "exit code {code}; last log lines:\n{}",
+                    "exit code {code}{cause}; last log lines:\n{}",
                     run.log.tail(15)
                 ));
             }
