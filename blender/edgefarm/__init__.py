@@ -243,6 +243,7 @@ class EDGEFARM_OT_submit(bpy.types.Operator):
         st.job_id = ""
         st.job_state = ""
         st.missing = ""
+        st.last_result = ""
         st.busy = True
         st.status = "Starting"
         if bpy.app.background:
@@ -430,8 +431,11 @@ class EDGEFARM_PT_render(bpy.types.Panel):
 
     def draw(self, context):
         layout = self.layout
+        layout.use_property_split = True
+        layout.use_property_decorate = False
         scene = context.scene
         st = scene.edgefarm
+        width = max(30, int((context.region.width if context.region else 420) / 7))
         url, _token = farm_settings(context)
         if not url:
             layout.label(text="Set the farm URL in Preferences > Add-ons > edgefarm", icon="ERROR")
@@ -439,15 +443,11 @@ class EDGEFARM_PT_render(bpy.types.Panel):
         col.enabled = not st.busy
         col.prop(st, "job_name")
         col.prop(st, "use_scene_range")
-        row = col.row(align=True)
-        if st.use_scene_range:
-            row.prop(scene, "frame_start", text="Start")
-            row.prop(scene, "frame_end", text="End")
-            row.prop(scene, "frame_step", text="Step")
-        else:
-            row.prop(st, "frame_start")
-            row.prop(st, "frame_end")
-            row.prop(st, "frame_step")
+        rng = col.column(align=True)
+        owner, prefix = (scene, "frame_") if st.use_scene_range else (st, "frame_")
+        rng.prop(owner, prefix + "start", text="Frame Start")
+        rng.prop(owner, prefix + "end", text="End")
+        rng.prop(owner, prefix + "step", text="Step")
         col.prop(st, "chunk_size")
         col.prop(st, "priority")
         col.prop(st, "tags")
@@ -465,7 +465,7 @@ class EDGEFARM_PT_render(bpy.types.Panel):
         else:
             layout.operator("edgefarm.submit", icon="RENDER_ANIMATION", text="Submit")
             if st.status:
-                for line in _wrap(st.status, 60):
+                for line in _wrap(st.status, width):
                     layout.label(text=line)
         if st.missing and not st.busy:
             box = layout.box()
