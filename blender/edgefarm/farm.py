@@ -159,7 +159,8 @@ class Farm:
         lacking = set()
         for i in range(0, len(files), 10000):
             part = [{"sha256": f["sha256"], "size": f["size"]} for f in files[i:i + 10000]]
-            _s, _h, data = self.json("POST", "/v1/blobs/missing", {"blobs": part}, what="Asking which files the farm lacks")
+            _s, _h, data = self.json("POST", "/v1/blobs/missing", {"blobs": part},
+                                     what="Asking which files the farm lacks")
             for m in data.get("missing", []):
                 lacking.add(m["sha256"])
         return lacking

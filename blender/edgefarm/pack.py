@@ -281,7 +281,8 @@ def collect(bpy):
     for scene in bpy.data.scenes:
         if scene.library is not None or scene.sequence_editor is None:
             continue
-        strips = getattr(scene.sequence_editor, "sequences_all", None) or getattr(scene.sequence_editor, "strips_all", [])
+        ed = scene.sequence_editor
+        strips = getattr(ed, "sequences_all", None) or getattr(ed, "strips_all", [])
         for s in strips:
             if s.type == "MOVIE" and s.filepath:
                 refs.add("movie strip", s.name, s.filepath, resolve(s.filepath, None),
