@@ -166,11 +166,19 @@ class Farm:
         return lacking
 
     def put_blob(self, local, sha256, size, progress=None, cancel=None):
-        with open(local, "rb") as f:
-            body = _Reader(f, progress, cancel)
-            headers = {"Content-Length": str(size), "Content-Type": "application/octet-stream"}
-            resp = self._open("PUT", "/v1/blobs/" + sha256, body, headers)
-            self._answer(resp, "Uploading %s" % local)
+        try:
+            with open(local, "rb") as f:
+                body = _Reader(f, progress, cancel)
+                headers = {"Content-Length": str(size), "Content-Type": "application/octet-stream"}
+                resp = self._open("PUT", "/v1/blobs/" + sha256, body, headers)
+                self._answer(resp, "Uploading %s" % local)
+        except FarmError:
+            # The farm answers "already there" without reading the body (another submit sent
+            # it meanwhile), which can break the connection under a large upload: ask again.
+            if sha256 in self.missing([{"sha256": sha256, "size": size}]):
+                raise
+        except OSError as e:
+            raise FarmError("Cannot read %s: %s" % (local, e)) from None
 
     def submit(self, spec):
         _s, headers, job = self.json("POST", "/v1/jobs", spec, what="Submitting the job")

@@ -225,8 +225,12 @@ class Refs:
         abspath = os.path.normpath(abspath)
         if raw.startswith("//"):
             self.relative.append(abspath)
-        present = os.path.isdir(abspath) if folder else os.path.isfile(abspath)
-        listed = files if files is not None else ([abspath] if not folder else _files_in(abspath))
+        if files is not None:  # tiles, sequences, strip images: each file on its own
+            listed = files
+            present = any(os.path.isfile(f) for f in files)
+        else:
+            present = os.path.isdir(abspath) if folder else os.path.isfile(abspath)
+            listed = _files_in(abspath) if folder else [abspath]
         if not present or not listed:
             self.missing.append({"kind": kind, "name": name, "path": abspath})
         for f in listed:
@@ -236,9 +240,10 @@ class Refs:
             self.rewrites.append((setter, abspath, folder))
 
 
-def collect(bpy):
+def collect(bpy, original):
     """Every external file the open .blend needs (linked libraries recursively: their datablocks
-    are loaded too, and each path is resolved against the library that holds it)."""
+    are loaded too, and each path is resolved against the library that holds it). `original`:
+    the artist's file, when what is open is a saved copy of the session."""
     refs = Refs()
 
     def resolve(raw, lib):
@@ -303,7 +308,7 @@ def collect(bpy):
                     refs.add("fluid cache", ob.name, dom.cache_directory, d,
                              lambda v, dom=dom: setattr(dom, "cache_directory", v), folder=True)
     # Point caches on disk live in //blendcache_<file>/ beside the .blend.
-    blend = bpy.data.filepath
+    blend = original
     stem = os.path.splitext(os.path.basename(blend))[0]
     bc = os.path.join(os.path.dirname(blend), "blendcache_" + stem)
     if os.path.isdir(bc):
@@ -378,7 +383,7 @@ def run(bpy, root=None, original=None, cache_dir=None):
     cache_dir = cache_dir or default_cache_dir()
     current = os.path.normpath(os.path.abspath(bpy.data.filepath))
     original = os.path.normpath(os.path.abspath(original)) if original else current
-    refs = collect(bpy)
+    refs = collect(bpy, original)
     root = project_root(original, refs.relative, root)
     blend_pack = pack_path(original, root)
     cache = HashCache(cache_dir)

@@ -161,6 +161,11 @@ class Submission:
             else:
                 tail = (tail + [line])[-12:]
         self.proc.wait()
+        if s["source"] != s["original"]:  # the saved copy of an unsaved session
+            try:
+                os.remove(s["source"])
+            except OSError:
+                pass
         self._check_cancel()
         if pack is None:
             raise FarmError("Packing failed (Blender exited %s): %s" % (self.proc.returncode, " / ".join(tail[-4:])))
