@@ -225,7 +225,11 @@ async fn the_addon_packs_uploads_and_submits_a_project_that_renders_on_nodes_wit
         assert!(a["ok"] == false, "{a:#}");
         assert!(a["error"].as_str().unwrap_or("").contains(says), "a clear message ({says}): {a:#}");
     }
-    assert_eq!(job_count(&server).await, 1, "the wrong token submitted nothing");
+    assert_eq!(
+        job_count(&server).await,
+        2,
+        "the two good submits made jobs, the wrong token's none"
+    );
     let first = &answers[4];
     assert!(first["ok"] == true, "{first:#}");
     let job = first["job"].as_str().expect("job id").to_string();
