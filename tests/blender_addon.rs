@@ -19,7 +19,9 @@ use node_support::{blender, Node, NodeSpec, Server, BIN, SECRET};
 use serde_json::{json, Value};
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
 }
 
 /// Everything a Blender run of the add-on needs: its own user folders and pack cache.
@@ -94,7 +96,8 @@ fn cli_json(server: &Server, cwd: &Path, args: &[&str]) -> Value {
     all.push("--json");
     let (ok, out, err) = cli(server, cwd, &all);
     assert!(ok, "edgefarm {args:?} failed: {out}{err}");
-    serde_json::from_str(&out).unwrap_or_else(|e| panic!("edgefarm {args:?}: not JSON ({e}): {out}"))
+    serde_json::from_str(&out)
+        .unwrap_or_else(|e| panic!("edgefarm {args:?}: not JSON ({e}): {out}"))
 }
 
 /// The RGB bytes of a PNG.
@@ -123,7 +126,11 @@ async fn frame_of(server: &Server, base: &Path, job: &str, f: u32) -> Vec<u8> {
         .wait_job(job, "completed", Duration::from_secs(240))
         .await;
     let to = base.join(format!("fetched-{job}"));
-    cli_json(server, base, &["fetch", job, "--to", to.to_str().expect("utf-8")]);
+    cli_json(
+        server,
+        base,
+        &["fetch", job, "--to", to.to_str().expect("utf-8")],
+    );
     pixels(&to.join(format!("shot/frame_{f:04}.png")))
 }
 
@@ -151,9 +158,10 @@ async fn the_addon_packs_uploads_and_submits_a_project_that_renders_on_nodes_wit
     let shot_bytes = std::fs::read(&shot).expect("shot.blend");
 
     // The add-on, from the zip the build script makes, installed into a temporary user folder.
-    let built = Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/build-blender-addon"))
-        .output()
-        .expect("run scripts/build-blender-addon");
+    let built =
+        Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/build-blender-addon"))
+            .output()
+            .expect("run scripts/build-blender-addon");
     assert!(built.status.success(), "build-blender-addon failed");
     let stdout = String::from_utf8_lossy(&built.stdout).into_owned();
     let zip = PathBuf::from(stdout.lines().last().expect("the zip's path, last").trim());
@@ -177,8 +185,14 @@ async fn the_addon_packs_uploads_and_submits_a_project_that_renders_on_nodes_wit
         .expect("install the add-on");
     assert!(installed.status.success());
     assert!(
-        artist.home.join("scripts/addons/edgefarm/__init__.py").is_file()
-            && artist.home.join("scripts/addons/edgefarm/pack.py").is_file(),
+        artist
+            .home
+            .join("scripts/addons/edgefarm/__init__.py")
+            .is_file()
+            && artist
+                .home
+                .join("scripts/addons/edgefarm/pack.py")
+                .is_file(),
         "the zip installs the edgefarm module into the user scripts folder"
     );
 
@@ -186,12 +200,21 @@ async fn the_addon_packs_uploads_and_submits_a_project_that_renders_on_nodes_wit
     let types = format!("[types.blender]\nprogram = {blender:?}\nthreads = 1\n");
     let mut nodes = Vec::new();
     for name in ["far-a", "far-b"] {
-        let (project, output) = (base.join(format!("{name}-project")), base.join(format!("{name}-out")));
+        let (project, output) = (
+            base.join(format!("{name}-project")),
+            base.join(format!("{name}-out")),
+        );
         std::fs::create_dir_all(&project).expect("project");
         std::fs::create_dir_all(&output).expect("output");
         let node = Node::start(
             &server,
-            NodeSpec { name, slots: 1, project: &project, output: &output, types: &types },
+            NodeSpec {
+                name,
+                slots: 1,
+                project: &project,
+                output: &output,
+                types: &types,
+            },
         );
         node.id().await;
         nodes.push((node, project, output));
@@ -220,10 +243,25 @@ async fn the_addon_packs_uploads_and_submits_a_project_that_renders_on_nodes_wit
         submit(json!({})),
         submit(json!({})),
     ]));
-    assert!(answers[0]["ok"] == true && answers[0]["status"].as_str().unwrap_or("").starts_with("Connected"), "{:#}", answers[0]);
-    for (a, says) in [(&answers[1], "refused the token"), (&answers[2], "connection refused"), (&answers[3], "refused the token")] {
+    assert!(
+        answers[0]["ok"] == true
+            && answers[0]["status"]
+                .as_str()
+                .unwrap_or("")
+                .starts_with("Connected"),
+        "{:#}",
+        answers[0]
+    );
+    for (a, says) in [
+        (&answers[1], "refused the token"),
+        (&answers[2], "connection refused"),
+        (&answers[3], "refused the token"),
+    ] {
         assert!(a["ok"] == false, "{a:#}");
-        assert!(a["error"].as_str().unwrap_or("").contains(says), "a clear message ({says}): {a:#}");
+        assert!(
+            a["error"].as_str().unwrap_or("").contains(says),
+            "a clear message ({says}): {a:#}"
+        );
     }
     assert_eq!(
         job_count(&server).await,
@@ -234,7 +272,10 @@ async fn the_addon_packs_uploads_and_submits_a_project_that_renders_on_nodes_wit
     assert!(first["ok"] == true, "{first:#}");
     let job = first["job"].as_str().expect("job id").to_string();
     let r = &first["result"];
-    assert_eq!(r["uploaded_files"], 5, "the copy of the shot and its 4 files: {r:#}");
+    assert_eq!(
+        r["uploaded_files"], 5,
+        "the copy of the shot and its 4 files: {r:#}"
+    );
     assert!(r["missing"].as_array().is_some_and(Vec::is_empty), "{r:#}");
     assert!(r["warnings"].as_array().is_some_and(Vec::is_empty), "{r:#}");
 
@@ -258,7 +299,9 @@ async fn the_addon_packs_uploads_and_submits_a_project_that_renders_on_nodes_wit
     paths.sort();
     let outside = format!(
         "_outside/root{}",
-        base.join("artist/outside/stamp.png").to_str().expect("utf-8")
+        base.join("artist/outside/stamp.png")
+            .to_str()
+            .expect("utf-8")
     );
     let mut want = vec![
         outside.clone(),
@@ -275,7 +318,11 @@ async fn the_addon_packs_uploads_and_submits_a_project_that_renders_on_nodes_wit
     let second = &answers[5];
     assert!(second["ok"] == true, "{second:#}");
     let r2 = &second["result"];
-    assert_eq!((r2["uploaded_bytes"].as_u64(), r2["skipped_files"].as_u64()), (Some(0), Some(5)), "{r2:#}");
+    assert_eq!(
+        (r2["uploaded_bytes"].as_u64(), r2["skipped_files"].as_u64()),
+        (Some(0), Some(5)),
+        "{r2:#}"
+    );
     assert_eq!(r2["cache"]["hashed_files"], 0, "{r2:#}");
     assert_eq!(r2["cache"]["cached_files"], 6, "{r2:#}");
     let job2 = second["job"].as_str().expect("job id").to_string();
@@ -286,8 +333,16 @@ async fn the_addon_packs_uploads_and_submits_a_project_that_renders_on_nodes_wit
     let blender_arg = blender.to_str().expect("utf-8").to_string();
     let cli_submit = |extra: &[&str]| {
         let mut args = vec![
-            "submit", "blender", "shots/shot.blend", "--upload", "--root", ".", "--frames", "1-1",
-            "--blender", &blender_arg,
+            "submit",
+            "blender",
+            "shots/shot.blend",
+            "--upload",
+            "--root",
+            ".",
+            "--frames",
+            "1-1",
+            "--blender",
+            &blender_arg,
         ];
         args.extend_from_slice(extra);
         args.push("--json");
@@ -312,15 +367,24 @@ async fn the_addon_packs_uploads_and_submits_a_project_that_renders_on_nodes_wit
     assert_eq!(by_cli["upload"]["cache"]["hashed_files"], 0, "{by_cli:#}");
     let cli_job = by_cli["id"].as_str().expect("id").to_string();
     cli_json(&server, &base, &["cancel", &cli_job]);
-    let cli_inputs = server.get(&format!("/v1/jobs/{cli_job}/inputs?cursor=0")).await;
-    assert_eq!(cli_inputs["files"], inputs["files"], "the CLI's manifest is the add-on's");
+    let cli_inputs = server
+        .get(&format!("/v1/jobs/{cli_job}/inputs?cursor=0"))
+        .await;
+    assert_eq!(
+        cli_inputs["files"], inputs["files"],
+        "the CLI's manifest is the add-on's"
+    );
     let wood = proj.join("tex/wood.png");
     std::fs::rename(&wood, wood.with_extension("away")).expect("hide");
     let before = job_count(&server).await;
     let (ok, out, err) = cli_submit(&[]);
     std::fs::rename(wood.with_extension("away"), &wood).expect("put back");
     assert!(!ok && err.contains("missing: image 'wood'"), "{out}{err}");
-    assert_eq!(job_count(&server).await, before, "the CLI submitted nothing");
+    assert_eq!(
+        job_count(&server).await,
+        before,
+        "the CLI submitted nothing"
+    );
 
     let textured = frame_of(&server, &base, &job, 1).await;
     let _ = frame_of(&server, &base, &job, 2).await;
@@ -348,14 +412,24 @@ async fn the_addon_packs_uploads_and_submits_a_project_that_renders_on_nodes_wit
         );
         assert!(a[0]["job"] == "", "{:#}", a[0]);
         assert!(a[1]["ok"] == true, "{:#}", a[1]);
-        assert_eq!(job_count(&server).await, before + 1, "only the confirmed submit made a job");
+        assert_eq!(
+            job_count(&server).await,
+            before + 1,
+            "only the confirmed submit made a job"
+        );
         let bare = a[1]["job"].as_str().expect("job").to_string();
         let frame = frame_of(&server, &base, &bare, 1).await;
-        assert_ne!(frame, textured, "without {name} the frame differs: the texture reached the nodes");
+        assert_ne!(
+            frame, textured,
+            "without {name} the frame differs: the texture reached the nodes"
+        );
     }
 
     for (_, project, output) in &nodes {
-        assert!(empty_dir(project) && empty_dir(output), "the nodes' own roots stay empty");
+        assert!(
+            empty_dir(project) && empty_dir(output),
+            "the nodes' own roots stay empty"
+        );
     }
     assert_eq!(
         std::fs::read(&shot).expect("shot.blend"),

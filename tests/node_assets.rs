@@ -219,7 +219,16 @@ async fn a_project_travels_to_nodes_without_shared_disk_and_its_frames_come_back
     std::fs::copy(submitter.join("shot/scene.blend"), bare.join("scene.blend")).expect("copy");
     // The pack names the missing texture and refuses; --allow-missing submits anyway.
     let refused = Command::new(BIN)
-        .args(["submit", "blender", "scene.blend", "--frames", "1-2", "--chunk", "1", "--upload"])
+        .args([
+            "submit",
+            "blender",
+            "scene.blend",
+            "--frames",
+            "1-2",
+            "--chunk",
+            "1",
+            "--upload",
+        ])
         .arg("--blender")
         .arg(&blender)
         .current_dir(&bare)
