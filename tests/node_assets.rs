@@ -20,6 +20,7 @@ fn cli(server: &Server, cwd: &Path, args: &[&str]) -> Value {
         .current_dir(cwd)
         .env("EDGEFARM_URL", &server.url)
         .env("EDGEFARM_SECRET", SECRET)
+        .env("EDGEFARM_PACK_CACHE", server.dir.path().join("pack-cache"))
         .output()
         .expect("run the CLI");
     assert!(
@@ -150,10 +151,29 @@ async fn a_project_travels_to_nodes_without_shared_disk_and_its_frames_come_back
             ],
         )
     };
+    let submit_allowing_missing = |cwd: &Path, file: &str| {
+        cli(
+            &server,
+            cwd,
+            &[
+                "submit",
+                "blender",
+                file,
+                "--frames",
+                "1-2",
+                "--chunk",
+                "1",
+                "--upload",
+                "--allow-missing",
+                "--blender",
+                &blender_arg,
+            ],
+        )
+    };
     let first = submit(&submitter, "shot/scene.blend");
     assert_eq!(
         first["upload"]["files"], 2,
-        "the .blend and its texture: {first:#}"
+        "the .blend (a copy for the farm) and its texture: {first:#}"
     );
     assert_eq!(first["upload"]["skipped_files"], 0);
     let job = first["id"].as_str().expect("job id").to_string();
@@ -197,11 +217,32 @@ async fn a_project_travels_to_nodes_without_shared_disk_and_its_frames_come_back
     let bare = base.join("bare");
     std::fs::create_dir_all(&bare).expect("bare");
     std::fs::copy(submitter.join("shot/scene.blend"), bare.join("scene.blend")).expect("copy");
-    let untextured = submit(&bare, "scene.blend");
-    assert_eq!(
-        untextured["upload"]["files"], 0,
-        "the .blend is on the farm already"
+    // The pack names the missing texture and refuses; --allow-missing submits anyway.
+    let refused = Command::new(BIN)
+        .args([
+            "submit",
+            "blender",
+            "scene.blend",
+            "--frames",
+            "1-2",
+            "--chunk",
+            "1",
+            "--upload",
+        ])
+        .arg("--blender")
+        .arg(&blender)
+        .current_dir(&bare)
+        .env("EDGEFARM_URL", &server.url)
+        .env("EDGEFARM_SECRET", SECRET)
+        .env("EDGEFARM_PACK_CACHE", base.join("pack-cache"))
+        .output()
+        .expect("run the CLI");
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success() && said.contains("missing: image 'checker'"),
+        "{said}"
     );
+    let untextured = submit_allowing_missing(&bare, "scene.blend");
     let bare_job = untextured["id"].as_str().expect("id").to_string();
     server
         .wait_job(&bare_job, "completed", Duration::from_secs(180))

@@ -1,18 +1,27 @@
 //! What `--upload` sends: the .blend and the files it needs, as an input manifest relative to
-//! the pack root. Kept apart from the commands so the Blender add-on (#19) can reuse it.
+//! the pack root.
 //!
 //! The pack root is `--root`, else the current directory when FILE is under it, else FILE's
-//! folder. Files come from FILE itself, every file under the root matching an `--include`
-//! glob (`textures/**`, `*.png`; `**` spans folders, `*` and `?` stay within one), and, when
-//! Blender is at hand, the files the .blend links (`bpy.utils.blend_paths`) that lie under the
-//! root. Nothing outside the root is ever packed: a path in the manifest is relative to it.
+//! folder. When Blender is at hand, the pack is made by the same Python script the Blender
+//! add-on runs (`blender/edgefarm/pack.py`, embedded here): Blender lists every file the scene
+//! needs (linked libraries recursively, images, sounds, clips, fonts, caches, volumes), files
+//! outside the root go under `_outside/...`, and what is sent as FILE is a copy of the .blend
+//! whose paths all point inside the pack (the file itself is only read). The script hashes
+//! through a (path, size, mtime) cache. Files under the root matching an `--include` glob
+//! (`textures/**`, `*.png`; `**` spans folders, `*` and `?` stay within one) are added.
+//! Without Blender, FILE as it is and the `--include` files are sent.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use serde::{Deserialize, Serialize};
+
 use crate::cli::UsageError;
 use crate::core::blobs::FileEntry;
 use crate::node::transfer::hash_file;
+
+/// The pack script shared with the Blender add-on.
+pub const SCRIPT: &str = include_str!("../../blender/edgefarm/pack.py");
 
 /// A pack: the root, and each file with its manifest entry.
 #[derive(Debug, Clone)]
@@ -23,6 +32,70 @@ pub struct Pack {
     pub file: String,
     /// Manifest entries with the local file each came from, in path order.
     pub files: Vec<(FileEntry, PathBuf)>,
+    /// Files the scene needs that are not there (`image 'wood': /p/tex/wood.png`).
+    pub missing: Vec<String>,
+    /// What the pack script could not do (a path it could not rewrite, ...).
+    pub warnings: Vec<String>,
+    /// The hash cache's counters, when the script made the pack.
+    pub cache: Option<CacheCounters>,
+}
+
+/// What the pack script's hash cache did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CacheCounters {
+    /// Files read and hashed.
+    pub hashed_files: u64,
+    /// Bytes read and hashed.
+    pub hashed_bytes: u64,
+    /// Files answered from the cache without being read.
+    pub cached_files: u64,
+}
+
+/// The pack script's answer (its `EDGEFARM_PACK` line).
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct ScriptPack {
+    /// Why it failed.
+    #[serde(default)]
+    pub error: Option<String>,
+    /// The copy's place in the pack.
+    #[serde(default)]
+    pub file: String,
+    /// Every file, the copy included.
+    #[serde(default)]
+    pub files: Vec<ScriptFile>,
+    /// Files the scene needs that are not there.
+    #[serde(default)]
+    pub missing: Vec<ScriptMissing>,
+    /// What it could not do.
+    #[serde(default)]
+    pub warnings: Vec<String>,
+    /// Its hash cache's counters.
+    #[serde(default)]
+    pub cache: CacheCounters,
+}
+
+/// One file of [`ScriptPack`].
+#[derive(Debug, Clone, Deserialize)]
+pub struct ScriptFile {
+    /// Place in the pack.
+    pub path: String,
+    /// SHA-256, lowercase hex.
+    pub sha256: String,
+    /// Bytes.
+    pub size: u64,
+    /// The local file.
+    pub local: PathBuf,
+}
+
+/// One missing file of [`ScriptPack`].
+#[derive(Debug, Clone, Deserialize)]
+pub struct ScriptMissing {
+    /// `image`, `library`, ...
+    pub kind: String,
+    /// The datablock's name.
+    pub name: String,
+    /// Where it was looked for.
+    pub path: String,
 }
 
 impl Pack {
@@ -54,13 +127,13 @@ pub fn root_for(file: &Path, root: Option<&Path>) -> anyhow::Result<PathBuf> {
     Ok(file.parent().map(Path::to_path_buf).unwrap_or(cwd))
 }
 
-/// Builds the pack of `file` with `includes` (globs relative to the root) and `linked` (paths
-/// the .blend references, absolute).
+/// Builds the pack of `file` with `includes` (globs relative to the root) and what the pack
+/// script found (`None` without Blender: FILE itself is sent).
 pub fn pack(
     file: &Path,
     root: Option<&Path>,
     includes: &[String],
-    linked: &[PathBuf],
+    script: Option<ScriptPack>,
 ) -> anyhow::Result<Pack> {
     let file = file
         .canonicalize()
@@ -73,56 +146,66 @@ pub fn pack(
             root.display()
         ))
     })?;
-    let mut chosen: BTreeMap<String, PathBuf> = BTreeMap::new();
-    chosen.insert(rel.clone(), file.clone());
-    if !includes.is_empty() {
+    let mut chosen: BTreeMap<String, (Option<FileEntry>, PathBuf)> = BTreeMap::new();
+    if includes.iter().any(|g| !g.is_empty()) {
         for path in walk(&root) {
             if let Some(r) = rel_of(&root, &path) {
                 if includes.iter().any(|g| glob_match(g, &r)) {
-                    chosen.insert(r, path);
+                    chosen.insert(r, (None, path));
                 }
             }
         }
     }
-    for l in linked {
-        let Ok(path) = l.canonicalize() else {
-            eprintln!(
-                "warning: the .blend links {}, which does not exist",
-                l.display()
-            );
-            continue;
-        };
-        match rel_of(&root, &path) {
-            Some(r) if path.is_file() => {
-                chosen.insert(r, path);
+    let (mut missing, mut warnings, mut cache) = (Vec::new(), Vec::new(), None);
+    let mut rel = rel;
+    match script {
+        Some(s) => {
+            rel = s.file;
+            for f in s.files {
+                let entry = FileEntry {
+                    path: f.path.clone(),
+                    sha256: f.sha256,
+                    size: f.size,
+                };
+                chosen.insert(f.path, (Some(entry), f.local));
             }
-            Some(_) => {}
-            None => eprintln!(
-                "warning: the .blend links {}, outside the pack root {}: not uploaded",
-                path.display(),
-                root.display()
-            ),
+            missing = s
+                .missing
+                .iter()
+                .map(|m| format!("{} '{}': {}", m.kind, m.name, m.path))
+                .collect();
+            warnings = s.warnings;
+            cache = Some(s.cache);
+        }
+        None => {
+            chosen.insert(rel.clone(), (None, file.clone()));
         }
     }
     let mut files = Vec::with_capacity(chosen.len());
-    for (rel, path) in chosen {
+    for (rel, (entry, path)) in chosen {
         crate::core::blobs::manifest::path("inputs", &rel)
             .map_err(|e| UsageError(format!("cannot pack {}: {e}", path.display())))?;
-        let (sha256, size) = hash_file(&path)
-            .map_err(|e| UsageError(format!("cannot read {}: {e}", path.display())))?;
-        files.push((
-            FileEntry {
-                path: rel,
-                sha256,
-                size,
-            },
-            path,
-        ));
+        let entry = match entry {
+            Some(e) => e,
+            None => {
+                let (sha256, size) = hash_file(&path)
+                    .map_err(|e| UsageError(format!("cannot read {}: {e}", path.display())))?;
+                FileEntry {
+                    path: rel,
+                    sha256,
+                    size,
+                }
+            }
+        };
+        files.push((entry, path));
     }
     Ok(Pack {
         root,
         file: rel,
         files,
+        missing,
+        warnings,
+        cache,
     })
 }
 
@@ -171,26 +254,39 @@ fn part_match(g: &[u8], p: &[u8]) -> bool {
     }
 }
 
-/// The files `blend` links, as Blender lists them (`bpy.utils.blend_paths(absolute=True)`),
-/// or why Blender could not tell.
-pub fn linked_by_blender(blender: &Path, blend: &Path) -> Result<Vec<PathBuf>, String> {
-    const SCRIPT: &str = "import bpy\nfor p in bpy.utils.blend_paths(absolute=True, packed=False, local=False):\n    print('EDGEFARM_PATH\\t' + bpy.path.abspath(p))\n";
+/// Runs the pack script in Blender on `blend` with the pack root `root`, or says why it could
+/// not. The script goes to a temporary file for the run (`--python` reads a file).
+pub fn pack_by_blender(blender: &Path, blend: &Path, root: &Path) -> Result<ScriptPack, String> {
+    static RUN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = RUN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let script = std::env::temp_dir().join(format!("edgefarm-pack-{}-{n}.py", std::process::id()));
+    std::fs::write(&script, SCRIPT).map_err(|e| format!("writing {}: {e}", script.display()))?;
     let out = std::process::Command::new(blender)
         .args(["-b", "--factory-startup"])
         .arg(blend)
-        .args(["--python-expr", SCRIPT])
-        .output()
-        .map_err(|e| e.to_string())?;
+        .arg("--python")
+        .arg(&script)
+        .args(["--", "--root"])
+        .arg(root)
+        .stdin(std::process::Stdio::null())
+        .output();
+    let _ = std::fs::remove_file(&script);
+    let out = out.map_err(|e| e.to_string())?;
     let text = String::from_utf8_lossy(&out.stdout);
-    if !out.status.success() {
+    let answer = text
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix("EDGEFARM_PACK "));
+    let Some(answer) = answer else {
         let tail: Vec<&str> = text.lines().rev().take(3).collect();
         return Err(format!("{}: {}", out.status, tail.join(" / ")));
+    };
+    let pack: ScriptPack =
+        serde_json::from_str(answer).map_err(|e| format!("the pack script's answer: {e}"))?;
+    match pack.error {
+        Some(e) => Err(e),
+        None => Ok(pack),
     }
-    Ok(text
-        .lines()
-        .filter_map(|l| l.strip_prefix("EDGEFARM_PATH\t"))
-        .map(PathBuf::from)
-        .collect())
 }
 
 #[cfg(test)]

@@ -25,10 +25,13 @@ pub struct UploadArgs {
     /// Also upload the files under the root matching this glob (`textures/**`; repeatable).
     #[arg(long = "include", global = true, requires = "upload")]
     pub includes: Vec<String>,
-    /// Blender, to list the files the .blend links (`bpy.utils.blend_paths`) [default:
+    /// Blender, to pack the .blend with the files it needs (the add-on's pack script) [default:
     /// `blender` on PATH; without it only FILE and --include files are sent].
     #[arg(long, env = "EDGEFARM_BLENDER", global = true)]
     pub blender: Option<PathBuf>,
+    /// Submit even when files the scene needs are missing (they are listed either way).
+    #[arg(long, global = true, requires = "upload")]
+    pub allow_missing: bool,
 }
 
 /// What an upload moved.
@@ -42,6 +45,9 @@ pub struct Moved {
     pub skipped_files: u64,
     /// Bytes the farm had already.
     pub skipped_bytes: u64,
+    /// What the pack script's hash cache did (when Blender made the pack).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache: Option<pack::CacheCounters>,
 }
 
 impl Moved {
@@ -69,17 +75,36 @@ pub fn pack_of(args: &UploadArgs, file: &str) -> anyhow::Result<Pack> {
         .blender
         .clone()
         .unwrap_or_else(|| PathBuf::from("blender"));
-    let linked = match pack::linked_by_blender(&blender, &path) {
-        Ok(l) => l,
+    let root = pack::root_for(&path, args.root.as_deref())?;
+    let script = match pack::pack_by_blender(&blender, &path, &root) {
+        Ok(s) => Some(s),
         Err(why) => {
             eprintln!(
-                "note: cannot run {} to list the files the .blend links ({why}); sending {file} and --include files only",
+                "note: cannot run {} to pack the .blend ({why}); sending {file} and --include files only",
                 blender.display()
             );
-            Vec::new()
+            None
         }
     };
-    pack::pack(&path, args.root.as_deref(), &args.includes, &linked)
+    let pack = pack::pack(&path, Some(&root), &args.includes, script)?;
+    for w in &pack.warnings {
+        eprintln!("warning: {w}");
+    }
+    if !pack.missing.is_empty() {
+        for m in &pack.missing {
+            eprintln!("missing: {m}");
+        }
+        if !args.allow_missing {
+            return Err(super::UsageError(format!(
+                "{} file{} the scene needs {} missing (listed above); nothing was uploaded or submitted (--allow-missing submits anyway)",
+                pack.missing.len(),
+                if pack.missing.len() == 1 { "" } else { "s" },
+                if pack.missing.len() == 1 { "is" } else { "are" },
+            ))
+            .into());
+        }
+    }
+    Ok(pack)
 }
 
 /// Uploads what the farm lacks of `pack`.
@@ -90,7 +115,10 @@ pub async fn upload(client: &Client, pack: &Pack) -> anyhow::Result<Moved> {
         .await?
         .into_iter()
         .collect();
-    let mut moved = Moved::default();
+    let mut moved = Moved {
+        cache: pack.cache,
+        ..Moved::default()
+    };
     let mut sent = HashSet::new();
     for (e, path) in &pack.files {
         if missing.contains(&e.sha256) && sent.insert(e.sha256.clone()) {
