@@ -14,7 +14,9 @@
 
 pub mod inputs;
 pub mod manifest;
+pub mod gc;
 pub mod outputs;
+pub mod s3;
 
 use super::error::{Error, Result};
 use super::records::{load, save};
