@@ -15,6 +15,7 @@ use serde_json::Value;
 
 #[path = "../support/serve.rs"]
 mod serve;
+#[allow(unused_imports)]
 pub use serve::{free_port, wait_until, Build, Serve, BIN, SECRET};
 
 /// A running server with the node tests' settings (3 s leases, 1 s heartbeats); killed on drop.
