@@ -105,7 +105,10 @@ async fn gc_deletes_unreferenced_old_blobs_and_never_a_queued_jobs() {
     assert_eq!(deleted(&done), want, "{done:#}");
     assert_eq!(done["freed_bytes"], 12_000);
     assert_eq!(done["kept_referenced"], 1);
-    assert!(!file(orphan).exists() && !file(of_deleted).exists(), "files deleted");
+    assert!(
+        !file(orphan).exists() && !file(of_deleted).exists(),
+        "files deleted"
+    );
     assert!(file(needed).is_file(), "the queued job's blob stays");
     // The farm knows they are gone (asks for them again) and still serves the needed one.
     let lacking = transfer.missing(&blobs).await.expect("missing");

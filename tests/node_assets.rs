@@ -282,7 +282,11 @@ async fn a_node_killed_mid_download_and_mid_upload_finishes_with_nothing_partial
         sha256: sha.clone(),
         size,
     };
-    for blob in transfer.missing(&[entry]).await.expect("which do you lack?") {
+    for blob in transfer
+        .missing(&[entry])
+        .await
+        .expect("which do you lack?")
+    {
         transfer
             .upload(&big, &blob)
             .await

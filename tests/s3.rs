@@ -129,7 +129,13 @@ fn server_blob_files(server: &Server) -> Vec<PathBuf> {
         if d.file_name() == "tmp" {
             continue;
         }
-        out.extend(std::fs::read_dir(d.path()).into_iter().flatten().flatten().map(|e| e.path()));
+        out.extend(
+            std::fs::read_dir(d.path())
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|e| e.path()),
+        );
     }
     out
 }
@@ -185,7 +191,10 @@ async fn a_project_goes_through_the_bucket_to_a_node_without_shared_disk_and_bac
         .arg(&blend)
         .output()
         .expect("run blender");
-    assert!(made.status.success() && blend.is_file(), "making the scene failed");
+    assert!(
+        made.status.success() && blend.is_file(),
+        "making the scene failed"
+    );
     let mut backup = blend.as_os_str().to_owned();
     backup.push("1");
     let _ = std::fs::remove_file(PathBuf::from(backup));
@@ -210,12 +219,23 @@ async fn a_project_goes_through_the_bucket_to_a_node_without_shared_disk_and_bac
         &server,
         &submitter,
         &[
-            "submit", "blender", "shot/scene.blend", "--frames", "1-2", "--chunk", "1",
-            "--upload", "--blender", &blender_arg,
+            "submit",
+            "blender",
+            "shot/scene.blend",
+            "--frames",
+            "1-2",
+            "--chunk",
+            "1",
+            "--upload",
+            "--blender",
+            &blender_arg,
         ],
         &[],
     );
-    assert_eq!(submitted["upload"]["files"], 2, "the .blend and its texture: {submitted:#}");
+    assert_eq!(
+        submitted["upload"]["files"], 2,
+        "the .blend and its texture: {submitted:#}"
+    );
     let sha = sha256_hex(&std::fs::read(&blend).expect("blend"));
     assert_eq!(
         std::fs::read(s3.object(&sha)).expect("the .blend is in the bucket"),
@@ -243,7 +263,10 @@ async fn a_project_goes_through_the_bucket_to_a_node_without_shared_disk_and_bac
         let colours: std::collections::HashSet<_> = img.pixels().map(|p| p.0).collect();
         assert!(colours.len() > 4, "frame {f} is not one flat colour");
         let sha = sha256_hex(&std::fs::read(&png).expect("png"));
-        assert!(s3.object(&sha).is_file(), "frame {f} went through the bucket");
+        assert!(
+            s3.object(&sha).is_file(),
+            "frame {f} went through the bucket"
+        );
     }
     assert!(
         server_blob_files(&server).is_empty(),
@@ -270,11 +293,24 @@ async fn the_bucket_refuses_wrong_bytes_expired_and_tampered_urls_and_the_farm_r
 
     // No credentials: 401 on every blob route, nothing signed.
     let check = json!({"blobs": [{"sha256": sha, "size": size}]});
-    let r = http.post(url("/v1/blobs/missing")).json(&check).send().await.expect("send");
+    let r = http
+        .post(url("/v1/blobs/missing"))
+        .json(&check)
+        .send()
+        .await
+        .expect("send");
     assert_eq!(r.status(), 401);
-    let r = http.put(url(&format!("/v1/blobs/{sha}?size={size}"))).send().await.expect("send");
+    let r = http
+        .put(url(&format!("/v1/blobs/{sha}?size={size}")))
+        .send()
+        .await
+        .expect("send");
     assert_eq!(r.status(), 401);
-    let r = http.get(url(&format!("/v1/blobs/{sha}"))).send().await.expect("send");
+    let r = http
+        .get(url(&format!("/v1/blobs/{sha}")))
+        .send()
+        .await
+        .expect("send");
     assert_eq!(r.status(), 401);
 
     let missing: Value = http
@@ -289,9 +325,14 @@ async fn the_bucket_refuses_wrong_bytes_expired_and_tampered_urls_and_the_farm_r
         .expect("json");
     let up = &missing["missing"][0]["upload"];
     let put_url = up["url"].as_str().expect("url").to_string();
-    assert!(put_url.starts_with(&s3.url), "a presigned bucket URL: {up:#}");
+    assert!(
+        put_url.starts_with(&s3.url),
+        "a presigned bucket URL: {up:#}"
+    );
     assert!(put_url.contains("X-Amz-Expires=900"), "{put_url}");
-    let checksum = up["headers"]["x-amz-checksum-sha256"].as_str().expect("checksum header");
+    let checksum = up["headers"]["x-amz-checksum-sha256"]
+        .as_str()
+        .expect("checksum header");
     assert_eq!(up["confirm"], format!("/v1/blobs/{sha}?size={size}"));
 
     let put = |u: String, body: Vec<u8>, checksum: Option<String>| {
@@ -316,7 +357,12 @@ async fn the_bucket_refuses_wrong_bytes_expired_and_tampered_urls_and_the_farm_r
     assert_eq!(status, 403, "{text}");
     // Another blob's name in a URL signed for this one.
     let other = sha256_hex(b"something else");
-    let (status, text) = put(put_url.replace(&sha, &other), bytes.clone(), Some(checksum.to_string())).await;
+    let (status, text) = put(
+        put_url.replace(&sha, &other),
+        bytes.clone(),
+        Some(checksum.to_string()),
+    )
+    .await;
     assert_eq!(status, 403, "a tampered URL: {text}");
     // A URL signed an hour ago (the core signs at ctx's time): expired.
     let now_ms = std::time::SystemTime::now()
@@ -329,7 +375,12 @@ async fn the_bucket_refuses_wrong_bytes_expired_and_tampered_urls_and_the_farm_r
     // The farm recorded nothing: still missing, 404 to a download. (s3s-fs 0.14.1 renames the
     // body into place before it compares the checksum, so its BadDigest leaves the wrong bytes
     // under the key; AWS S3 stores nothing. Readers verify the hash either way: see below.)
-    let r = http.get(url(&format!("/v1/blobs/{sha}"))).bearer_auth(SECRET).send().await.expect("send");
+    let r = http
+        .get(url(&format!("/v1/blobs/{sha}")))
+        .bearer_auth(SECRET)
+        .send()
+        .await
+        .expect("send");
     assert_eq!(r.status(), 404);
 
     // A confirmation must be empty and name the size.
@@ -343,7 +394,12 @@ async fn the_bucket_refuses_wrong_bytes_expired_and_tampered_urls_and_the_farm_r
     assert_eq!(r.status(), 400);
     let e: Value = r.json().await.expect("json");
     assert_eq!(e["error"]["field"], "body", "{e:#}");
-    let r = http.put(url(&format!("/v1/blobs/{sha}"))).bearer_auth(SECRET).send().await.expect("send");
+    let r = http
+        .put(url(&format!("/v1/blobs/{sha}")))
+        .bearer_auth(SECRET)
+        .send()
+        .await
+        .expect("send");
     let e: Value = r.json().await.expect("json");
     assert_eq!(e["error"]["field"], "size", "{e:#}");
 
@@ -371,21 +427,43 @@ async fn the_bucket_refuses_wrong_bytes_expired_and_tampered_urls_and_the_farm_r
     assert_eq!(again["present"], 1, "{again:#}");
 
     // A download is a 307 to a short-lived presigned URL, followed without the farm's secret.
-    let r = http.get(url(&format!("/v1/blobs/{sha}"))).bearer_auth(SECRET).send().await.expect("send");
+    let r = http
+        .get(url(&format!("/v1/blobs/{sha}")))
+        .bearer_auth(SECRET)
+        .send()
+        .await
+        .expect("send");
     assert_eq!(r.status(), 307);
-    let to = r.headers()["location"].to_str().expect("location").to_string();
-    assert!(to.starts_with(&s3.url) && to.contains("X-Amz-Expires=300"), "{to}");
+    let to = r.headers()["location"]
+        .to_str()
+        .expect("location")
+        .to_string();
+    assert!(
+        to.starts_with(&s3.url) && to.contains("X-Amz-Expires=300"),
+        "{to}"
+    );
     let got = http.get(&to).send().await.expect("send");
     assert_eq!(got.status(), 200);
     assert_eq!(got.bytes().await.expect("bytes").to_vec(), bytes);
-    let part = http.get(&to).header("range", "bytes=4-8").send().await.expect("send");
+    let part = http
+        .get(&to)
+        .header("range", "bytes=4-8")
+        .send()
+        .await
+        .expect("send");
     assert_eq!(part.status(), 206);
-    assert_eq!(part.bytes().await.expect("bytes").to_vec(), bytes[4..=8].to_vec());
+    assert_eq!(
+        part.bytes().await.expect("bytes").to_vec(),
+        bytes[4..=8].to_vec()
+    );
 
     // The node/CLI transfer code follows the redirect and verifies the bytes.
     let transfer = edgefarm::node::transfer::Transfer::new(&server.client()).expect("transfer");
     let dest = server.dir.path().join("downloaded.part");
-    let fetched = transfer.download(&sha, size, &dest).await.expect("download through the bucket");
+    let fetched = transfer
+        .download(&sha, size, &dest)
+        .await
+        .expect("download through the bucket");
     assert_eq!(fetched, size);
     assert_eq!(std::fs::read(&dest).expect("file"), bytes);
     // And its upload follows the instruction (the bucket checks, the farm records).
@@ -398,16 +476,33 @@ async fn the_bucket_refuses_wrong_bytes_expired_and_tampered_urls_and_the_farm_r
         sha256: other_sha.clone(),
         size: other_bytes.len() as u64,
     };
-    let lacking = transfer.missing(std::slice::from_ref(&entry)).await.expect("missing");
+    let lacking = transfer
+        .missing(std::slice::from_ref(&entry))
+        .await
+        .expect("missing");
     assert_eq!(lacking.len(), 1);
     // A file that changed since it was hashed: the bucket refuses it, the farm records nothing.
     std::fs::write(&src, b"an output framX").expect("write");
-    let refused = transfer.upload(&src, &lacking[0]).await.expect_err("refused");
+    let refused = transfer
+        .upload(&src, &lacking[0])
+        .await
+        .expect_err("refused");
     assert!(refused.to_string().contains("BadDigest"), "{refused}");
-    assert_eq!(transfer.missing(std::slice::from_ref(&entry)).await.expect("missing").len(), 1);
+    assert_eq!(
+        transfer
+            .missing(std::slice::from_ref(&entry))
+            .await
+            .expect("missing")
+            .len(),
+        1
+    );
     std::fs::write(&src, &other_bytes).expect("write");
     transfer.upload(&src, &lacking[0]).await.expect("upload");
-    assert!(transfer.missing(std::slice::from_ref(&entry)).await.expect("missing").is_empty());
+    assert!(transfer
+        .missing(std::slice::from_ref(&entry))
+        .await
+        .expect("missing")
+        .is_empty());
     assert!(server_blob_files(&server).is_empty());
 
     // A lying client: its wrong bytes were refused (BadDigest), yet it confirms. The farm
@@ -420,7 +515,10 @@ async fn the_bucket_refuses_wrong_bytes_expired_and_tampered_urls_and_the_farm_r
         sha256: liar_sha.clone(),
         size: liar_bytes.len() as u64,
     };
-    let lacking = transfer.missing(std::slice::from_ref(&liar)).await.expect("missing");
+    let lacking = transfer
+        .missing(std::slice::from_ref(&liar))
+        .await
+        .expect("missing");
     let up = &lacking[0].upload;
     let mut forged = liar_bytes.clone();
     forged[0] ^= 1;
@@ -436,7 +534,11 @@ async fn the_bucket_refuses_wrong_bytes_expired_and_tampered_urls_and_the_farm_r
         .send()
         .await
         .expect("send");
-    assert_eq!(r.status(), 201, "the farm cannot tell a lie from the truth here");
+    assert_eq!(
+        r.status(),
+        201,
+        "the farm cannot tell a lie from the truth here"
+    );
     let dest = server.dir.path().join("liar.part");
     let refused = transfer
         .download(&liar_sha, liar.size, &dest)
@@ -450,7 +552,13 @@ async fn the_bucket_refuses_wrong_bytes_expired_and_tampered_urls_and_the_farm_r
     let out = cli(
         &server,
         server.dir.path(),
-        &["gc", "--data", data.to_str().expect("utf-8"), "--older-than", "0s"],
+        &[
+            "gc",
+            "--data",
+            data.to_str().expect("utf-8"),
+            "--older-than",
+            "0s",
+        ],
         &[
             ("EDGEFARM_S3_ENDPOINT", &s3.url),
             ("EDGEFARM_S3_BUCKET", BUCKET),
@@ -463,8 +571,16 @@ async fn the_bucket_refuses_wrong_bytes_expired_and_tampered_urls_and_the_farm_r
         out["freed_bytes"],
         size + other_bytes.len() as u64 + liar_bytes.len() as u64
     );
-    assert!(!s3.object(&sha).exists() && !s3.object(&other_sha).exists(), "gone from the bucket");
-    let r = http.get(url(&format!("/v1/blobs/{sha}"))).bearer_auth(SECRET).send().await.expect("send");
+    assert!(
+        !s3.object(&sha).exists() && !s3.object(&other_sha).exists(),
+        "gone from the bucket"
+    );
+    let r = http
+        .get(url(&format!("/v1/blobs/{sha}")))
+        .bearer_auth(SECRET)
+        .send()
+        .await
+        .expect("send");
     assert_eq!(r.status(), 404, "and from the farm's records");
 }
 
@@ -472,7 +588,9 @@ async fn the_bucket_refuses_wrong_bytes_expired_and_tampered_urls_and_the_farm_r
 /// reading the request's body): to see what the node and the CLI send to a bucket.
 async fn spy(body: Vec<u8>) -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let url = format!("http://{}", listener.local_addr().expect("addr"));
     let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let log = seen.clone();
@@ -483,7 +601,9 @@ async fn spy(body: Vec<u8>) -> (String, std::sync::Arc<std::sync::Mutex<Vec<Stri
                 let mut buf = Vec::new();
                 let mut chunk = [0u8; 4096];
                 let head_end = loop {
-                    let Ok(n) = conn.read(&mut chunk).await else { return };
+                    let Ok(n) = conn.read(&mut chunk).await else {
+                        return;
+                    };
                     if n == 0 {
                         return;
                     }
@@ -499,7 +619,9 @@ async fn spy(body: Vec<u8>) -> (String, std::sync::Arc<std::sync::Mutex<Vec<Stri
                     .and_then(|v| v.trim().parse().ok())
                     .unwrap_or(0);
                 while buf.len() < head_end + length {
-                    let Ok(n) = conn.read(&mut chunk).await else { return };
+                    let Ok(n) = conn.read(&mut chunk).await else {
+                        return;
+                    };
                     if n == 0 {
                         break;
                     }
@@ -542,8 +664,14 @@ async fn the_farms_credential_never_reaches_the_bucket() {
         sha256: sha.clone(),
         size: bytes.len() as u64,
     };
-    let lacking = transfer.missing(std::slice::from_ref(&entry)).await.expect("missing");
-    transfer.upload(&src, &lacking[0]).await.expect("upload to the spy, confirmed to the farm");
+    let lacking = transfer
+        .missing(std::slice::from_ref(&entry))
+        .await
+        .expect("missing");
+    transfer
+        .upload(&src, &lacking[0])
+        .await
+        .expect("upload to the spy, confirmed to the farm");
     let dest = server.dir.path().join("back.part");
     transfer
         .download(&sha, entry.size, &dest)
@@ -551,11 +679,22 @@ async fn the_farms_credential_never_reaches_the_bucket() {
         .expect("download through the redirect");
     assert_eq!(std::fs::read(&dest).expect("file"), bytes);
     let seen = seen.lock().expect("log").clone();
-    assert_eq!(seen.len(), 2, "one PUT and one GET reached the bucket: {seen:#?}");
+    assert_eq!(
+        seen.len(),
+        2,
+        "one PUT and one GET reached the bucket: {seen:#?}"
+    );
     assert!(seen[0].starts_with("put /farm/blobs/") && seen[1].starts_with("get /farm/blobs/"));
-    assert!(seen[0].contains("x-amz-checksum-sha256:"), "the signed header is sent: {}", seen[0]);
+    assert!(
+        seen[0].contains("x-amz-checksum-sha256:"),
+        "the signed header is sent: {}",
+        seen[0]
+    );
     for head in &seen {
-        assert!(!head.contains("authorization"), "no farm credential to the bucket: {head}");
+        assert!(
+            !head.contains("authorization"),
+            "no farm credential to the bucket: {head}"
+        );
         assert!(!head.contains(SECRET), "{head}");
     }
 }

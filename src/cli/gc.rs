@@ -169,7 +169,11 @@ pub async fn run(args: GcArgs) -> anyhow::Result<ExitCode> {
     if args.json {
         super::api::print_json(&serde_json::to_value(&report)?);
     } else {
-        let verb = if args.dry_run { "would delete" } else { "deleted" };
+        let verb = if args.dry_run {
+            "would delete"
+        } else {
+            "deleted"
+        };
         for g in &report.deleted {
             println!("{verb} {} ({} bytes)", g.sha256, g.size);
         }

@@ -141,7 +141,7 @@ pub struct Config {
     pub started_ms: u64,
     /// Where blob bytes live when not in the shell's own backend: an S3-compatible bucket the
     /// core signs short-lived URLs for (`core::blobs::s3`). `None`: the shell's backend, if any.
-    pub bucket: Option<blobs::s3::Bucket>,
+    pub bucket: Option<std::sync::Arc<blobs::s3::Bucket>>,
 }
 
 impl Config {

@@ -106,7 +106,10 @@ impl Transfer {
             return Err(NodeError::Api {
                 status: 0,
                 code: "bad_answer".into(),
-                message: format!("the farm asks for an upload by {:?}; only PUT is known", up.method),
+                message: format!(
+                    "the farm asks for an upload by {:?}; only PUT is known",
+                    up.method
+                ),
             });
         }
         if up.url.starts_with('/') {

@@ -45,7 +45,12 @@ impl Server {
 
     /// A server with the node tests' settings and what else `build` says (flags, environment).
     pub async fn start_with(build: serve::Build) -> Server {
-        let serve = build.lease_ms(3000).heartbeat_ms(1000).poll_ms(200).start().await;
+        let serve = build
+            .lease_ms(3000)
+            .heartbeat_ms(1000)
+            .poll_ms(200)
+            .start()
+            .await;
         Server {
             url: serve.base.clone(),
             serve,

@@ -217,9 +217,8 @@ pub async fn get<S: Store>(ctx: &Ctx<'_, S>, sha256: &str, head: bool) -> Result
         let url = bucket.get(sha256, ctx.now_ms, head);
         let mut resp = empty(StatusCode::TEMPORARY_REDIRECT);
         // A URL is ASCII without control characters: always a header value.
-        let location = http::HeaderValue::from_str(&url).map_err(|e| {
-            Error::Store(crate::store::StoreError::Backend(Box::new(e)))
-        })?;
+        let location = http::HeaderValue::from_str(&url)
+            .map_err(|e| Error::Store(crate::store::StoreError::Backend(Box::new(e))))?;
         resp.headers_mut().insert(header::LOCATION, location);
         resp.headers_mut().insert(
             header::CACHE_CONTROL,

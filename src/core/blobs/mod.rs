@@ -12,9 +12,9 @@
 //! (the core would need the backend in `Ctx`, and S3 has no cheap batch stat); the records
 //! answer 10,000 hashes in one store pass and carry the size and age that GC needs.
 
+pub mod gc;
 pub mod inputs;
 pub mod manifest;
-pub mod gc;
 pub mod outputs;
 pub mod s3;
 

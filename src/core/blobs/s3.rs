@@ -16,6 +16,7 @@ use base64::Engine;
 use rusty_s3::{Credentials, S3Action, UrlStyle};
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// How long an upload URL is valid, seconds. A request must start before then (S3 checks the
@@ -77,8 +78,12 @@ pub const VARS: [&str; 7] = [
 impl S3Settings {
     /// Settings from variables (`var` returns a variable's value): `None` when no
     /// `EDGEFARM_S3_*` variable is set; an error naming the variable at fault otherwise.
-    pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Option<Bucket>, String> {
-        let get = |n: &str| var(n).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+    pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Option<Arc<Bucket>>, String> {
+        let get = |n: &str| {
+            var(n)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
         if VARS.iter().all(|n| get(n).is_none()) {
             return Ok(None);
         }
@@ -97,7 +102,7 @@ impl S3Settings {
             path_style,
             prefix: get("EDGEFARM_S3_PREFIX").unwrap_or_else(|| "blobs/".into()),
         };
-        Bucket::new(&s).map(Some)
+        Bucket::new(&s).map(|b| Some(Arc::new(b)))
     }
 }
 
@@ -196,7 +201,9 @@ impl Bucket {
         let checksum = checksum_header(sha256);
         let key = self.key(sha256);
         let mut action = self.bucket.put_object(Some(&self.credentials), &key);
-        action.headers_mut().insert(CHECKSUM_HEADER, checksum.clone());
+        action
+            .headers_mut()
+            .insert(CHECKSUM_HEADER, checksum.clone());
         let url = action.sign_with_time(Duration::from_secs(PUT_EXPIRY_S), &time(now_ms));
         Presigned {
             url: url.to_string(),
@@ -278,7 +285,9 @@ mod tests {
     fn put_signs_the_checksum_and_the_time_from_ctx() {
         // 2024-01-02T03:04:05Z
         let p = bucket().put(H, 1_704_164_645_000);
-        assert!(p.url.starts_with(&format!("http://127.0.0.1:9000/farm/blobs/{H}?")));
+        assert!(p
+            .url
+            .starts_with(&format!("http://127.0.0.1:9000/farm/blobs/{H}?")));
         assert!(p.url.contains("X-Amz-Date=20240102T030405Z"), "{}", p.url);
         assert!(p.url.contains("X-Amz-Expires=900"), "{}", p.url);
         assert!(

@@ -81,7 +81,7 @@ pub struct S3Args {
 impl S3Args {
     /// The bucket these flags name (`None` without any), through the same rules as the
     /// `EDGEFARM_S3_*` variables of the other runtimes.
-    pub fn bucket(&self) -> Result<Option<crate::core::blobs::s3::Bucket>, String> {
+    pub fn bucket(&self) -> Result<Option<std::sync::Arc<crate::core::blobs::s3::Bucket>>, String> {
         crate::core::blobs::s3::S3Settings::from_vars(|name| {
             match name {
                 "EDGEFARM_S3_ENDPOINT" => &self.s3_endpoint,
