@@ -457,6 +457,23 @@ async fn the_bucket_refuses_wrong_bytes_expired_and_tampered_urls_and_the_farm_r
         bytes[4..=8].to_vec()
     );
 
+    // HEAD too: a 307 to a presigned HEAD (a GET URL would not do: the method is signed).
+    let r = http
+        .head(url(&format!("/v1/blobs/{sha}")))
+        .bearer_auth(SECRET)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 307);
+    let head_to = r.headers()["location"]
+        .to_str()
+        .expect("location")
+        .to_string();
+    assert_ne!(head_to, to);
+    let h = http.head(&head_to).send().await.expect("send");
+    assert_eq!(h.status(), 200);
+    assert_eq!(h.headers()["content-length"], size.to_string().as_str());
+
     // The node/CLI transfer code follows the redirect and verifies the bytes.
     let transfer = edgefarm::node::transfer::Transfer::new(&server.client()).expect("transfer");
     let dest = server.dir.path().join("downloaded.part");
