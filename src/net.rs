@@ -36,24 +36,48 @@ pub fn configure(args: TransportArgs) {
 /// The HTTP client for the server at `base`; every call has a timeout, so a hung server never
 /// stalls a heartbeat loop or the supervisor.
 pub fn http_client(base: &str) -> Result<reqwest::Client, NodeError> {
-    client(
+    checked(
         base,
         reqwest::Client::builder().timeout(Duration::from_secs(20)),
     )
 }
 
 /// The HTTP client for blob transfers to and from `base`: no total timeout (a 1 GiB blob takes
-/// what it takes), but a read that stalls for a minute fails.
+/// what it takes), but a read that stalls for a minute fails. It follows no redirect: a
+/// farm whose blobs are in a bucket answers a download with a `307` to a presigned URL, which
+/// the caller follows with [`bucket_client`] and without the farm's credential.
 pub fn transfer_client(base: &str) -> Result<reqwest::Client, NodeError> {
-    client(
+    checked(
         base,
-        reqwest::Client::builder().read_timeout(Duration::from_secs(60)),
+        reqwest::Client::builder()
+            .read_timeout(Duration::from_secs(60))
+            .redirect(reqwest::redirect::Policy::none()),
     )
 }
 
-fn client(base: &str, builder: reqwest::ClientBuilder) -> Result<reqwest::Client, NodeError> {
+/// The HTTP client for presigned bucket URLs (S3-compatible storage the farm signs for): like
+/// [`transfer_client`], but the public roots stay trusted next to `--ca-cert` (a studio CA for
+/// the farm does not make a cloud bucket untrusted). Requests through it must never carry the
+/// farm's credential: the URL's signature is the only authority.
+pub fn bucket_client() -> Result<reqwest::Client, NodeError> {
+    client(
+        reqwest::Client::builder()
+            .read_timeout(Duration::from_secs(60))
+            .redirect(reqwest::redirect::Policy::none()),
+        false,
+    )
+}
+
+fn checked(base: &str, builder: reqwest::ClientBuilder) -> Result<reqwest::Client, NodeError> {
     let transport = TRANSPORT.get_or_init(TransportArgs::default);
     check_scheme(base, transport.insecure_http)?;
+    client(builder, true)
+}
+
+/// A client with the process's transport settings; `only_ca`: `--ca-cert` replaces the public
+/// roots instead of joining them.
+fn client(builder: reqwest::ClientBuilder, only_ca: bool) -> Result<reqwest::Client, NodeError> {
+    let transport = TRANSPORT.get_or_init(TransportArgs::default);
     let mut builder = builder
         .connect_timeout(Duration::from_secs(5))
         .user_agent(concat!("edgefarm/", env!("CARGO_PKG_VERSION")));
@@ -70,7 +94,7 @@ fn client(base: &str, builder: reqwest::ClientBuilder) -> Result<reqwest::Client
                     path.display()
                 ))
             })?;
-        builder = builder.tls_built_in_root_certs(false);
+        builder = builder.tls_built_in_root_certs(!only_ca);
         for cert in certs {
             builder = builder.add_root_certificate(cert);
         }

@@ -318,10 +318,21 @@ async fn a_node_killed_mid_download_and_mid_upload_finishes_with_nothing_partial
     noise(&big, 96);
     let (sha, size) = edgefarm::node::transfer::hash_file(&big).expect("hash");
     let transfer = edgefarm::node::transfer::Transfer::new(&server.client()).expect("transfer");
-    transfer
-        .upload(&big, &sha, size)
+    let entry = edgefarm::core::blobs::FileEntry {
+        path: "big.bin".into(),
+        sha256: sha.clone(),
+        size,
+    };
+    for blob in transfer
+        .missing(&[entry])
         .await
-        .expect("upload the input");
+        .expect("which do you lack?")
+    {
+        transfer
+            .upload(&big, &blob)
+            .await
+            .expect("upload the input");
+    }
     let (project, output) = (base.join("n-project"), base.join("n-out"));
     std::fs::create_dir_all(&project).expect("project");
     std::fs::create_dir_all(&output).expect("output");

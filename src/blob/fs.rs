@@ -54,6 +54,42 @@ impl FsBlobs {
         })
     }
 
+    /// The directory as it is, touching nothing: for a collector running beside the server
+    /// (whose uploads in progress are in `tmp/`).
+    pub fn existing(root: &Path) -> Self {
+        FsBlobs {
+            root: root.to_path_buf(),
+            next_tmp: AtomicU64::new(0),
+        }
+    }
+
+    /// The blob files in the directory: `(sha256, size, modified)`, temp files left out.
+    pub fn list(&self) -> std::io::Result<Vec<(String, u64, std::time::SystemTime)>> {
+        let mut out = Vec::new();
+        let dirs = match std::fs::read_dir(&self.root) {
+            Ok(d) => d,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+            Err(e) => return Err(e),
+        };
+        for dir in dirs {
+            let dir = dir?;
+            let name = dir.file_name().to_string_lossy().into_owned();
+            if name.len() != 2 || !dir.file_type()?.is_dir() {
+                continue;
+            }
+            for f in std::fs::read_dir(dir.path())? {
+                let f = f?;
+                let sha = f.file_name().to_string_lossy().into_owned();
+                let meta = f.metadata()?;
+                if crate::core::blobs::is_sha256(&sha) && sha.starts_with(&name) && meta.is_file() {
+                    out.push((sha, meta.len(), meta.modified()?));
+                }
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
     /// Where the blob's file is (whether or not it exists). `sha256` must be checked first.
     pub fn path(&self, sha256: &str) -> PathBuf {
         self.root.join(&sha256[..2.min(sha256.len())]).join(sha256)

@@ -7,6 +7,7 @@ mod api;
 mod demo;
 mod fetch;
 mod follow;
+mod gc;
 mod jobs;
 mod node;
 mod nodes;
@@ -44,6 +45,8 @@ enum Command {
     Submit(submit::SubmitArgs),
     /// Download every output of a job (resumable, verified; skips files already there).
     Fetch(fetch::FetchArgs),
+    /// Delete the blobs no job references, older than --older-than (server's data dir).
+    Gc(gc::GcArgs),
     /// List jobs, newest first.
     Jobs(jobs::ListArgs),
     /// Show one job: its tasks, attempts, nodes, times, outputs, errors and failed tasks' logs.
@@ -104,6 +107,7 @@ async fn client_command(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Submit(a) => submit::run(a).await,
         Command::Fetch(a) => fetch::run(a).await,
+        Command::Gc(a) => gc::run(a).await,
         Command::Jobs(a) => jobs::list(a).await.map(|()| ExitCode::SUCCESS),
         Command::Job(a) => jobs::show(a).await,
         Command::Follow(a) => follow::run(a).await,

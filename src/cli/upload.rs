@@ -1,7 +1,7 @@
 //! `submit --upload`: send what the farm lacks of a pack (one "which do you lack?" round, then
 //! one streamed PUT per missing blob), and say what moved.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::path::PathBuf;
 
 use clap::Args;
@@ -10,6 +10,7 @@ use serde::Serialize;
 use super::pack::{self, Pack};
 use crate::node::client::Client;
 use crate::node::transfer::Transfer;
+use crate::wire::blobs::MissingBlob;
 
 /// The flags of `submit ... --upload`.
 #[derive(Debug, Args, Default)]
@@ -110,19 +111,20 @@ pub fn pack_of(args: &UploadArgs, file: &str) -> anyhow::Result<Pack> {
 /// Uploads what the farm lacks of `pack`.
 pub async fn upload(client: &Client, pack: &Pack) -> anyhow::Result<Moved> {
     let transfer = Transfer::new(client)?;
-    let missing: HashSet<String> = transfer
+    let mut missing: HashMap<String, MissingBlob> = transfer
         .missing(&pack.entries())
         .await?
         .into_iter()
+        .map(|m| (m.sha256.clone(), m))
         .collect();
     let mut moved = Moved {
         cache: pack.cache,
         ..Moved::default()
     };
-    let mut sent = HashSet::new();
     for (e, path) in &pack.files {
-        if missing.contains(&e.sha256) && sent.insert(e.sha256.clone()) {
-            transfer.upload(path, &e.sha256, e.size).await?;
+        // Each missing blob once (removed when sent).
+        if let Some(blob) = missing.remove(&e.sha256) {
+            transfer.upload(path, &blob).await?;
             moved.files += 1;
             moved.bytes += e.size;
         } else {

@@ -139,6 +139,9 @@ pub struct Config {
     /// within one lease length of it, and a lease that ran out before it is not counted against
     /// its task (see `scheduler::claim::lease_clock`).
     pub started_ms: u64,
+    /// Where blob bytes live when not in the shell's own backend: an S3-compatible bucket the
+    /// core signs short-lived URLs for (`core::blobs::s3`). `None`: the shell's backend, if any.
+    pub bucket: Option<std::sync::Arc<blobs::s3::Bucket>>,
 }
 
 impl Config {
@@ -152,6 +155,7 @@ impl Config {
             limits: Limits::default(),
             nexrender: nexrender::Settings::default(),
             started_ms: 0,
+            bucket: None,
         }
     }
 }

@@ -6,7 +6,7 @@
 //! lapse (another node would take the task), and a lost lease or a forced shutdown stops it.
 //! See docs/ASSETS.md.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::time::Duration;
 
@@ -20,6 +20,7 @@ use super::task::{self, Outcome, TaskEnv};
 use super::transfer::{hash_file, Transfer};
 use super::workdir::{WorkDir, PENDING};
 use crate::core::blobs::FileEntry;
+use crate::wire::blobs::MissingBlob;
 use crate::wire::queue::ClaimedTask;
 use crate::wire::tasks::{Ack, AckStatus, Heartbeat};
 
@@ -216,12 +217,17 @@ async fn upload_outputs(
         });
         paths.push(path);
     }
-    let missing: HashSet<String> = transfer.missing(&outputs).await?.into_iter().collect();
-    let mut sent = HashSet::new();
+    let mut missing: HashMap<String, MissingBlob> = transfer
+        .missing(&outputs)
+        .await?
+        .into_iter()
+        .map(|m| (m.sha256.clone(), m))
+        .collect();
     let (mut files, mut bytes) = (0, 0);
     for (e, path) in outputs.iter().zip(&paths) {
-        if missing.contains(&e.sha256) && sent.insert(e.sha256.clone()) {
-            transfer.upload(path, &e.sha256, e.size).await?;
+        // Each missing blob once (removed when sent).
+        if let Some(blob) = missing.remove(&e.sha256) {
+            transfer.upload(path, &blob).await?;
             files += 1;
             bytes += e.size;
         }

@@ -1,6 +1,12 @@
 //! Moving blobs between this machine and the farm (node and CLI): "which do you lack?",
 //! streamed uploads of local files, and resumable downloads verified against the blob's name.
 //! Nothing here holds a whole file in memory.
+//!
+//! A farm may keep its blobs in an S3-compatible bucket: then "which do you lack?" answers a
+//! presigned upload URL per blob (sent to with its signed headers, then confirmed to the farm),
+//! and a download is a `307` to a presigned URL. Requests to the bucket go through a client of
+//! their own and never carry the farm's credential (the signature in the URL is the only
+//! authority, and S3 refuses a request that has both).
 
 use std::path::Path;
 
@@ -12,7 +18,7 @@ use super::client::Client;
 use super::error::NodeError;
 use crate::blob::Verifier;
 use crate::core::blobs::FileEntry;
-use crate::wire::blobs::{BlobCheck, BlobWanted, InputsPage, Missing};
+use crate::wire::blobs::{BlobCheck, BlobStored, BlobWanted, InputsPage, Missing, MissingBlob};
 
 /// Read buffer for hashing and uploading.
 const BUF: usize = 1 << 20;
@@ -22,6 +28,7 @@ const BUF: usize = 1 << 20;
 pub struct Transfer {
     api: Client,
     http: reqwest::Client,
+    bucket: reqwest::Client,
 }
 
 impl Transfer {
@@ -29,6 +36,7 @@ impl Transfer {
     pub fn new(api: &Client) -> Result<Self, NodeError> {
         Ok(Transfer {
             http: crate::net::transfer_client(api.base())?,
+            bucket: crate::net::bucket_client()?,
             api: api.clone(),
         })
     }
@@ -37,8 +45,9 @@ impl Transfer {
         format!("{}/v1/blobs/{sha256}", self.api.base())
     }
 
-    /// The hashes among `entries` the farm lacks (one request per 10,000 entries).
-    pub async fn missing(&self, entries: &[FileEntry]) -> Result<Vec<String>, NodeError> {
+    /// The blobs among `entries` the farm lacks, each with how to upload it (one request per
+    /// 10,000 entries).
+    pub async fn missing(&self, entries: &[FileEntry]) -> Result<Vec<MissingBlob>, NodeError> {
         let mut out = Vec::new();
         for chunk in entries.chunks(10_000) {
             let check = BlobCheck {
@@ -51,7 +60,7 @@ impl Transfer {
                     .collect(),
             };
             let answer: Missing = self.api.post_json("/v1/blobs/missing", &check).await?;
-            out.extend(answer.missing.into_iter().map(|m| m.sha256));
+            out.extend(answer.missing);
         }
         Ok(out)
     }
@@ -72,9 +81,11 @@ impl Transfer {
         Ok(files)
     }
 
-    /// Uploads the file at `path` as the blob `sha256` of `size` bytes, streamed. The server
-    /// verifies the bytes; a file that changed since it was hashed is refused.
-    pub async fn upload(&self, path: &Path, sha256: &str, size: u64) -> Result<(), NodeError> {
+    /// Uploads the file at `path` as `blob`, streamed, the way the farm said: to the farm
+    /// (which verifies the bytes), or to its bucket by the presigned URL with the signed
+    /// checksum header (the bucket verifies them), then confirmed to the farm. A file that
+    /// changed since it was hashed is refused either way.
+    pub async fn upload(&self, path: &Path, blob: &MissingBlob) -> Result<(), NodeError> {
         let file = tokio::fs::File::open(path)
             .await
             .map_err(|e| NodeError::io(format!("opening {}", path.display()), e))?;
@@ -89,12 +100,48 @@ impl Transfer {
                 Err(e) => Some((Err(e), f)),
             }
         });
-        let req = self
-            .http
-            .put(self.url(sha256))
-            .header(reqwest::header::CONTENT_LENGTH, size)
-            .body(reqwest::Body::wrap_stream(stream));
-        self.api.send::<serde_json::Value>(req).await.map(|_| ())
+        let body = reqwest::Body::wrap_stream(stream);
+        let up = &blob.upload;
+        if up.method != "PUT" {
+            return Err(NodeError::Api {
+                status: 0,
+                code: "bad_answer".into(),
+                message: format!(
+                    "the farm asks for an upload by {:?}; only PUT is known",
+                    up.method
+                ),
+            });
+        }
+        if up.url.starts_with('/') {
+            let req = self
+                .http
+                .put(format!("{}{}", self.api.base(), up.url))
+                .header(reqwest::header::CONTENT_LENGTH, blob.size)
+                .body(body);
+            return self.api.send::<serde_json::Value>(req).await.map(|_| ());
+        }
+        // A presigned bucket URL: its own client, no farm credential, the signed headers as
+        // given.
+        let mut req = self
+            .bucket
+            .put(&up.url)
+            .header(reqwest::header::CONTENT_LENGTH, blob.size)
+            .body(body);
+        for (name, value) in &up.headers {
+            req = req.header(name, value);
+        }
+        let resp = req.send().await?;
+        if !resp.status().is_success() {
+            return Err(bucket_error("PUT", &blob.sha256, resp).await);
+        }
+        if let Some(confirm) = &up.confirm {
+            let req = self
+                .http
+                .put(format!("{}{confirm}", self.api.base()))
+                .header(reqwest::header::CONTENT_LENGTH, 0);
+            self.api.send::<BlobStored>(req).await?;
+        }
+        Ok(())
     }
 
     /// Downloads the blob `sha256` of `size` bytes into `part`, resuming after what `part`
@@ -143,14 +190,37 @@ impl Transfer {
             if have >= size {
                 return Ok(());
             }
+            let range = (have > 0).then(|| format!("bytes={have}-"));
             let mut req = self
                 .http
                 .get(self.url(sha256))
                 .bearer_auth(self.api.bearer());
-            if have > 0 {
-                req = req.header(reqwest::header::RANGE, format!("bytes={have}-"));
+            if let Some(r) = &range {
+                req = req.header(reqwest::header::RANGE, r);
             }
-            let resp = req.send().await?;
+            let mut resp = req.send().await?;
+            if resp.status().is_redirection() {
+                // The farm's blobs are in a bucket: a fresh request to the presigned URL,
+                // without the farm's credential.
+                let to = resp
+                    .headers()
+                    .get(reqwest::header::LOCATION)
+                    .and_then(|v| v.to_str().ok())
+                    .ok_or_else(|| NodeError::Api {
+                        status: resp.status().as_u16(),
+                        code: "bad_answer".into(),
+                        message: format!("GET blob {sha256}: a redirect without a Location"),
+                    })?
+                    .to_string();
+                let mut req = self.bucket.get(&to);
+                if let Some(r) = &range {
+                    req = req.header(reqwest::header::RANGE, r);
+                }
+                resp = req.send().await?;
+                if !matches!(resp.status().as_u16(), 200 | 206) {
+                    return Err(bucket_error("GET", sha256, resp).await);
+                }
+            }
             let status = resp.status();
             if !(status == 200 && have == 0 || status == 206) {
                 let text = resp.text().await.unwrap_or_default();
@@ -191,6 +261,26 @@ impl Transfer {
             return Err(io("verifying", std::io::Error::other(e)));
         }
         Ok(fetched)
+    }
+}
+
+/// A bucket's refusal as an error: its status and S3 error code (`BadDigest`,
+/// `AccessDenied`, `SignatureDoesNotMatch`...).
+async fn bucket_error(method: &str, sha256: &str, resp: reqwest::Response) -> NodeError {
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap_or_default();
+    let code = text
+        .split_once("<Code>")
+        .and_then(|(_, rest)| rest.split_once("</Code>"))
+        .map(|(c, _)| c.to_string())
+        .unwrap_or_else(|| "bucket_error".into());
+    NodeError::Api {
+        status,
+        message: format!(
+            "{method} blob {sha256} in the bucket: {status} {code}: {}",
+            text.chars().take(300).collect::<String>()
+        ),
+        code,
     }
 }
 

@@ -73,7 +73,7 @@ const NEXRENDER_BODY_BYTES: usize = 3 << 19;
 /// Settings from wrangler vars; the secret from `wrangler secret put` (or `.dev.vars`).
 fn config(env: &Env) -> std::result::Result<Config, String> {
     edge::config_from_vars(|name| {
-        let secret = (name == "EDGEFARM_SECRET")
+        let secret = matches!(name, "EDGEFARM_SECRET" | "EDGEFARM_S3_SECRET_KEY")
             .then(|| env.secret(name).ok().map(|s| s.to_string()))
             .flatten();
         let body = (name == "EDGEFARM_NEXRENDER_BODY_BYTES")

@@ -49,6 +49,8 @@ pub fn config_from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Config, 
         1,
     )?;
     c.nexrender.body_bytes = usize::try_from(body).unwrap_or(usize::MAX);
+    // Blobs in an S3-compatible bucket by presigned URLs (the only blob store on Spin).
+    c.bucket = crate::core::blobs::s3::S3Settings::from_vars(&var)?;
     Ok(c)
 }
 

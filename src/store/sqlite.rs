@@ -87,6 +87,19 @@ impl Sqlite {
             .map_err(backend)
     }
 
+    /// The keys starting with `prefix`, in order. Not part of [`Store`] (no other adapter can
+    /// list cheaply): for native maintenance such as `edgefarm gc`.
+    pub fn keys_with_prefix(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        let conn = self.conn.borrow();
+        let mut stmt = conn
+            .prepare("SELECT key FROM kv WHERE substr(key, 1, length(?1)) = ?1 ORDER BY key")
+            .map_err(backend)?;
+        let rows = stmt
+            .query_map(params![prefix], |r| r.get::<_, String>(0))
+            .map_err(backend)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(backend)
+    }
+
     /// Number of get/put/delete calls so far.
     pub fn ops(&self) -> u64 {
         self.ops.get()

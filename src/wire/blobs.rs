@@ -4,6 +4,7 @@
 
 use crate::core::blobs::FileEntry;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 /// One blob a client asks about.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -23,13 +24,24 @@ pub struct BlobCheck {
     pub blobs: Vec<BlobWanted>,
 }
 
-/// How to upload one blob.
+/// How to upload one blob: to the farm itself (`url` is `/v1/blobs/{sha256}`, send the
+/// farm's credential), or to an S3-compatible bucket by a presigned URL (`url` is absolute:
+/// send no farm credential, send `headers` exactly, then `PUT` the `confirm` path of the farm
+/// with no body).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Upload {
     /// Always `PUT`.
     pub method: String,
-    /// Where (`/v1/blobs/{sha256}`).
+    /// Where: a path of this farm, or a presigned bucket URL (minutes; one blob).
     pub url: String,
+    /// Headers the upload must carry as given (they are signed: `x-amz-checksum-sha256`, the
+    /// base64 of the blob's SHA-256, so the bucket refuses other bytes).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+    /// After an upload to a bucket: the farm path to `PUT` (no body) so the farm records the
+    /// blob (`/v1/blobs/{sha256}?size=N`). Absent when `url` is the farm's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confirm: Option<String>,
 }
 
 /// A blob the farm lacks.

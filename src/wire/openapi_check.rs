@@ -485,7 +485,9 @@ fn every_wire_type_matches_its_openapi_schema_field_for_field() {
         size: 0,
         upload: Upload {
             method: "PUT".into(),
-            url: format!("/v1/blobs/{H}"),
+            url: format!("https://bucket.example/blobs/{H}?X-Amz-Signature=0"),
+            headers: [("x-amz-checksum-sha256".to_string(), "47DEQ=".to_string())].into(),
+            confirm: Some(format!("/v1/blobs/{H}?size=0")),
         },
     };
     all.extend(problems(

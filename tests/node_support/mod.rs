@@ -15,7 +15,8 @@ use serde_json::Value;
 
 #[path = "../support/serve.rs"]
 mod serve;
-pub use serve::{wait_until, Serve, BIN, SECRET};
+#[allow(unused_imports)]
+pub use serve::{free_port, wait_until, Build, Serve, BIN, SECRET};
 
 /// A running server with the node tests' settings (3 s leases, 1 s heartbeats); killed on drop.
 /// Everything of [`Serve`] (`dir`, `kill`, `restart`, `log`) is reached through it.
@@ -40,6 +41,20 @@ impl std::ops::DerefMut for Server {
 impl Server {
     pub async fn start() -> Server {
         Self::start_polling_every(200).await
+    }
+
+    /// A server with the node tests' settings and what else `build` says (flags, environment).
+    pub async fn start_with(build: serve::Build) -> Server {
+        let serve = build
+            .lease_ms(3000)
+            .heartbeat_ms(1000)
+            .poll_ms(200)
+            .start()
+            .await;
+        Server {
+            url: serve.base.clone(),
+            serve,
+        }
     }
 
     /// A server that tells nodes to poll every `poll_ms`.

@@ -322,7 +322,18 @@ fn transfer(url: &str, secret: &str, direction: &str, args: &[String]) -> anyhow
     let t = edgefarm::node::transfer::Transfer::new(&client)?;
     let started = Instant::now();
     match (direction, args) {
-        ("up", [file, sha, size]) => rt.block_on(t.upload(Path::new(file), sha, size.parse()?))?,
+        ("up", [file, sha, size]) => rt.block_on(async {
+            let entry = edgefarm::core::blobs::FileEntry {
+                path: "blob".into(),
+                sha256: sha.clone(),
+                size: size.parse()?,
+            };
+            // Uploaded the way the farm says (to itself, or to its bucket); not when present.
+            for blob in t.missing(&[entry]).await? {
+                t.upload(Path::new(file), &blob).await?;
+            }
+            anyhow::Ok(())
+        })?,
         ("down", [sha, size, dest]) => {
             rt.block_on(t.download(sha, size.parse()?, Path::new(dest)))?;
         }

@@ -2,10 +2,14 @@
 //! core decides and records; the shell moves the bytes (see `core::blobs`).
 //! Any credential may use them: the farm secret (submitters) or a node token (nodes fetch
 //! inputs and upload outputs).
+//!
+//! With a bucket configured (`Config::bucket`) the bytes never reach the farm: "which do you
+//! lack?" answers presigned upload URLs, an upload is confirmed by an empty `PUT`, and a
+//! download is a `307` to a presigned URL, answered here, so every shell passes it on as it is.
 
 use crate::core::blobs::{self, Stored, Transfer};
 use crate::core::error::{Error, Result};
-use crate::core::http::{body, json};
+use crate::core::http::{body, empty, json, query};
 use crate::core::Ctx;
 use crate::store::Store;
 use crate::wire::blobs::{BlobCheck, BlobStored, Missing, MissingBlob, Upload};
@@ -14,11 +18,25 @@ use bytes::Bytes;
 use http::{header, Request, Response, StatusCode};
 use std::collections::BTreeSet;
 
-/// How a client uploads one blob to this farm.
-fn upload_of(sha256: &str) -> Upload {
-    Upload {
-        method: "PUT".into(),
-        url: format!("/v1/blobs/{sha256}"),
+/// How a client uploads one blob to this farm: to the farm itself, or to its bucket by a
+/// presigned URL that signs the blob's checksum, then confirmed.
+fn upload_of<S: Store>(ctx: &Ctx<'_, S>, sha256: &str, size: u64) -> Upload {
+    match &ctx.config.bucket {
+        None => Upload {
+            method: "PUT".into(),
+            url: format!("/v1/blobs/{sha256}"),
+            headers: Default::default(),
+            confirm: None,
+        },
+        Some(bucket) => {
+            let signed = bucket.put(sha256, ctx.now_ms);
+            Upload {
+                method: "PUT".into(),
+                url: signed.url,
+                headers: signed.headers,
+                confirm: Some(format!("/v1/blobs/{sha256}?size={size}")),
+            }
+        }
     }
 }
 
@@ -55,7 +73,7 @@ pub async fn missing<S: Store>(ctx: &Ctx<'_, S>, bytes: &[u8]) -> Result<Respons
             _ => missing.push(MissingBlob {
                 sha256: w.sha256.clone(),
                 size: w.size,
-                upload: upload_of(&w.sha256),
+                upload: upload_of(ctx, &w.sha256, w.size),
             }),
         }
     }
@@ -114,7 +132,10 @@ pub async fn put<S: Store>(
             },
         ));
     }
-    let size = content_length(req.headers())?;
+    let size = match &ctx.config.bucket {
+        None => content_length(req.headers())?,
+        Some(_) => confirmed_size(req)?,
+    };
     if size > ctx.config.limits.blob_bytes {
         return Err(Error::TooLarge(format!(
             "Content-Length: {size} bytes; at most {} per blob (limit blob_bytes)",
@@ -134,6 +155,23 @@ pub async fn put<S: Store>(
             "Content-Length",
             format!("blob {sha256} has {} bytes, not {size}", r.size),
         )),
+        None if ctx.config.bucket.is_some() => {
+            // The bucket checked the bytes against the signed checksum; a confirmation of an
+            // upload that never happened can only make the blob 404 for nodes, not wrong.
+            let stored = Stored {
+                sha256: sha256.to_string(),
+                size,
+            };
+            blobs::record_stored(ctx, &stored).await?;
+            Ok(json(
+                StatusCode::CREATED,
+                &BlobStored {
+                    sha256: sha256.to_string(),
+                    size,
+                    stored: true,
+                },
+            ))
+        }
         None => Ok(transfer(Transfer::Receive {
             sha256: sha256.to_string(),
             size,
@@ -141,12 +179,53 @@ pub async fn put<S: Store>(
     }
 }
 
-/// `GET` / `HEAD /v1/blobs/{sha256}`: the blob's bytes (ranges honoured by the shell).
+/// The size a confirmation of a bucket upload names (`?size=N`). Its body must be empty: with
+/// a bucket the farm takes no blob bytes.
+fn confirmed_size(req: &Request<Bytes>) -> Result<u64> {
+    let sent = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .unwrap_or(0);
+    if sent > 0 || !req.body().is_empty() {
+        return Err(Error::field(
+            "body",
+            "this farm keeps blobs in an S3 bucket: upload to the URL POST /v1/blobs/missing answers, then confirm with an empty PUT to its `confirm` path",
+        ));
+    }
+    let q = query(req.uri().query());
+    q.get("size")
+        .and_then(|v| v.parse::<u64>().ok())
+        .ok_or_else(|| {
+            Error::field(
+                "size",
+                "a confirmation needs ?size=N: the blob's size in bytes (the `confirm` path POST /v1/blobs/missing answers has it)",
+            )
+        })
+}
+
+/// `GET` / `HEAD /v1/blobs/{sha256}`: the blob's bytes (ranges honoured by the shell), or with
+/// a bucket a `307` to a presigned URL of the same method (the client sends its `Range` there,
+/// and no farm credential).
 pub async fn get<S: Store>(ctx: &Ctx<'_, S>, sha256: &str, head: bool) -> Result<Response<Bytes>> {
     blobs::sha256_field("sha256", sha256)?;
     let rec = blobs::record(ctx, sha256)
         .await?
         .ok_or_else(|| Error::NotFound(format!("blob {sha256}")))?;
+    if let Some(bucket) = &ctx.config.bucket {
+        let url = bucket.get(sha256, ctx.now_ms, head);
+        let mut resp = empty(StatusCode::TEMPORARY_REDIRECT);
+        // A URL is ASCII without control characters: always a header value.
+        let location = http::HeaderValue::from_str(&url)
+            .map_err(|e| Error::Store(crate::store::StoreError::Backend(Box::new(e))))?;
+        resp.headers_mut().insert(header::LOCATION, location);
+        resp.headers_mut().insert(
+            header::CACHE_CONTROL,
+            http::HeaderValue::from_static("no-store"),
+        );
+        return Ok(resp);
+    }
     Ok(transfer(Transfer::Send {
         sha256: sha256.to_string(),
         size: rec.size,

@@ -11,10 +11,16 @@
 //! all. Rejected too: asking the backend whether it has a blob on every "which do you lack?"
 //! (the core would need the backend in `Ctx`, and S3 has no cheap batch stat); the records
 //! answer 10,000 hashes in one store pass and carry the size and age that GC needs.
+//!
+//! With a bucket (`Config::bucket`, [`s3`]) no [`Transfer`] is ever asked for: the core signs
+//! URLs and answers the download's `307` itself, so shells need nothing for it. Which blobs
+//! are garbage is [`gc`]'s rule.
 
+pub mod gc;
 pub mod inputs;
 pub mod manifest;
 pub mod outputs;
+pub mod s3;
 
 use super::error::{Error, Result};
 use super::records::{load, save};

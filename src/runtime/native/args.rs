@@ -45,6 +45,57 @@ pub struct ServeArgs {
     pub nexrender_body_bytes: usize,
     #[command(flatten)]
     pub net: NetArgs,
+    #[command(flatten)]
+    pub s3: S3Args,
+}
+
+/// An S3-compatible bucket for blob bytes (docs/ASSETS.md): clients upload and download by
+/// presigned URLs and the bytes never pass through this server. Without `--s3-endpoint` blobs
+/// are files under the data dir.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct S3Args {
+    /// The bucket's S3 endpoint (`https://s3.eu-west-1.amazonaws.com`, `http://127.0.0.1:9000`).
+    #[arg(long, env = "EDGEFARM_S3_ENDPOINT")]
+    pub s3_endpoint: Option<String>,
+    /// The bucket's name.
+    #[arg(long, env = "EDGEFARM_S3_BUCKET")]
+    pub s3_bucket: Option<String>,
+    /// The bucket's region [default: us-east-1; `auto` on R2].
+    #[arg(long, env = "EDGEFARM_S3_REGION")]
+    pub s3_region: Option<String>,
+    /// Access key id.
+    #[arg(long, env = "EDGEFARM_S3_ACCESS_KEY")]
+    pub s3_access_key: Option<String>,
+    /// Secret access key (prefer the environment variable: flags show in `ps`).
+    #[arg(long, env = "EDGEFARM_S3_SECRET_KEY", hide_env_values = true)]
+    pub s3_secret_key: Option<String>,
+    /// Path-style URLs (`endpoint/bucket/key`: MinIO, s3s-fs) [default: true]; false for
+    /// virtual-host style (`bucket.endpoint/key`).
+    #[arg(long, env = "EDGEFARM_S3_PATH_STYLE")]
+    pub s3_path_style: Option<String>,
+    /// Prefix of every blob's key in the bucket [default: blobs/].
+    #[arg(long, env = "EDGEFARM_S3_PREFIX")]
+    pub s3_prefix: Option<String>,
+}
+
+impl S3Args {
+    /// The bucket these flags name (`None` without any), through the same rules as the
+    /// `EDGEFARM_S3_*` variables of the other runtimes.
+    pub fn bucket(&self) -> Result<Option<std::sync::Arc<crate::core::blobs::s3::Bucket>>, String> {
+        crate::core::blobs::s3::S3Settings::from_vars(|name| {
+            match name {
+                "EDGEFARM_S3_ENDPOINT" => &self.s3_endpoint,
+                "EDGEFARM_S3_BUCKET" => &self.s3_bucket,
+                "EDGEFARM_S3_REGION" => &self.s3_region,
+                "EDGEFARM_S3_ACCESS_KEY" => &self.s3_access_key,
+                "EDGEFARM_S3_SECRET_KEY" => &self.s3_secret_key,
+                "EDGEFARM_S3_PATH_STYLE" => &self.s3_path_style,
+                "EDGEFARM_S3_PREFIX" => &self.s3_prefix,
+                _ => &None,
+            }
+            .clone()
+        })
+    }
 }
 
 /// How the server faces the network: timeouts, limits, TLS, trusted proxies.

@@ -21,7 +21,7 @@ mod server;
 mod tls;
 mod wakes;
 
-pub use args::{NetArgs, ServeArgs};
+pub use args::{NetArgs, S3Args, ServeArgs};
 
 use crate::core::{Config, Ids};
 use crate::store::{Memory, Sqlite};
@@ -105,6 +105,10 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
         max_attempts: args.nexrender_max_attempts.max(1),
         body_bytes: args.nexrender_body_bytes,
     };
+    config.bucket = args
+        .s3
+        .bucket()
+        .map_err(|e| anyhow::anyhow!("{e} (the --s3-* flags / EDGEFARM_S3_* variables)"))?;
     let certs = match (&args.net.tls_cert, &args.net.tls_key) {
         (Some(cert), Some(key)) => Some(tls::Certs::load(cert, key)?),
         _ => None,
@@ -126,6 +130,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
     );
     let net = &args.net;
     let shell_config = Arc::new(config.clone());
+    let shell_bucket = config.bucket.clone();
     let retry_after_s = config.poll_ms.div_ceil(1000).max(1);
     let (tx, rx) = mpsc::channel(4096);
     let wakes = Arc::new(wakes::Wakes::default());
@@ -176,6 +181,9 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let scheme = if acceptor.is_some() { "https" } else { "http" };
         tracing::info!(%addr, store = %store_desc, "edgefarm serving");
         println!("edgefarm listening on {scheme}://{addr} (store: {store_desc})");
+        if let Some(bucket) = &shell_bucket {
+            println!("blobs: S3 bucket {bucket:?} (presigned URLs)");
+        }
         if generated {
             println!("farm secret (new): {secret}\n  export EDGEFARM_SECRET={secret} EDGEFARM_URL={scheme}://{addr}");
         }
