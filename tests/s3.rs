@@ -236,13 +236,23 @@ async fn a_project_goes_through_the_bucket_to_a_node_without_shared_disk_and_bac
         submitted["upload"]["files"], 2,
         "the .blend and its texture: {submitted:#}"
     );
-    let sha = sha256_hex(&std::fs::read(&blend).expect("blend"));
-    assert_eq!(
-        std::fs::read(s3.object(&sha)).expect("the .blend is in the bucket"),
-        std::fs::read(&blend).expect("blend"),
-        "the bucket holds the .blend's bytes under its hash"
-    );
     let job = submitted["id"].as_str().expect("job id").to_string();
+    // The manifest names the farm copy of the .blend (its paths rewritten by the pack script)
+    // and the texture; the bucket holds each under its hash.
+    let inputs = server.get(&format!("/v1/jobs/{job}/inputs")).await;
+    let entries = inputs["files"].as_array().expect("manifest files");
+    assert_eq!(entries.len(), 2, "{inputs:#}");
+    for e in entries {
+        let sha = e["sha256"].as_str().expect("sha256");
+        let bytes = std::fs::read(s3.object(sha))
+            .unwrap_or_else(|err| panic!("{} is not in the bucket: {err}", e["path"]));
+        assert_eq!(
+            sha256_hex(&bytes),
+            sha,
+            "the bucket holds {}'s bytes",
+            e["path"]
+        );
+    }
     server
         .wait_job(&job, "completed", Duration::from_secs(240))
         .await;
