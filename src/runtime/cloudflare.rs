@@ -204,7 +204,11 @@ fn without_internal_headers(req: Request) -> Result<Request> {
         return Ok(req);
     }
     let headers = Headers::new();
-    for (k, v) in req.headers().entries().filter(|(k, _)| !internal(k.as_str())) {
+    for (k, v) in req
+        .headers()
+        .entries()
+        .filter(|(k, _)| !internal(k.as_str()))
+    {
         headers.append(&k, &v)?;
     }
     let mut init = RequestInit::new();

@@ -105,7 +105,9 @@ pub async fn node_loop(api: Arc<Api>, stop: Arc<AtomicBool>) {
                 .body(png)
                 .send()
                 .await;
-            outputs.push(json!({"path": format!("frames/f_{f:04}.png"), "sha256": sha256, "size": size}));
+            outputs.push(
+                json!({"path": format!("frames/f_{f:04}.png"), "sha256": sha256, "size": size}),
+            );
         }
         let ack = json!({"lease": lease, "status": "done", "result": {"exit_code": 0}, "outputs": outputs});
         api.call("POST", &format!("/v1/tasks/{id}/ack"), &token, Some(ack))

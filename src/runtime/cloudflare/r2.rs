@@ -118,11 +118,11 @@ async fn core(env: &Env, mut req: http::Request<Bytes>) -> Result<http::Response
 }
 
 fn plain_error(status: u16, code: &str, message: &str) -> http::Response<Bytes> {
-    let body = serde_json::to_vec(&crate::wire::errors::ErrorBody::new(code, message))
-        .unwrap_or_default();
+    let body =
+        serde_json::to_vec(&crate::wire::errors::ErrorBody::new(code, message)).unwrap_or_default();
     let mut resp = http::Response::new(Bytes::from(body));
-    *resp.status_mut() = http::StatusCode::from_u16(status)
-        .unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
+    *resp.status_mut() =
+        http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
     resp.headers_mut().insert(
         http::header::CONTENT_TYPE,
         http::HeaderValue::from_static("application/json"),
@@ -135,9 +135,11 @@ fn field_error(status: u16, code: &str, field: &str, message: &str) -> Result<Re
     let body = serde_json::json!({"error": {"code": code, "message": message, "field": field}});
     let headers = Headers::new();
     headers.set("content-type", "application/json")?;
-    Ok(Response::from_bytes(serde_json::to_vec(&body).unwrap_or_default())?
-        .with_status(status)
-        .with_headers(headers))
+    Ok(
+        Response::from_bytes(serde_json::to_vec(&body).unwrap_or_default())?
+            .with_status(status)
+            .with_headers(headers),
+    )
 }
 
 /// Serves one blob upload or download (`is_transfer`).
@@ -161,7 +163,14 @@ pub async fn serve(env: &Env, mut req: Request) -> Result<Response> {
     }
     if let Transfer::Send { sha256, size, head } = &transfer {
         let range = req.headers().get("range").ok().flatten();
-        return send(&bucket, sha256, *size, ByteRange::parse(range.as_deref(), *size), *head).await;
+        return send(
+            &bucket,
+            sha256,
+            *size,
+            ByteRange::parse(range.as_deref(), *size),
+            *head,
+        )
+        .await;
     }
     from_http(resp)
 }
@@ -174,8 +183,7 @@ async fn drain(req: &mut Request) {
         .flatten()
         .and_then(|v| v.trim().parse::<u64>().ok())
         .unwrap_or(0);
-    if req.method() == Method::Put && declared > 0 && declared <= edge::READ_BEFORE_REFUSING_BYTES
-    {
+    if req.method() == Method::Put && declared > 0 && declared <= edge::READ_BEFORE_REFUSING_BYTES {
         if let Ok(mut stream) = req.stream() {
             use futures_util::StreamExt;
             while let Some(Ok(_)) = stream.next().await {}
@@ -207,7 +215,12 @@ async fn receive(
         Some(stream) if size > 0 => Data::ReadableStream(stream),
         _ => Data::Bytes(Vec::new()),
     };
-    match bucket.put(&key, body).sha256(digest.clone()).execute().await {
+    match bucket
+        .put(&key, body)
+        .sha256(digest.clone())
+        .execute()
+        .await
+    {
         Ok(Some(object)) => {
             let recorded = object.checksum().sha256;
             if object.size() != size || recorded.as_ref().is_some_and(|r| *r != digest) {
@@ -269,7 +282,8 @@ async fn send(
                 "Range",
                 &format!("the blob has {size} bytes"),
             )?;
-            resp.headers().set("content-range", &format!("bytes */{size}"))?;
+            resp.headers()
+                .set("content-range", &format!("bytes */{size}"))?;
             return Ok(resp);
         }
     };
