@@ -1,8 +1,9 @@
 //! The dashboard in a real browser: headless Chromium (Debian's `chromium` + `chromium-driver`,
 //! installed by scripts/test) against `edgefarm serve`, with a simple node loop rendering tasks.
-//! It checks that the page shows a job reaching 100 %, that its cancel button cancels a job and
-//! that the preview appears; then it measures the page with 1,000 jobs (100,000 tasks). The
-//! screenshots and the numbers are left in `tests/output/` for CI to keep.
+//! It checks that the page shows a job reaching 100 %, that its cancel button cancels a job,
+//! that the preview appears and that a finished frame's link downloads its bytes; then it
+//! measures the page with 1,000 jobs (100,000 tasks). The screenshots and the numbers are left
+//! in `tests/output/` for CI to keep.
 
 #[path = "support/mini_node.rs"]
 mod mini_node;
@@ -148,6 +149,7 @@ async fn tour(b: &Browser, api: &Api, base: &str, out: &std::path::Path) -> Resu
         ));
     }
     b.wait_for("the farm preview image", "const i = document.querySelector('#farm-preview img'); return !!i && i.complete && i.naturalWidth > 0", wait).await?;
+    outputs(b, &hero, out).await?;
 
     // A second job still rendering when the screenshot is taken, selected to show its frame strip.
     let shot = api.submit(json!({"name": "sh020 crowd – wide", "type": "command", "frames": "1001-1120", "chunk_size": 6, "priority": 60,
@@ -192,6 +194,71 @@ async fn tour(b: &Browser, api: &Api, base: &str, out: &std::path::Path) -> Resu
     b.screenshot(&out.join("dashboard-1000-jobs.png")).await?;
     println!("{report}");
     std::fs::write(out.join("dashboard-report.txt"), &report).map_err(|e| e.to_string())
+}
+
+/// The finished job's outputs (issue 18): the job's detail lists a download link per frame the
+/// node uploaded; clicking one saves the frame's exact bytes to the browser's download folder.
+async fn outputs(b: &Browser, hero: &str, out: &std::path::Path) -> Result<(), String> {
+    let wait = Duration::from_secs(60);
+    let downloads = out.join("dashboard-downloads");
+    let _ = std::fs::remove_dir_all(&downloads);
+    std::fs::create_dir_all(&downloads).map_err(|e| e.to_string())?;
+    b.cdp(
+        "Browser.setDownloadBehavior",
+        json!({"behavior": "allow", "downloadPath": downloads.to_string_lossy()}),
+    )
+    .await?;
+    b.click(&format!("{} .name", row(hero))).await?;
+    b.wait_for(
+        "a download link for each of the 24 frames",
+        "return document.querySelectorAll('#outputs-list a.out').length === 24",
+        wait,
+    )
+    .await?;
+    let want = png::frame(7, 64, 36);
+    let link = "#outputs-list a.out[download=\"f_0007.png\"]";
+    let shown = b
+        .exec(
+            &format!("const a = document.querySelector('{link}'); return a ? [a.textContent, a.getAttribute('href')] : null"),
+            json!([]),
+        )
+        .await?;
+    let sha = mini_node::sha256_hex(&want);
+    if shown != json!(["frames/f_0007.png", format!("/v1/blobs/{sha}")]) {
+        return Err(format!(
+            "frame 7's link should name its path and blob, got {shown}"
+        ));
+    }
+    b.click(link).await?;
+    let saved = downloads.join("f_0007.png");
+    let started = Instant::now();
+    loop {
+        if std::fs::read(&saved).is_ok_and(|got| got == want) {
+            break;
+        }
+        if started.elapsed() > wait {
+            let listing: Vec<_> = std::fs::read_dir(&downloads)
+                .map(|d| d.flatten().map(|e| e.file_name()).collect())
+                .unwrap_or_default();
+            return Err(format!(
+                "clicking frame 7's link should save its {} bytes as {}; the folder holds {listing:?}",
+                want.len(),
+                saved.display()
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Only whole, verified bytes reach the folder; nothing marked as failed.
+    let bad = b
+        .exec(
+            "return document.querySelectorAll('#outputs-list a.out.bad').length",
+            json!([]),
+        )
+        .await?;
+    if bad != json!(0) {
+        return Err(format!("{bad} output links report a failed download"));
+    }
+    Ok(())
 }
 
 /// What a farm in trouble looks like (issue 15): a job every node failed shows its error and

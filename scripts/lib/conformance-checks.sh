@@ -111,6 +111,78 @@ restart_keeps_jobs_and_leases() {
   echo "restart: job, lease and token survived"
 }
 
+# Blobs through a runtime that stores their bytes (docs/ASSETS.md): blobs_flow LABEL [OBJECT-CMD]
+# A 24 MiB blob (over every request body limit but the blob's own, and over the size a shell
+# reads before refusing) is missing, then uploaded, listed as present and downloaded whole and by
+# range with the right bytes; an upload whose bytes do not hash to its name is refused (400,
+# field `body`) and stores nothing. OBJECT-CMD, when given, is run as `OBJECT-CMD SHA256 FILE`
+# and must succeed exactly when the backend itself holds the blob's bytes (written to FILE):
+# the check that a refused upload left no object behind is made on the bucket, not on the farm's
+# records.
+blobs_flow() {
+  local label=$1 object=${2:-}
+  echo "== blobs through $label: missing, refused wrong bytes, upload, ranged download"
+  local dir="$WORK/blobs" size=$((24 << 20)) sha bad code body
+  mkdir -p "$dir"
+  head -c "$size" /dev/urandom >"$dir/blob"
+  head -c "$size" /dev/urandom >"$dir/other"
+  sha=$(sha256sum "$dir/blob" | cut -d' ' -f1)
+  blob_code() { curl -s -o "$dir/answer" -w '%{http_code}' -m 300 -H "authorization: Bearer $SECRET" "$@"; }
+  local check="{\"blobs\":[{\"sha256\":\"$sha\",\"size\":$size}]}"
+  [ "$(conformance_api POST /v1/blobs/missing "$check" | jq -r '.missing[0].sha256')" = "$sha" ] ||
+    { echo "blobs: a new blob is not listed as missing"; exit 1; }
+  # Wrong bytes under the name: refused, naming the body, and nothing stored anywhere.
+  code=$(blob_code -T "$dir/other" "$B/v1/blobs/$sha")
+  body=$(cat "$dir/answer")
+  if [ "$code" != 400 ] || [ "$(jq -r '.error.field' <<<"$body")" != body ]; then
+    echo "blobs: wrong bytes answered $code $body (want 400, field body)"; exit 1
+  fi
+  [ "$(conformance_api POST /v1/blobs/missing "$check" | jq -r '.missing | length')" = 1 ] ||
+    { echo "blobs: a refused upload made the blob present"; exit 1; }
+  code=$(blob_code "$B/v1/blobs/$sha")
+  [ "$code" = 404 ] || { echo "blobs: a refused blob downloads ($code)"; exit 1; }
+  if [ -n "$object" ] && "$object" "$sha" "$dir/stored" >"$dir/object.log" 2>&1; then
+    echo "blobs: the refused bytes are in the bucket"; exit 1
+  fi
+  # No credentials: refused.
+  code=$(curl -s -o /dev/null -w '%{http_code}' -m 60 -T "$dir/blob" "$B/v1/blobs/$sha")
+  [ "$code" = 401 ] || { echo "blobs: an upload without credentials answered $code"; exit 1; }
+  # The right bytes: stored (201), then already there (200).
+  code=$(blob_code -T "$dir/blob" "$B/v1/blobs/$sha")
+  [ "$code" = 201 ] || { echo "blobs: the upload answered $code $(cat "$dir/answer")"; exit 1; }
+  code=$(blob_code -T "$dir/blob" "$B/v1/blobs/$sha")
+  [ "$code" = 200 ] || { echo "blobs: a second upload answered $code $(cat "$dir/answer")"; exit 1; }
+  [ "$(conformance_api POST /v1/blobs/missing "$check" | jq -c '[.missing, .present]')" = '[[],1]' ] ||
+    { echo "blobs: the stored blob is still missing"; exit 1; }
+  if [ -n "$object" ]; then
+    "$object" "$sha" "$dir/stored" >"$dir/object.log" 2>&1 || { echo "blobs: no object in the bucket"; cat "$dir/object.log"; exit 1; }
+    cmp -s "$dir/blob" "$dir/stored" || { echo "blobs: the bucket holds other bytes"; exit 1; }
+  fi
+  # Downloads: whole, one range, a range outside the blob, HEAD, an unknown hash.
+  code=$(blob_code "$B/v1/blobs/$sha")
+  if [ "$code" != 200 ] || ! cmp -s "$dir/blob" "$dir/answer"; then
+    echo "blobs: the download answered $code with other bytes"; exit 1
+  fi
+  local headers="$dir/headers"
+  code=$(blob_code -D "$headers" -H 'range: bytes=1000000-2999999' "$B/v1/blobs/$sha")
+  tail -c +1000001 "$dir/blob" | head -c 2000000 >"$dir/slice"
+  if [ "$code" != 206 ] || ! cmp -s "$dir/slice" "$dir/answer" ||
+    ! grep -qi "^content-range: bytes 1000000-2999999/$size" "$headers"; then
+    echo "blobs: the range answered $code, $(grep -i '^content-range' "$headers")"; exit 1
+  fi
+  code=$(blob_code -H "range: bytes=$size-" "$B/v1/blobs/$sha")
+  [ "$code" = 416 ] || { echo "blobs: a range outside the blob answered $code"; exit 1; }
+  code=$(blob_code -I -D "$headers" "$B/v1/blobs/$sha")
+  if [ "$code" != 200 ] || ! grep -qi "^content-length: $size" "$headers"; then
+    echo "blobs: HEAD answered $code, $(grep -i '^content-length' "$headers")"; exit 1
+  fi
+  bad=$(printf 'never uploaded' | sha256sum | cut -d' ' -f1)
+  code=$(blob_code "$B/v1/blobs/$bad")
+  [ "$code" = 404 ] || { echo "blobs: an unknown blob answered $code"; exit 1; }
+  rm -rf "$dir"
+  echo "blobs through $label: refused wrong bytes stored nothing; 24 MiB stored once, downloaded whole and by range"
+}
+
 # Stops the process whose pid the named variable holds, and empties the variable:
 #   stop_pid VAR
 stop_pid() {

@@ -25,6 +25,8 @@
 //! - Lease expiry is lazy (the next claim settles a lapsed lease). After handing out or renewing
 //!   a lease the object sets an alarm at its expiry; the alarm only logs that leases may have
 //!   lapsed (the hook for an eager expiry pass), because correctness never depends on it.
+//! - Blob bytes (`PUT`/`GET`/`HEAD /v1/blobs/{sha256}`) stream between the client and an R2
+//!   bucket in the Worker, never through the farm's object ([`r2`]).
 
 use super::edge::{self, Follow, STREAM_SECONDS};
 use crate::core::nexrender::set_peer;
@@ -40,6 +42,8 @@ use worker::{
     durable_object, event, Context, Date, Delay, DurableObject, Env, Headers, Request, RequestInit,
     Response, Result, State,
 };
+
+mod r2;
 
 /// Durable Object namespace binding (wrangler.toml).
 const DO_BINDING: &str = "EDGEFARM_DO";
@@ -188,7 +192,31 @@ async fn answer(env: &Env, req: Request) -> Result<Response> {
         .durable_object(DO_BINDING)?
         .id_from_name(&farm)?
         .get_stub()?;
-    stub.fetch_with_request(req).await
+    stub.fetch_with_request(without_internal_headers(req)?)
+        .await
+}
+
+/// The request without the headers only the Worker may send to the farm's object
+/// (`edge::INTERNAL_HEADERS`); rebuilt only when a client sent one.
+fn without_internal_headers(req: Request) -> Result<Request> {
+    let internal = |k: &str| edge::INTERNAL_HEADERS.contains(&k.to_ascii_lowercase().as_str());
+    if !req.headers().entries().any(|(k, _)| internal(k.as_str())) {
+        return Ok(req);
+    }
+    let headers = Headers::new();
+    for (k, v) in req
+        .headers()
+        .entries()
+        .filter(|(k, _)| !internal(k.as_str()))
+    {
+        headers.append(&k, &v)?;
+    }
+    let mut init = RequestInit::new();
+    init.with_method(req.method()).with_headers(headers);
+    if let Some(body) = req.inner().body() {
+        init.with_body(Some(body.into()));
+    }
+    Request::new_with_init(req.url()?.as_str(), &init)
 }
 
 fn is_event_stream(req: &Request) -> bool {
@@ -317,6 +345,9 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
     if is_event_stream(&req) {
         return event_stream(env, &req);
     }
+    if r2::is_transfer(&req) {
+        return r2::serve(&env, req).await;
+    }
     answer(&env, req).await
 }
 
@@ -387,10 +418,12 @@ impl DurableObject for EdgefarmFarm {
         if let Some(r) = too_large(&config, &req) {
             return from_http(r);
         }
-        let http_req = match to_http(&mut req).await? {
+        let mut http_req = match to_http(&mut req).await? {
             Ok(r) => r,
             Err(m) => return error(400, "bad_request", &m),
         };
+        // Only the Worker reaches the object, and it strips these headers from what clients send.
+        edge::blob_request_from_worker(&mut http_req);
         let now_ms = Date::now().as_millis();
         let store = DurableObjectStore::new(self.state.storage(), &self.versions, now_ms);
         let ctx = Ctx {
@@ -403,6 +436,7 @@ impl DurableObject for EdgefarmFarm {
         self.note_lease(resp.extensions().get::<Wake>().copied(), now_ms)
             .await;
         edge::job_event_to_header(&mut resp);
+        edge::transfer_to_header(&mut resp);
         from_http(resp)
     }
 

@@ -4,6 +4,7 @@
 
 use bytes::Bytes;
 
+use crate::core::blobs::{Stored, Transfer};
 use crate::core::{handle, Config, Ctx, JobEvent, LongPoll};
 use crate::store::Store;
 
@@ -183,9 +184,178 @@ pub fn job_event_from_header(value: Option<&str>) -> Option<JobEvent> {
     })
 }
 
+/// Whether a request moves blob bytes (`PUT`, `GET`, `HEAD /v1/blobs/{sha256}`): a shell with a
+/// blob backend must not read its body before the core decided (docs/ASSETS.md).
+pub fn is_blob_transfer(method: &http::Method, path: &str) -> bool {
+    let blob = path.starts_with("/v1/blobs/") && path != "/v1/blobs/missing";
+    blob && matches!(
+        *method,
+        http::Method::PUT | http::Method::GET | http::Method::HEAD
+    )
+}
+
+/// Carries the core's [`Transfer`] from a Durable Object's answer to the Worker that streams the
+/// bytes (extensions do not cross the object's boundary). Removed by the Worker.
+pub const TRANSFER_HEADER: &str = "x-edgefarm-transfer";
+/// Carries a [`Stored`] from the Worker to the farm's object. The Worker removes it from every
+/// request it forwards ([`INTERNAL_HEADERS`]), so only the Worker itself can set it: a client
+/// cannot claim a blob is stored without sending its bytes.
+pub const STORED_HEADER: &str = "x-edgefarm-stored";
+/// Carries a blob upload's `Content-Length` to the farm's object, which gets the request
+/// without its body (the Worker streams the body into R2 itself).
+pub const LENGTH_HEADER: &str = "x-edgefarm-blob-length";
+/// Headers only the Worker may send to the farm's object.
+pub const INTERNAL_HEADERS: [&str; 2] = [STORED_HEADER, LENGTH_HEADER];
+
+/// Puts an answer's [`Transfer`] into [`TRANSFER_HEADER`].
+pub fn transfer_to_header(resp: &mut http::Response<Bytes>) {
+    let value = if let Some(Transfer::Receive { sha256, size }) = resp.extensions().get() {
+        format!("receive {sha256} {size}")
+    } else if let Some(Transfer::Send { sha256, size, head }) = resp.extensions().get() {
+        let how = if *head { "head" } else { "get" };
+        format!("send {sha256} {size} {how}")
+    } else {
+        return;
+    };
+    if let Ok(v) = http::HeaderValue::from_str(&value) {
+        resp.headers_mut().insert(TRANSFER_HEADER, v);
+    }
+}
+
+/// Takes [`TRANSFER_HEADER`] off an answer and puts the [`Transfer`] it names back into the
+/// answer's extensions.
+pub fn transfer_from_header(resp: &mut http::Response<Bytes>) {
+    let Some(value) = resp.headers_mut().remove(TRANSFER_HEADER) else {
+        return;
+    };
+    let text = value.to_str().unwrap_or("");
+    let parts: Vec<&str> = text.split(' ').collect();
+    let transfer = match parts.as_slice() {
+        ["receive", sha, size] => size.parse().ok().map(|size| Transfer::Receive {
+            sha256: sha.to_string(),
+            size,
+        }),
+        ["send", sha, size, how] => size.parse().ok().map(|size| Transfer::Send {
+            sha256: sha.to_string(),
+            size,
+            head: *how == "head",
+        }),
+        _ => None,
+    };
+    if let Some(t) = transfer {
+        resp.extensions_mut().insert(t);
+    }
+}
+
+/// Before a bodyless blob request goes to the farm's object: its `Content-Length` and any
+/// [`Stored`] move into the internal headers.
+pub fn blob_request_to_object(req: &mut http::Request<Bytes>) {
+    let stored = req
+        .extensions()
+        .get::<Stored>()
+        .map(|s| format!("{} {}", s.sha256, s.size));
+    let headers = req.headers_mut();
+    if let Some(length) = headers.remove(http::header::CONTENT_LENGTH) {
+        headers.insert(LENGTH_HEADER, length);
+    }
+    if let Some(v) = stored.and_then(|s| http::HeaderValue::from_str(&s).ok()) {
+        headers.insert(STORED_HEADER, v);
+    }
+}
+
+/// In the farm's object (reached only through the Worker, which strips [`INTERNAL_HEADERS`]
+/// from what clients send): the internal headers back into `Content-Length` and a [`Stored`].
+pub fn blob_request_from_worker(req: &mut http::Request<Bytes>) {
+    let headers = req.headers_mut();
+    if let Some(length) = headers.remove(LENGTH_HEADER) {
+        headers.insert(http::header::CONTENT_LENGTH, length);
+    }
+    let Some(stored) = headers.remove(STORED_HEADER) else {
+        return;
+    };
+    let stored = stored.to_str().ok().and_then(|s| {
+        let (sha256, size) = s.split_once(' ')?;
+        Some(Stored {
+            sha256: sha256.to_string(),
+            size: size.parse().ok()?,
+        })
+    });
+    if let Some(s) = stored {
+        req.extensions_mut().insert(s);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn blob_signals_cross_the_object_boundary_unchanged() {
+        let sha = "ab".repeat(32);
+        for t in [
+            Transfer::Receive {
+                sha256: sha.clone(),
+                size: 12,
+            },
+            Transfer::Send {
+                sha256: sha.clone(),
+                size: 1 << 40,
+                head: true,
+            },
+            Transfer::Send {
+                sha256: sha.clone(),
+                size: 0,
+                head: false,
+            },
+        ] {
+            let mut resp = http::Response::new(Bytes::new());
+            resp.extensions_mut().insert(t.clone());
+            transfer_to_header(&mut resp);
+            let (parts, body) = resp.into_parts();
+            let mut back = http::Response::new(body);
+            *back.headers_mut() = parts.headers;
+            transfer_from_header(&mut back);
+            assert_eq!(back.extensions().get::<Transfer>(), Some(&t));
+            assert!(back.headers().get(TRANSFER_HEADER).is_none());
+        }
+        let mut req = http::Request::builder()
+            .method("PUT")
+            .uri(format!("/v1/blobs/{sha}"))
+            .header("content-length", "12")
+            .body(Bytes::new())
+            .expect("request");
+        req.extensions_mut().insert(Stored {
+            sha256: sha.clone(),
+            size: 12,
+        });
+        blob_request_to_object(&mut req);
+        assert!(req.headers().get("content-length").is_none());
+        let (parts, body) = req.into_parts();
+        let mut back = http::Request::new(body);
+        *back.headers_mut() = parts.headers;
+        blob_request_from_worker(&mut back);
+        assert_eq!(back.headers()["content-length"], "12");
+        assert_eq!(
+            back.extensions().get::<Stored>(),
+            Some(&Stored {
+                sha256: sha,
+                size: 12
+            })
+        );
+        assert!(INTERNAL_HEADERS
+            .iter()
+            .all(|h| back.headers().get(*h).is_none()));
+    }
+
+    #[test]
+    fn blob_transfers_are_the_byte_moving_blob_routes() {
+        let sha = format!("/v1/blobs/{}", "0".repeat(64));
+        assert!(is_blob_transfer(&http::Method::PUT, &sha));
+        assert!(is_blob_transfer(&http::Method::HEAD, &sha));
+        assert!(!is_blob_transfer(&http::Method::POST, "/v1/blobs/missing"));
+        assert!(!is_blob_transfer(&http::Method::GET, "/v1/blobs/missing"));
+        assert!(!is_blob_transfer(&http::Method::GET, "/v1/jobs"));
+    }
 
     #[test]
     fn variables_become_settings_and_bad_ones_are_named() {

@@ -405,25 +405,78 @@ async fn outputs_acked_with_a_task_are_listed_for_the_job() {
     assert_eq!(listed["next"], Value::Null);
 }
 
+/// A client that opens a connection per request: a pooled one may be closed by the server (its
+/// idle timeout, or the kill) just as it is reused, which the test would take for a refusal.
+fn unpooled() -> reqwest::Client {
+    reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .expect("client")
+}
+
+/// The status of a download of blob `name`.
+async fn get_status(s: &Serve, name: &str) -> u16 {
+    unpooled()
+        .get(s.url(&format!("/v1/blobs/{name}")))
+        .bearer_auth(SECRET)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("GET of blob {name}: {e:?}\nserver log:\n{}", s.log()))
+        .status()
+        .as_u16()
+}
+
+/// The server is SIGKILLed while a 24 MiB PUT is streaming in: the blob is never served (not
+/// while it streams, not after the restart), "which do you lack?" still lists it, the temp file
+/// is gone after the restart, a blob stored before is intact, and the upload then succeeds.
 #[tokio::test]
 async fn a_server_killed_mid_upload_never_serves_half_a_blob() {
     let mut s = Serve::build().start().await;
     let whole = b"a blob stored before the crash".to_vec();
     assert_eq!(put(&s, &sha(&whole), whole.clone()).await.status(), 201);
-    let half = vec![9u8; 1 << 20];
-    let name = sha(&half);
+    let mut x: u32 = 0x2545_F491;
+    let big: Vec<u8> = (0..24u32 << 20)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x as u8
+        })
+        .collect();
+    let name = sha(&big);
+    let want = json!([{"sha256": name, "size": big.len()}]);
     let mut tcp = std::net::TcpStream::connect(("127.0.0.1", s.port)).expect("connect");
     let head = format!(
         "PUT /v1/blobs/{name} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {SECRET}\r\nContent-Length: {}\r\n\r\n",
-        half.len()
+        big.len()
     );
     tcp.write_all(head.as_bytes()).expect("head");
-    tcp.write_all(&half[..400_000]).expect("part of the body");
-    wait_until("the upload has begun", Duration::from_secs(10), || {
-        let n = blob_files(&s).len();
-        async move { n == 2 }
-    })
+    // Most of the body (the last mebibyte never comes): the temp file grows on disk.
+    tcp.write_all(&big[..big.len() - (1 << 20)])
+        .expect("most of the body");
+    tcp.flush().expect("flush");
+    let temp_bytes = |s: &Serve| -> u64 {
+        blob_files(s)
+            .iter()
+            .filter(|p| p.parent().is_some_and(|d| d.ends_with("tmp")))
+            .filter_map(|p| std::fs::metadata(p).ok())
+            .map(|m| m.len())
+            .sum()
+    };
+    wait_until(
+        "a large part of the upload is on disk",
+        Duration::from_secs(60),
+        || {
+            let n = temp_bytes(&s);
+            async move { n >= 6 << 20 }
+        },
+    )
     .await;
+    assert_eq!(
+        get_status(&s, &name).await,
+        404,
+        "a blob is not served while it streams in"
+    );
     s.kill();
     drop(tcp);
     s.restart().await;
@@ -435,14 +488,23 @@ async fn a_server_killed_mid_upload_never_serves_half_a_blob() {
             .join(format!("data/blobs/{}/{}", &sha(&whole)[..2], sha(&whole)))],
         "after the restart only the whole blob is there; the partial file is gone"
     );
-    let get = s
-        .http()
-        .get(s.url(&format!("/v1/blobs/{name}")))
+    assert_eq!(
+        get_status(&s, &name).await,
+        404,
+        "the half-uploaded blob is not served"
+    );
+    let head = unpooled()
+        .head(s.url(&format!("/v1/blobs/{name}")))
         .bearer_auth(SECRET)
         .send()
         .await
-        .expect("get");
-    assert_eq!(get.status(), 404, "the half-uploaded blob is not served");
+        .expect("head");
+    assert_eq!(head.status(), 404);
+    let still = missing(&s, &want).await;
+    assert_eq!(
+        still["missing"][0]["sha256"], name,
+        "the farm still lacks it: {still}"
+    );
     let kept = s
         .http()
         .get(s.url(&format!("/v1/blobs/{}", sha(&whole))))
@@ -451,4 +513,22 @@ async fn a_server_killed_mid_upload_never_serves_half_a_blob() {
         .await
         .expect("get");
     assert_eq!(kept.bytes().await.expect("body").as_ref(), &whole[..]);
+
+    // The client tries again, whole this time.
+    let again = put(&s, &name, big.clone()).await;
+    assert_eq!(again.status(), 201, "the upload succeeds after the restart");
+    let after = missing(&s, &want).await;
+    assert_eq!(after["missing"], json!([]));
+    let got = s
+        .http()
+        .get(s.url(&format!("/v1/blobs/{name}")))
+        .bearer_auth(SECRET)
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(got.status(), 200);
+    let body = got.bytes().await.expect("body");
+    assert_eq!(body.len(), big.len());
+    assert_eq!(sha(&body), name, "the blob served is the whole upload");
+    assert_eq!(temp_bytes(&s), 0, "no temp file is left");
 }

@@ -42,7 +42,8 @@ impl Api {
 }
 
 /// A render node in miniature: claims from `default`, reports progress, sends a preview of each
-/// "rendered" frame and acks. (The real agent is `edgefarm node`.)
+/// "rendered" frame, uploads each frame as a blob and acks it as the task's outputs
+/// (`frames/f_NNNN.png`). (The real agent is `edgefarm node`.)
 pub async fn node_loop(api: Arc<Api>, stop: Arc<AtomicBool>) {
     let (_, enrol) = api
         .call(
@@ -92,8 +93,33 @@ pub async fn node_loop(api: Arc<Api>, stop: Arc<AtomicBool>) {
             .body(image)
             .send()
             .await;
-        let ack = json!({"lease": lease, "status": "done", "result": {"exit_code": 0}});
+        let mut outputs = Vec::new();
+        for f in from..=to {
+            let png = crate::png::frame(u32::try_from(f).unwrap_or(0), 64, 36);
+            let sha256 = sha256_hex(&png);
+            let size = png.len();
+            let _ = api
+                .http
+                .put(format!("{}/v1/blobs/{sha256}", api.base))
+                .bearer_auth(&token)
+                .body(png)
+                .send()
+                .await;
+            outputs.push(
+                json!({"path": format!("frames/f_{f:04}.png"), "sha256": sha256, "size": size}),
+            );
+        }
+        let ack = json!({"lease": lease, "status": "done", "result": {"exit_code": 0}, "outputs": outputs});
         api.call("POST", &format!("/v1/tasks/{id}/ack"), &token, Some(ack))
             .await;
     }
+}
+
+/// SHA-256 of `bytes`, lowercase hex: a blob's name.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }

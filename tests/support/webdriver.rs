@@ -183,6 +183,16 @@ impl Browser {
         std::fs::write(path, png).map_err(|e| format!("{}: {e}", path.display()))
     }
 
+    /// Sends a Chrome DevTools Protocol command through chromedriver (`goog/cdp/execute`).
+    pub async fn cdp(&self, command: &str, params: Value) -> Res<Value> {
+        self.cmd(
+            "POST",
+            "/goog/cdp/execute",
+            json!({"cmd": command, "params": params}),
+        )
+        .await
+    }
+
     /// Ends the session (closes the browser).
     pub async fn quit(&self) {
         let _ = self.cmd("DELETE", "", Value::Null).await;

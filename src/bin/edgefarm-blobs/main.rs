@@ -6,8 +6,9 @@
 //! hashing), then times with `curl` the upload and download of the file through each, and with
 //! the node's own transfer code (`node::transfer`, run as a child process) through `serve`.
 //! It reports throughput, the ratio to the static server, the peak RSS (`VmHWM`) of `serve`
-//! and of the node-side transfer process, and the time of one "which do you lack?" round for
-//! 10,000 hashes.
+//! and of the node-side transfer process, the time and peak RSS (`ru_maxrss` from `wait4`) of a
+//! real `edgefarm fetch` of the blob as a job's output, and the time of one "which do you
+//! lack?" round for 10,000 hashes.
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
@@ -210,6 +211,8 @@ fn run(edgefarm: &Path, size_mib: u64, dir: Option<PathBuf>) -> anyhow::Result<(
         "up",
         &[&file2.to_string_lossy(), &sha2, &size.to_string()],
     )?;
+    // The CLI: the second blob acked as a job's output, then `edgefarm fetch` of the job.
+    let (cli_fetch, cli_kib) = cli_fetch(edgefarm, &url, &dir, &sha2, size)?;
     let serve_kib = vm_hwm_kib(serve.0.id());
 
     // One "which do you lack?" round for 10,000 hashes (one of them present).
@@ -265,10 +268,16 @@ fn run(edgefarm: &Path, size_mib: u64, dir: Option<PathBuf>) -> anyhow::Result<(
         static_down / node_down
     );
     println!(
-        "peak RSS: serve {:.1} MiB, node download {:.1} MiB, node upload {:.1} MiB",
+        "| CLI `edgefarm fetch` (verified, to disk) | | {:.0} MiB/s | {:.2} |",
+        rate(cli_fetch),
+        static_down / cli_fetch
+    );
+    println!(
+        "peak RSS: serve {:.1} MiB, node download {:.1} MiB, node upload {:.1} MiB, CLI fetch {:.1} MiB",
         serve_kib as f64 / 1024.0,
         node_down_kib as f64 / 1024.0,
-        node_up_kib as f64 / 1024.0
+        node_up_kib as f64 / 1024.0,
+        cli_kib as f64 / 1024.0
     );
     println!(
         "10,000-hash check, one request: {}",
@@ -282,6 +291,93 @@ fn run(edgefarm: &Path, size_mib: u64, dir: Option<PathBuf>) -> anyhow::Result<(
         let _ = std::fs::remove_dir_all(&dir);
     }
     Ok(())
+}
+
+/// One JSON request with the farm secret, through curl.
+fn api(method: &str, url: &str, body: &serde_json::Value) -> anyhow::Result<serde_json::Value> {
+    let out = Command::new("curl")
+        .args(["-sS", "--fail-with-body", "-X", method])
+        .args(["-H", &format!("Authorization: Bearer {SECRET}")])
+        .args(["-H", "Content-Type: application/json", "--data-binary"])
+        .arg(serde_json::to_string(body)?)
+        .arg(url)
+        .output()?;
+    if !out.status.success() {
+        bail!(
+            "{method} {url}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(serde_json::from_slice(&out.stdout)?)
+}
+
+/// Makes the blob `sha` the output of a one-task job (submit, claim, ack), then times a real
+/// `edgefarm fetch` of that job; its time and peak RSS (KiB, `ru_maxrss` of the reaped child).
+fn cli_fetch(
+    edgefarm: &Path,
+    url: &str,
+    dir: &Path,
+    sha: &str,
+    size: u64,
+) -> anyhow::Result<(f64, u64)> {
+    let job = api(
+        "POST",
+        &format!("{url}/v1/jobs"),
+        &serde_json::json!({"type": "command", "queue": "bench", "frames": "1",
+            "params": {"program": "bench", "args": []}}),
+    )?;
+    let id = job["id"].as_str().context("job id")?.to_string();
+    let claim = api(
+        "POST",
+        &format!("{url}/v1/queue/bench"),
+        &serde_json::json!({"node": "bench", "max": 1, "tasks": []}),
+    )?;
+    let task = &claim["tasks"][0];
+    let task_id = task["_id"].as_str().context("claimed task")?;
+    api(
+        "POST",
+        &format!("{url}/v1/tasks/{task_id}/ack"),
+        &serde_json::json!({"lease": task["lease"], "status": "done", "result": {},
+            "outputs": [{"path": "out/blob.bin", "sha256": sha, "size": size}]}),
+    )?;
+    let to = dir.join("fetched");
+    let started = Instant::now();
+    let child = Command::new(edgefarm)
+        .args(["fetch", &id, "--to"])
+        .arg(&to)
+        .env("EDGEFARM_URL", url)
+        .env("EDGEFARM_SECRET", SECRET)
+        .stdout(Stdio::null())
+        .spawn()
+        .context("start edgefarm fetch")?;
+    let (ok, kib) = wait_rusage(child)?;
+    let secs = started.elapsed().as_secs_f64();
+    if !ok {
+        bail!("edgefarm fetch failed");
+    }
+    let (got, _) = edgefarm::node::transfer::hash_file(&to.join("out/blob.bin"))?;
+    if got != sha {
+        bail!("edgefarm fetch wrote other bytes");
+    }
+    let _ = std::fs::remove_dir_all(&to);
+    Ok((secs, kib))
+}
+
+/// Reaps `child`: whether it succeeded and its peak RSS in KiB (`ru_maxrss` from `wait4`).
+fn wait_rusage(child: Child) -> anyhow::Result<(bool, u64)> {
+    let pid = i32::try_from(child.id())?;
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is a valid value to be overwritten by wait4.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: wait4 on the pid of our own child, not reaped by anyone else (`child` is dropped
+    // without a wait); the pointers are to live locals.
+    let got = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    if got != pid {
+        bail!("wait4: {}", std::io::Error::last_os_error());
+    }
+    let ok = libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0;
+    Ok((ok, u64::try_from(usage.ru_maxrss).unwrap_or(0)))
 }
 
 /// Runs this binary's `transfer` subcommand; its time and peak RSS (KiB).

@@ -10,15 +10,13 @@ use axum::body::Body;
 use axum::response::Response as AxumResponse;
 use bytes::Bytes;
 use futures_util::StreamExt;
-use http::{header, HeaderValue, Method, Request, StatusCode};
+use http::{header, HeaderValue, Request, StatusCode};
 use std::sync::Arc;
 use std::time::Duration;
 
 /// Whether the request moves blob bytes (and so must not be read whole before the core).
 pub fn is_transfer(parts: &http::request::Parts) -> bool {
-    let p = parts.uri.path();
-    let blob = p.starts_with("/v1/blobs/") && p != "/v1/blobs/missing";
-    blob && matches!(parts.method, Method::PUT | Method::GET | Method::HEAD)
+    crate::runtime::edge::is_blob_transfer(&parts.method, parts.uri.path())
 }
 
 fn bare(parts: &http::request::Parts) -> Request<Bytes> {
