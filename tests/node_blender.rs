@@ -191,6 +191,23 @@ async fn sigterm_drains_finishes_and_acks_then_exits_zero() {
     let id = node.id().await;
     let job = farm.submit("1-6", 3).await;
     let task = farm.leased_by(&job, &id).await;
+    // The server grants the lease in the answer to the node's poll; the node has the task only
+    // once it read that answer. A drain aborts a poll still in flight (a lease granted in that
+    // instant lapses and goes to another node), so wait for the node to have started Blender.
+    let tid = task["id"].as_str().unwrap_or_default().to_string();
+    node_support::wait_until(
+        "the node starts Blender for its task",
+        Duration::from_secs(60),
+        || {
+            let log = node.log();
+            let tid = tid.clone();
+            async move {
+                log.lines()
+                    .any(|l| l.contains("starting") && l.contains(&tid))
+            }
+        },
+    )
+    .await;
     node.signal(libc::SIGTERM);
     assert_eq!(
         node.wait_exit(Duration::from_secs(120)).await,
@@ -198,11 +215,12 @@ async fn sigterm_drains_finishes_and_acks_then_exits_zero() {
         "drain should exit 0; log:\n{}",
         node.log()
     );
-    let tid = task["id"].as_str().unwrap_or_default();
     let t = farm.server.get(&format!("/v1/tasks/{tid}")).await;
     assert_eq!(
-        t["state"], "completed",
-        "the running task should have been finished and acked: {t:#}"
+        t["state"],
+        "completed",
+        "the running task should have been finished and acked: {t:#}\nnode log:\n{}",
+        node.log()
     );
     let tasks = farm.server.tasks(&job).await;
     assert!(
