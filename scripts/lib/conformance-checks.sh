@@ -165,7 +165,8 @@ blobs_flow() {
   fi
   local headers="$dir/headers"
   code=$(blob_code -D "$headers" -H 'range: bytes=1000000-2999999' "$B/v1/blobs/$sha")
-  tail -c +1000001 "$dir/blob" | head -c 2000000 >"$dir/slice"
+  # Bytes 1,000,000 to 2,999,999 without a pipe: `tail | head` dies of SIGPIPE under pipefail.
+  dd if="$dir/blob" of="$dir/slice" bs=1000000 skip=1 count=2 status=none
   if [ "$code" != 206 ] || ! cmp -s "$dir/slice" "$dir/answer" ||
     ! grep -qi "^content-range: bytes 1000000-2999999/$size" "$headers"; then
     echo "blobs: the range answered $code, $(grep -i '^content-range' "$headers")"; exit 1
