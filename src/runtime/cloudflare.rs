@@ -101,7 +101,9 @@ fn error(status: u16, code: &str, message: &str) -> Result<Response> {
         .with_headers(headers))
 }
 
-async fn to_http(req: &mut Request) -> Result<std::result::Result<http::Request<Bytes>, String>> {
+/// The method, path with query, and the headers `keep` accepts, of a Workers request, as the
+/// start of the `http::Request` the core takes (`to_http` adds the body, `r2` none).
+fn head_of(req: &Request, keep: impl Fn(&str) -> bool) -> Result<http::request::Builder> {
     let url = req.url()?;
     let uri = match url.query() {
         Some(q) => format!("{}?{q}", url.path()),
@@ -111,8 +113,15 @@ async fn to_http(req: &mut Request) -> Result<std::result::Result<http::Request<
         .method(req.method().as_ref())
         .uri(uri);
     for (k, v) in req.headers().entries() {
-        b = b.header(k, v);
+        if keep(&k) {
+            b = b.header(k, v);
+        }
     }
+    Ok(b)
+}
+
+async fn to_http(req: &mut Request) -> Result<std::result::Result<http::Request<Bytes>, String>> {
+    let b = head_of(req, |_| true)?;
     let body = req.bytes().await.unwrap_or_default();
     let mut out = match b.body(Bytes::from(body)) {
         Ok(r) => r,

@@ -24,7 +24,9 @@
 //! multipart with a client that uploads parts, or presigned URLs to R2's S3 API; neither is
 //! here yet.
 
-use super::{config, error, from_http, kv_mode, kv_versions, WebIds, DO_BINDING, KV_BINDING};
+use super::{
+    config, error, from_http, head_of, kv_mode, kv_versions, WebIds, DO_BINDING, KV_BINDING,
+};
 use crate::blob::ByteRange;
 use crate::core::blobs::{Stored, Transfer};
 use crate::core::Ctx;
@@ -50,19 +52,9 @@ pub fn is_transfer(req: &Request) -> bool {
 
 /// The request without its body, as the core sees it.
 fn bare(req: &Request) -> Result<std::result::Result<http::Request<Bytes>, String>> {
-    let url = req.url()?;
-    let uri = match url.query() {
-        Some(q) => format!("{}?{q}", url.path()),
-        None => url.path().to_string(),
-    };
-    let mut b = http::Request::builder()
-        .method(req.method().as_ref())
-        .uri(uri);
-    for (k, v) in req.headers().entries() {
-        if !edge::INTERNAL_HEADERS.contains(&k.to_ascii_lowercase().as_str()) {
-            b = b.header(k, v);
-        }
-    }
+    let b = head_of(req, |k| {
+        !edge::INTERNAL_HEADERS.contains(&k.to_ascii_lowercase().as_str())
+    })?;
     Ok(b.body(Bytes::new()).map_err(|e| e.to_string()))
 }
 
