@@ -99,9 +99,27 @@ impl Windows {
         compile("x86_64-w64-mingw32-gcc", &frames_exe);
         let frames_linux = dir.join("frames");
         compile("cc", &frames_linux);
-        // Kept between runs: making a prefix takes Wine ~20 s.
+        // Kept between runs: making a prefix takes Wine ~20 s. Made (or updated) here by one
+        // `wineboot` before any other Wine process starts: two Wine processes starting at once
+        // on a missing prefix race to create it and its server folder ("wine: chdir to
+        // /tmp/.wine-0/server-...").
         let prefix = cache_dir().join("wine-prefix");
         std::fs::create_dir_all(prefix.parent().expect("parent")).expect("cache dir");
+        let boot = Command::new(WINE)
+            .arg("wineboot")
+            .env("WINEPREFIX", &prefix)
+            .env("WINEDEBUG", "-all")
+            .env_remove("DISPLAY")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("run wineboot");
+        assert!(
+            boot.success(),
+            "wineboot could not make {}: {boot}",
+            prefix.display()
+        );
         Windows {
             exe,
             prefix,

@@ -6,12 +6,16 @@ use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
 use std::time::{Duration, SystemTime};
 
-use windows_sys::Win32::Foundation::{CloseHandle, HANDLE};
+use windows_sys::Win32::Foundation::{CloseHandle, HANDLE, INVALID_HANDLE_VALUE};
+use windows_sys::Win32::System::Diagnostics::ToolHelp::{
+    CreateToolhelp32Snapshot, Thread32First, Thread32Next, TH32CS_SNAPTHREAD, THREADENTRY32,
+};
 use windows_sys::Win32::System::JobObjects::{
     AssignProcessToJobObject, CreateJobObjectW, JobObjectExtendedLimitInformation,
     SetInformationJobObject, TerminateJobObject, JOBOBJECT_EXTENDED_LIMIT_INFORMATION,
     JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE,
 };
+use windows_sys::Win32::System::Threading::{OpenThread, ResumeThread, THREAD_SUSPEND_RESUME};
 
 /// `SystemRoot` and `windir` are needed by most Windows programs (Winsock, COM) to start at all.
 pub(super) const ENV_KEPT: &[&str] = &[
@@ -33,6 +37,7 @@ pub(super) const ENV_KEPT: &[&str] = &[
     "TZ",
 ];
 
+const CREATE_SUSPENDED: u32 = 0x0000_0004;
 const CREATE_NEW_PROCESS_GROUP: u32 = 0x0000_0200;
 const CREATE_NO_WINDOW: u32 = 0x0800_0000;
 const ERROR_SHARING_VIOLATION: i32 = 32;
@@ -40,9 +45,10 @@ const ERROR_SHARING_VIOLATION: i32 = 32;
 const CONFIG_CHECK: Duration = Duration::from_secs(2);
 
 /// Prepares `cmd`: a console process group of its own (a Ctrl-C meant for the node does not
-/// reach the program; the node decides) and no console window.
+/// reach the program; the node decides), no console window, and started suspended: the
+/// program runs no instruction before [`Group::attach`] has put it in its job.
 pub fn prepare(cmd: &mut tokio::process::Command) {
-    cmd.creation_flags(CREATE_NEW_PROCESS_GROUP | CREATE_NO_WINDOW);
+    cmd.creation_flags(CREATE_NEW_PROCESS_GROUP | CREATE_NO_WINDOW | CREATE_SUSPENDED);
 }
 
 /// Starts `cmd` (a helper process of the CLI, such as `demo`'s server and node) in a console
@@ -69,9 +75,11 @@ pub fn ask_to_stop(child: &std::process::Child) {
 /// starts joins the job, and only this node holds the job's handle, so the tree dies when the
 /// handle closes: on [`Group::kill`], on drop, and when the node process ends in any way.
 ///
-/// The program is assigned right after it starts: a child it starts in that instant, before
-/// the assignment, is outside the job (Blender and ordinary programs do not start children
-/// that early).
+/// The program is created suspended ([`prepare`]), assigned to its job, and only then resumed,
+/// so nothing it starts can escape the job. A node killed in the instant between creating the
+/// program and assigning it leaves a suspended process that never ran a line (it holds no
+/// file of the task and renders nothing); Windows has no way to create a process directly in a
+/// job with the standard library's spawn.
 #[derive(Debug)]
 pub struct Group {
     job: Option<Job>,
@@ -96,8 +104,12 @@ impl Drop for Job {
 }
 
 impl Group {
-    /// Puts `child` (and so everything it starts from now on) in a new kill-on-close job.
+    /// Puts `child`, started suspended by [`prepare`], in a new kill-on-close job, then lets
+    /// it run. On an error the child is still suspended: the caller kills it.
     pub fn attach(child: &tokio::process::Child) -> std::io::Result<Group> {
+        let pid = child.id().ok_or_else(|| {
+            std::io::Error::other("the program exited before it could join its job")
+        })?;
         let process = child.raw_handle().ok_or_else(|| {
             std::io::Error::other("the program exited before it could join its job")
         })?;
@@ -124,6 +136,7 @@ impl Group {
             if AssignProcessToJobObject(job.0, process as HANDLE) == 0 {
                 return Err(std::io::Error::last_os_error());
             }
+            resume_threads(pid)?;
             Ok(Group { job: Some(job) })
         }
     }
@@ -135,6 +148,48 @@ impl Group {
             unsafe {
                 TerminateJobObject(job.0, KILLED_EXIT_CODE as u32);
             }
+        }
+    }
+}
+
+/// Resumes every thread of process `pid` (a process created suspended has one, its main thread;
+/// the standard library keeps no handle to it, so it is found by a thread snapshot).
+fn resume_threads(pid: u32) -> std::io::Result<()> {
+    // SAFETY: plain Win32 calls; the snapshot and thread handles are created here and closed
+    // on every path; THREADENTRY32 is plain data with its size field set as the API requires.
+    unsafe {
+        let snapshot = CreateToolhelp32Snapshot(TH32CS_SNAPTHREAD, 0);
+        if snapshot == INVALID_HANDLE_VALUE {
+            return Err(std::io::Error::last_os_error());
+        }
+        let mut entry: THREADENTRY32 = std::mem::zeroed();
+        entry.dwSize = std::mem::size_of::<THREADENTRY32>() as u32;
+        let mut resumed = 0;
+        let mut failure = None;
+        let mut more = Thread32First(snapshot, &mut entry) != 0;
+        while more {
+            if entry.th32OwnerProcessID == pid {
+                let thread = OpenThread(THREAD_SUSPEND_RESUME, 0, entry.th32ThreadID);
+                if thread.is_null() {
+                    failure = Some(std::io::Error::last_os_error());
+                } else {
+                    if ResumeThread(thread) == u32::MAX {
+                        failure = Some(std::io::Error::last_os_error());
+                    } else {
+                        resumed += 1;
+                    }
+                    CloseHandle(thread);
+                }
+            }
+            more = Thread32Next(snapshot, &mut entry) != 0;
+        }
+        CloseHandle(snapshot);
+        match (resumed, failure) {
+            (0, Some(e)) => Err(e),
+            (0, None) => Err(std::io::Error::other(format!(
+                "process {pid} has no thread to resume"
+            ))),
+            _ => Ok(()),
         }
     }
 }
