@@ -13,7 +13,8 @@
 //! | `ReadInputs` (job inputs, blobs, queue settings) | yes | yes | yes | yes | yes | – |
 //! | `Submit` (a job) | – | own limits | yes | yes | – | – |
 //! | `Upload` (blobs) | – | yes | yes | yes | yes | – |
-//! | `Steer` (cancel, pause, resume, requeue, patch, delete a job) | – | own jobs | yes | yes | – | – |
+//! | `Steer` (cancel, pause, resume, requeue, patch a job) | – | own jobs | yes | yes | – | – |
+//! | `Delete` (a job and its history) | – | – | yes | yes | – | – |
 //! | `Nodes` (drain, resume, remove a node) | – | – | yes | yes | – | – |
 //! | `Enrol` (a node) | – | – | yes | yes | – | uses |
 //! | `Work` (poll, heartbeat, ack, release, preview upload, leave) | – | – | – | yes | own | – |
@@ -41,8 +42,10 @@ pub enum Permission {
     Submit,
     /// Upload blobs.
     Upload,
-    /// Change a job: cancel, pause, resume, requeue, patch, delete.
+    /// Change a job: cancel, pause, resume, requeue, patch.
     Steer,
+    /// Delete a job and its history.
+    Delete,
     /// Drain, resume or remove a node.
     Nodes,
     /// Enrol a node.
@@ -101,7 +104,8 @@ pub fn permission_of(method: &Method, parts: &[&str]) -> Option<Permission> {
         ["jobs"] if m(&Method::POST) => P::Submit,
         ["jobs"] if m(&Method::GET) => P::Read,
         ["jobs", _] if m(&Method::GET) => P::Read,
-        ["jobs", _] if m(&Method::PATCH) || m(&Method::DELETE) => P::Steer,
+        ["jobs", _] if m(&Method::PATCH) => P::Steer,
+        ["jobs", _] if m(&Method::DELETE) => P::Delete,
         ["jobs", _, "tasks" | "preview" | "outputs"] if m(&Method::GET) => P::Read,
         ["jobs", _, "inputs"] if m(&Method::GET) => P::ReadInputs,
         ["jobs", _, _] if m(&Method::POST) => P::Steer,
@@ -131,6 +135,7 @@ fn refused(role: Role, perm: Permission) -> Error {
         Permission::Submit => "submit jobs",
         Permission::Upload => "upload blobs",
         Permission::Steer => "change jobs",
+        Permission::Delete => "delete jobs",
         Permission::Nodes => "drain, resume or remove nodes",
         Permission::Enrol => "enrol nodes",
         Permission::Work => "poll or report tasks (node tokens do)",
@@ -245,7 +250,8 @@ mod tests {
     fn each_role_holds_at_least_what_the_role_below_it_holds() {
         use Permission::*;
         let all = [
-            Read, ReadTask, ReadInputs, Submit, Upload, Steer, Nodes, Enrol, Work, Tokens, WhoAmI,
+            Read, ReadTask, ReadInputs, Submit, Upload, Steer, Delete, Nodes, Enrol, Work, Tokens,
+            WhoAmI,
         ];
         let rank = |g: Grant| match g {
             Grant::No => 0,

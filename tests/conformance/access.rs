@@ -77,7 +77,17 @@ async fn a_submitter_steers_only_its_own_jobs(f: &Farm) {
     .await;
     let t = bytes(json!({"name": "x", "role": "admin"}));
     rejected(f, "POST", "/v1/tokens", &t, Some(&bob), 403, None).await;
-    // Anna may.
+    // Anna may steer hers, but not delete it (deleting a job is an operator's).
+    rejected(
+        f,
+        "DELETE",
+        &format!("/v1/jobs/{jid}"),
+        &[],
+        Some(&anna),
+        403,
+        None,
+    )
+    .await;
     let r = f
         .call_as(&anna, "POST", &format!("/v1/jobs/{jid}/cancel"), None)
         .await;
