@@ -112,6 +112,10 @@ async fn tokens_are_created_listed_used_and_revoked_from_the_cli() {
         out.contains("anna") && out.contains("submitter") && out.contains("shots"),
         "{out}"
     );
+    assert!(
+        out.contains("in 89 d") || out.contains("in 90 d"),
+        "anna's expiry: {out}"
+    );
     let anna_secret = anna.rsplit('_').next().unwrap_or_default();
     assert!(!out.contains(anna_secret), "no secret in the list: {out}");
 

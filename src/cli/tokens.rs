@@ -106,7 +106,7 @@ pub async fn run(args: TokensArgs) -> anyhow::Result<ExitCode> {
                     "ID", "ROLE", "NAME", "EXPIRES"
                 );
                 for t in &list.tokens {
-                    let expires = t.expires_ms.map_or("never".to_string(), |e| e.to_string());
+                    let expires = t.expires_ms.map_or("never".to_string(), expiry);
                     println!(
                         "{:<16}  {:<10}  {:<24}  {:<16}  {}",
                         t.id,
@@ -144,4 +144,19 @@ fn limits(queues: &[String], max_priority: Option<i64>, uses: Option<u32>) -> St
         out.push_str(&format!(", {u} uses left"));
     }
     out
+}
+
+/// "in 89 d", "in 3 h", "expired".
+fn expiry(at_ms: u64) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let s = at_ms.saturating_sub(now) / 1000;
+    match s {
+        0 => "expired".to_string(),
+        1..120 => format!("in {s} s"),
+        120..7200 => format!("in {} min", s / 60),
+        7200..172_800 => format!("in {} h", s / 3600),
+        _ => format!("in {} d", s / 86_400),
+    }
 }
