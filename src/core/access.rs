@@ -277,6 +277,46 @@ mod tests {
         }
     }
 
+    /// Every route the OpenAPI description documents (the conformance tour checks that real
+    /// answers are documented) has a permission: a route added without one would be open to
+    /// every credential.
+    #[test]
+    fn every_documented_route_has_a_permission() {
+        let doc: serde_json::Value =
+            serde_json::from_str(crate::core::dashboard::OPENAPI).unwrap_or_default();
+        let paths = doc["paths"].as_object().cloned().unwrap_or_default();
+        let mut checked = 0;
+        for (path, ops) in &paths {
+            if matches!(path.as_str(), "/v1/health" | "/v1/openapi.json") {
+                continue;
+            }
+            let parts: Vec<&str> = path
+                .trim_start_matches("/v1/")
+                .split('/')
+                .map(|p| match p {
+                    "{action}" => "cancel",
+                    p if p.starts_with('{') => "x",
+                    p => p,
+                })
+                .collect();
+            for method in ops
+                .as_object()
+                .map(|o| o.keys().cloned().collect::<Vec<_>>())
+                .unwrap_or_default()
+            {
+                if !["get", "head", "post", "put", "patch", "delete"].contains(&method.as_str()) {
+                    continue;
+                }
+                let Ok(m) = Method::from_bytes(method.to_uppercase().as_bytes()) else {
+                    continue;
+                };
+                assert!(permission_of(&m, &parts).is_some(), "{m} {path}");
+                checked += 1;
+            }
+        }
+        assert!(checked > 30, "{checked} routes");
+    }
+
     #[test]
     fn every_route_of_the_router_has_a_permission() {
         let routes: [(&Method, &[&str]); 6] = [
