@@ -500,3 +500,148 @@ async fn bulk(b: &Browser, api: &Api, base: &str) -> Result<String, String> {
         page.len()
     ))
 }
+
+/// Personal tokens in the page (issue 21): a viewer finds every job and node action disabled;
+/// a submitter may cancel its own job, listed first, and not another submitter's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_offers_each_role_only_its_own_actions() {
+    if !std::path::Path::new(CHROMIUM).exists() || !std::path::Path::new(DRIVER).exists() {
+        if std::env::var("EDGEFARM_SKIP_BROWSER").is_ok() {
+            eprintln!("EDGEFARM_SKIP_BROWSER set and no chromium: the browser test did not run");
+            return;
+        }
+        panic!("the dashboard test needs Chromium: apt-get install chromium chromium-driver (scripts/test does)");
+    }
+    let driver_port = free_port();
+    let server = Serve::build()
+        .memory()
+        .secret(SECRET)
+        .poll_ms(200)
+        .env("EDGEFARM_LOG", "warn")
+        .start()
+        .await;
+    let _driver = Reaped(
+        Command::new(DRIVER)
+            .arg(format!("--port={driver_port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver starts"),
+    );
+    let driver = format!("http://127.0.0.1:{driver_port}");
+    wait_http(&format!("{driver}/status")).await;
+    let api = Api {
+        http: reqwest::Client::new(),
+        base: server.base.clone(),
+    };
+    let profile = tempfile::tempdir().expect("profile dir");
+    let b = Browser::start(&driver, CHROMIUM, profile.path())
+        .await
+        .expect("a browser session");
+    let result = roles_tour(&b, &api, &server.base).await;
+    if result.is_err() {
+        let _ = b
+            .screenshot(&output_dir().join("dashboard-roles-failure.png"))
+            .await;
+    }
+    b.quit().await;
+    if let Err(e) = result {
+        panic!("{e}");
+    }
+}
+
+async fn roles_tour(b: &Browser, api: &Api, base: &str) -> Result<(), String> {
+    let wait = Duration::from_secs(30);
+    let token = |name: &'static str, role: &'static str| async move {
+        let (s, t) = api
+            .call(
+                "POST",
+                "/v1/tokens",
+                SECRET,
+                Some(json!({"name": name, "role": role})),
+            )
+            .await;
+        assert_eq!(s, 201, "{t}");
+        t["token"].as_str().unwrap_or_default().to_string()
+    };
+    let viewer = token("wall", "viewer").await;
+    let anna = token("anna", "submitter").await;
+    let bob = token("bob", "submitter").await;
+    let spec = |name: &str| json!({"name": name, "type": "command", "queue": "held", "params": {"program": "touchframe"}});
+    let submit = |t: String, name: &'static str| async move {
+        let (s, j) = api.call("POST", "/v1/jobs", &t, Some(spec(name))).await;
+        assert_eq!(s, 202, "{j}");
+        j["id"].as_str().unwrap_or_default().to_string()
+    };
+    let mine = submit(anna.clone(), "anna's shot").await;
+    let theirs = submit(bob.clone(), "bob's shot").await;
+    let (s, _) = api
+        .call("POST", "/v1/nodes", SECRET, Some(json!({"name": "rack"})))
+        .await;
+    assert_eq!(s, 201);
+
+    let login = |t: String, who: &'static str| async move {
+        b.goto(base).await?;
+        b.exec("localStorage.clear(); return true", json!([]))
+            .await?;
+        b.goto(base).await?;
+        b.type_into("#secret", &t).await?;
+        b.click("#connect").await?;
+        b.wait_for(
+            &format!("the page to know it is {who}"),
+            &format!("return document.querySelector('#whoami').textContent.includes('{who}')"),
+            wait,
+        )
+        .await
+    };
+    login(viewer, "viewer").await?;
+    let both = format!("return !!document.querySelector('{}') && !!document.querySelector('{}') && !!document.querySelector('#nodes button')", row(&mine), row(&theirs));
+    b.wait_for("both jobs and the node", &both, wait).await?;
+    let enabled = b
+        .exec(
+            "return [...document.querySelectorAll('tr.job button, tr.job input, #nodes button')].filter(x => !x.disabled).map(x => x.outerHTML)",
+            json!([]),
+        )
+        .await?;
+    if enabled.as_array().is_none_or(|a| !a.is_empty()) {
+        return Err(format!("a viewer should find no action enabled: {enabled}"));
+    }
+
+    login(anna, "anna").await?;
+    b.wait_for("both jobs", &both, wait).await?;
+    let state = b
+        .exec(
+            "const q = (s) => document.querySelector(s); \
+             return [q(arguments[0]).disabled, q(arguments[1]).disabled, q('#nodes button').disabled, \
+                     document.querySelector('tr.job').dataset.job]",
+            json!([
+                format!("{} button[data-act=\"cancel\"]", row(&mine)),
+                format!("{} button[data-act=\"cancel\"]", row(&theirs))
+            ]),
+        )
+        .await?;
+    if state != json!([false, true, true, mine]) {
+        return Err(format!(
+            "anna's cancel enabled on her job only, drain disabled, her job first: {state}"
+        ));
+    }
+    let cancel = format!("{} button[data-act=\"cancel\"]", row(&mine));
+    b.click(&cancel).await?;
+    b.click(&cancel).await?;
+    b.wait_for(
+        "her job to show canceled",
+        &format!(
+            "const r = document.querySelector('{} .state'); return !!r && r.textContent === 'canceled'",
+            row(&mine)
+        ),
+        wait,
+    )
+    .await?;
+    let (_, other) = api
+        .call("GET", &format!("/v1/jobs/{theirs}"), SECRET, None)
+        .await;
+    if other["state"] != "queued" {
+        return Err(format!("bob's job is untouched: {other}"));
+    }
+    Ok(())
+}

@@ -19,6 +19,18 @@ fn node(
     home: &Path,
     state_dir: Option<&Path>,
 ) -> (Child, PathBuf) {
+    node_with(server, SECRET, name, cwd, home, state_dir)
+}
+
+/// [`node`] enrolling with `credential` (the farm secret or a node-join token).
+fn node_with(
+    server: &Server,
+    credential: &str,
+    name: &str,
+    cwd: &Path,
+    home: &Path,
+    state_dir: Option<&Path>,
+) -> (Child, PathBuf) {
     let out = cwd.join("out");
     std::fs::create_dir_all(&out).expect("out dir");
     let log = cwd.join(format!("{name}.log"));
@@ -28,7 +40,7 @@ fn node(
         "--url",
         &server.url,
         "--secret",
-        SECRET,
+        credential,
         "--name",
         name,
     ])
@@ -184,4 +196,43 @@ async fn a_new_name_renames_the_node() {
         "the saved identity is the renamed node's"
     );
     stop(&mut child);
+}
+
+/// A node-join token (issue 21) given as the node's `--secret` enrols one render machine; a
+/// second machine with the same single-use token is refused and exits naming the refusal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_single_use_join_token_enrols_one_node() {
+    let server = Server::start().await;
+    let c = server.client();
+    let created: Value = c
+        .post_json(
+            "/v1/tokens",
+            &serde_json::json!({"name": "rack", "role": "node-join", "uses": 1}),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("create a join token: {}", e.report()));
+    let join = created["token"].as_str().unwrap_or_default().to_string();
+    let mut children = Vec::new();
+    for name in ["first", "second"] {
+        let cwd = server.dir.path().join(name);
+        std::fs::create_dir_all(&cwd).expect("cwd");
+        let state = cwd.join("state");
+        children.push(node_with(&server, &join, name, &cwd, &cwd, Some(&state)));
+        if name == "first" {
+            let state = state.join("node.json");
+            wait_until("the first node enrols", Duration::from_secs(30), || async {
+                state.is_file()
+            })
+            .await;
+        }
+    }
+    let (second, second_log) = &mut children[1];
+    let code = exit_code(second, Duration::from_secs(30), second_log).await;
+    let log = std::fs::read_to_string(&*second_log).unwrap_or_default();
+    assert_ne!(code, Some(0), "the second node cannot enrol; log:\n{log}");
+    assert!(log.contains("no enrolment left"), "{log}");
+    assert_eq!(node_names(&server).await, ["first"]);
+    for (child, _) in &mut children {
+        stop(child);
+    }
 }

@@ -73,21 +73,29 @@ pub async fn list(args: ListArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     println!(
-        "{:<38} {:<9} {:<10} {:>4} {:>12}  NAME",
-        "ID", "TYPE", "STATE", "PRIO", "PROGRESS"
+        "{:<38} {:<9} {:<10} {:>4} {:>12}  {:<16}  NAME",
+        "ID", "TYPE", "STATE", "PRIO", "PROGRESS", "BY"
     );
     for job in &page.jobs {
         println!(
-            "{:<38} {:<9} {:<10} {:>4} {:>12}  {}",
+            "{:<38} {:<9} {:<10} {:>4} {:>12}  {:<16}  {}",
             job.spec.id,
             job.spec.kind.as_str(),
             state_of(job),
             job.spec.priority,
             progress_of(job),
+            by_of(job),
             job.spec.name
         );
     }
     Ok(())
+}
+
+/// Who submitted a job: its personal token's name, or `farm secret`.
+fn by_of(job: &Job) -> String {
+    job.submitted_by
+        .as_ref()
+        .map_or_else(|| "farm secret".to_string(), |b| b.name.clone())
 }
 
 /// `edgefarm job ID`.
@@ -136,6 +144,7 @@ pub async fn show(args: ShowArgs) -> anyhow::Result<ExitCode> {
         counts_of(&job)
     );
     println!("{}", times_of(&job));
+    println!("submitted by {}", by_of(&job));
     for (key, text) in [("waiting", &job.waiting), ("error", &job.error)] {
         if let Some(text) = text.as_deref().filter(|t| !t.is_empty()) {
             println!("{key}: {text}");

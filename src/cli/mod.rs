@@ -14,6 +14,7 @@ mod nodes;
 pub mod pack;
 mod settings;
 mod submit;
+mod tokens;
 mod upload;
 
 use std::process::ExitCode;
@@ -69,6 +70,8 @@ enum Command {
     Drain(nodes::ActionArgs),
     /// Undo `drain`.
     Undrain(nodes::ActionArgs),
+    /// Personal tokens with roles: `tokens create --name anna --role submitter`, `tokens list`, `tokens revoke ID`.
+    Tokens(tokens::TokensArgs),
     /// Start a server and a node, render a sample scene, keep the farm up until Ctrl-C (`--exit`: stop when the job ends).
     Demo(demo::DemoArgs),
 }
@@ -119,6 +122,7 @@ async fn client_command(command: Command) -> anyhow::Result<ExitCode> {
         Command::Nodes(a) => nodes::list(a).await.map(|()| ExitCode::SUCCESS),
         Command::Drain(a) => nodes::action(a, "drain").await,
         Command::Undrain(a) => nodes::action(a, "resume").await,
+        Command::Tokens(a) => tokens::run(a).await,
         Command::Serve(_) | Command::Node(_) | Command::Demo(_) => {
             Err(UsageError("not a client command".into()).into())
         }

@@ -19,7 +19,8 @@ pub struct NodeArgs {
     /// Server URL.
     #[arg(long, env = "EDGEFARM_URL")]
     url: Option<String>,
-    /// Farm secret, used once to enrol when there is no node token yet.
+    /// Farm secret or a node-join token (`edgefarm tokens create --role node-join --uses 1`),
+    /// used once to enrol when there is no node token yet.
     #[arg(long, env = "EDGEFARM_SECRET", hide_env_values = true)]
     secret: Option<String>,
     /// Node token from an earlier enrolment.

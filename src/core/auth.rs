@@ -1,11 +1,14 @@
-//! Who is calling: the farm secret (admin) or a node token. Node tokens are `efn_{node}_{secret}`
-//! and only their sha256 is stored; comparisons are constant-time.
+//! Who is calling: the farm secret (admin), a node token or a personal token. Node tokens are
+//! `efn_{node}_{secret}`, personal tokens `eft_{id}_{secret}`; only their sha256 is stored and
+//! comparisons are constant-time. An unknown id and a wrong secret get the same answer. What
+//! each caller may do is `core::access`.
 
 use super::error::{Error, Result};
-use super::model::NodeRecord;
+use super::model::{NodeRecord, TokenRecord};
 use super::records::{load, Rec};
 use super::Ctx;
 use crate::store::{keys, Store};
+use crate::wire::tokens::Role;
 use sha2::{Digest, Sha256};
 
 /// An authenticated caller.
@@ -15,24 +18,33 @@ pub enum Caller {
     Admin,
     /// An enrolled node, as stored.
     Node(Box<Rec<NodeRecord>>),
+    /// A personal token (`/v1/tokens`), as stored.
+    Token(Box<Rec<TokenRecord>>),
 }
 
 impl Caller {
-    /// Admin only.
-    pub fn require_admin(&self) -> Result<()> {
+    /// The role the permission table (`core::access`) knows the caller by.
+    pub fn role(&self) -> Role {
         match self {
-            Caller::Admin => Ok(()),
-            Caller::Node(_) => Err(Error::Forbidden(
-                "a node token cannot do this; use the farm secret".into(),
-            )),
+            Caller::Admin => Role::Admin,
+            Caller::Node(_) => Role::Node,
+            Caller::Token(t) => t.value.role,
         }
     }
 
     /// The node id for a node credential.
     pub fn node_id(&self) -> Option<&str> {
         match self {
-            Caller::Admin => None,
             Caller::Node(n) => Some(&n.value.id),
+            Caller::Admin | Caller::Token(_) => None,
+        }
+    }
+
+    /// The personal token's record.
+    pub fn token(&self) -> Option<&TokenRecord> {
+        match self {
+            Caller::Token(t) => Some(&t.value),
+            Caller::Admin | Caller::Node(_) => None,
         }
     }
 }
@@ -68,7 +80,10 @@ pub async fn authenticate<S: Store>(ctx: &Ctx<'_, S>, headers: &http::HeaderMap)
     if constant_time_eq(token.as_bytes(), ctx.config.secret.as_bytes()) {
         return Ok(Caller::Admin);
     }
-    let wrong = || Error::Forbidden("the credentials are not valid".into());
+    let wrong = || Error::BadCredentials("the credentials are not valid".into());
+    if let Some(rest) = token.strip_prefix("eft_") {
+        return personal(ctx, token, rest).await;
+    }
     let rest = token.strip_prefix("efn_").ok_or_else(wrong)?;
     let (node, _) = rest.split_once('_').ok_or_else(wrong)?;
     if !super::validate::is_ident(node, 64) {
@@ -85,3 +100,29 @@ pub async fn authenticate<S: Store>(ctx: &Ctx<'_, S>, headers: &http::HeaderMap)
     }
     Ok(Caller::Node(Box::new(rec)))
 }
+
+/// A personal token `eft_{id}_{secret}`: its record, when the hash matches and it has not
+/// expired. An unknown id, a malformed token and a wrong secret get the same answer, after the
+/// same hash comparison.
+async fn personal<S: Store>(ctx: &Ctx<'_, S>, token: &str, rest: &str) -> Result<Caller> {
+    let wrong = || Error::BadCredentials("the credentials are not valid".into());
+    let id = rest.split_once('_').map_or("", |(id, _)| id);
+    let rec: Option<Rec<TokenRecord>> = if super::validate::is_ident(id, 64) {
+        load(ctx.store, &keys::token(id)).await?
+    } else {
+        None
+    };
+    let stored = rec
+        .as_ref()
+        .map_or(NO_HASH, |r| r.value.token_sha256.as_str());
+    let matches = constant_time_eq(sha256_hex(token).as_bytes(), stored.as_bytes());
+    let rec = rec.filter(|_| matches).ok_or_else(wrong)?;
+    if rec.value.expires_ms.is_some_and(|e| e <= ctx.now_ms) {
+        return Err(Error::BadCredentials("this token has expired".into()));
+    }
+    Ok(Caller::Token(Box::new(rec)))
+}
+
+/// What an unknown token id is compared against (no token hashes to it), so that an unknown id
+/// costs the same as a wrong secret.
+const NO_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";

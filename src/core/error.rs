@@ -22,6 +22,11 @@ pub enum Error {
     /// Credentials that do not allow this.
     #[error("{0}")]
     Forbidden(String),
+    /// Credentials that are not valid (wrong, unknown, revoked or expired): 403 like
+    /// [`Error::Forbidden`], with its own code so a client knows to ask for another credential
+    /// rather than report a refused action.
+    #[error("{0}")]
+    BadCredentials(String),
     /// No such thing.
     #[error("{0} not found")]
     NotFound(String),
@@ -77,6 +82,7 @@ impl Error {
             Error::BadInput { .. } => (StatusCode::BAD_REQUEST, "bad_request"),
             Error::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
             Error::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            Error::BadCredentials(_) => (StatusCode::FORBIDDEN, "invalid_credentials"),
             Error::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             Error::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             Error::Conflict(_) => (StatusCode::CONFLICT, "conflict"),

@@ -21,11 +21,15 @@
 //! | which nodes can reach a job, offline nodes, no node left for a task | `reach.rs` |
 //! | the job list (paged, newest first) | `job_list.rs` |
 //! | nexrender's `PUT` asks as task events | `nexrender/lease.rs` |
+//! | who may do what: the permission table of every route and role | `access.rs` |
+//! | failed authentications per client address (429) | `auth_limit.rs` |
 //! | request parsing and answer shapes only | `api/`, `nexrender/routes.rs` |
 #![deny(missing_docs)]
 
+pub mod access;
 pub mod api;
 pub mod auth;
+pub mod auth_limit;
 pub mod blobs;
 pub mod cas;
 pub mod counters;
@@ -142,6 +146,8 @@ pub struct Config {
     /// Where blob bytes live when not in the shell's own backend: an S3-compatible bucket the
     /// core signs short-lived URLs for (`core::blobs::s3`). `None`: the shell's backend, if any.
     pub bucket: Option<std::sync::Arc<blobs::s3::Bucket>>,
+    /// Failed authentications allowed per client address and window (`auth_limit`).
+    pub auth_limit: auth_limit::AuthLimit,
 }
 
 impl Config {
@@ -156,6 +162,7 @@ impl Config {
             nexrender: nexrender::Settings::default(),
             started_ms: 0,
             bucket: None,
+            auth_limit: auth_limit::AuthLimit::default(),
         }
     }
 }

@@ -111,6 +111,10 @@ pub struct JobRecord {
     /// Where the nexrender façade keeps the job as nexrender clients sent it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nexrender: Option<Value>,
+    /// The personal token that submitted it (absent: the farm secret, or a record from before
+    /// tokens had roles). A submitter may steer only the jobs it submitted (`core::access`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub submitted_by: Option<crate::wire::tokens::SubmittedBy>,
 }
 
 impl JobRecord {
@@ -355,3 +359,30 @@ pub struct NodeRecord {
 
 /// Queues remembered per node.
 pub const NODE_QUEUES_KEPT: usize = 8;
+
+/// A personal token (`POST /v1/tokens`): only the sha256 of `eft_{id}_{secret}` is kept.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenRecord {
+    /// Token id.
+    pub id: String,
+    /// Who holds it.
+    pub name: String,
+    /// What it may do.
+    pub role: crate::wire::tokens::Role,
+    /// Queues it may submit to (empty: any).
+    #[serde(default)]
+    pub queues: Vec<String>,
+    /// Highest priority it may give a job.
+    #[serde(default)]
+    pub max_priority: Option<i64>,
+    /// When it stops working.
+    #[serde(default)]
+    pub expires_ms: Option<u64>,
+    /// Enrolments left (node-join tokens).
+    #[serde(default)]
+    pub uses_left: Option<u32>,
+    /// Creation time.
+    pub created_ms: u64,
+    /// sha256 of the whole token, hex.
+    pub token_sha256: String,
+}

@@ -106,6 +106,7 @@ pub fn view<'a>(job: &JobRecord, tasks: impl Iterator<Item = &'a Task>) -> JobVi
         finished_ms,
         error,
         waiting: None,
+        submitted_by: job.submitted_by.clone(),
     }
 }
 

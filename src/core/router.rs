@@ -1,8 +1,10 @@
 //! `handle()`: the one entry point every runtime calls. It checks size and credentials, then
-//! hands the request to the handler of its route.
+//! hands the request to the handler of its route once the permission table (`core::access`)
+//! allows it.
 
 use super::api;
 use super::auth::{authenticate, Caller};
+use super::auth_limit;
 use super::dashboard;
 use super::error::{Error, Result};
 use super::http::decode;
@@ -53,7 +55,21 @@ async fn route<S: Store>(req: &Request<Bytes>, ctx: &Ctx<'_, S>) -> Result<Respo
         (_, ["v1", ..]) => {}
         _ => return Err(Error::NotFound(format!("route {path}"))),
     }
-    let caller = authenticate(ctx, req.headers()).await?;
+    let headers = req.headers();
+    if super::auth::bearer(headers).is_some() {
+        if let Some(throttled) = auth_limit::check(ctx, headers).await? {
+            return Ok(throttled);
+        }
+    }
+    let caller = match authenticate(ctx, headers).await {
+        Ok(caller) => caller,
+        Err(e) => {
+            if auth_limit::counts(&e) {
+                auth_limit::failed(ctx, headers).await?;
+            }
+            return Err(e);
+        }
+    };
     v1(req, ctx, &caller, method, &parts[1..]).await
 }
 
@@ -94,31 +110,25 @@ async fn v1<S: Store>(
     parts: &[&str],
 ) -> Result<Response<Bytes>> {
     use crate::core::blobs::{inputs, outputs};
-    use api::{blobs, jobs, metrics, nodes, previews, queue, tasks};
+    use api::{blobs, jobs, metrics, nodes, previews, queue, tasks, tokens};
     let body = req.body();
     let query = req.uri().query();
-    let admin = || caller.require_admin();
+    super::access::authorize(ctx, caller, method, parts).await?;
     match (method, parts) {
-        (&Method::POST, ["jobs"]) => admin().map(|_| jobs::submit(ctx, body))?.await,
-        (&Method::GET, ["jobs"]) => admin().map(|_| jobs::list(ctx, query))?.await,
-        (&Method::GET, ["jobs", id]) => admin().map(|_| jobs::get(ctx, id, req.headers()))?.await,
-        (&Method::PATCH, ["jobs", id]) => admin().map(|_| jobs::patch(ctx, id, body))?.await,
-        (&Method::DELETE, ["jobs", id]) => admin().map(|_| jobs::delete(ctx, id))?.await,
-        (&Method::GET, ["jobs", id, "tasks"]) => {
-            admin().map(|_| jobs::tasks(ctx, id, query))?.await
-        }
-        (&Method::GET, ["jobs", id, "preview"]) => {
-            admin()
-                .map(|_| previews::of_job(ctx, id, req.headers()))?
-                .await
-        }
-        (&Method::POST, ["jobs", id, action]) => {
-            admin().map(|_| jobs::action(ctx, id, action, body))?.await
-        }
+        (&Method::GET, ["whoami"]) => Ok(tokens::whoami(caller)),
+        (&Method::POST, ["tokens"]) => tokens::create(ctx, body).await,
+        (&Method::GET, ["tokens"]) => tokens::list(ctx).await,
+        (&Method::DELETE, ["tokens", id]) => tokens::revoke(ctx, id).await,
+        (&Method::POST, ["jobs"]) => jobs::submit(ctx, caller, body).await,
+        (&Method::GET, ["jobs"]) => jobs::list(ctx, query).await,
+        (&Method::GET, ["jobs", id]) => jobs::get(ctx, id, req.headers()).await,
+        (&Method::PATCH, ["jobs", id]) => jobs::patch(ctx, caller, id, body).await,
+        (&Method::DELETE, ["jobs", id]) => jobs::delete(ctx, id).await,
+        (&Method::GET, ["jobs", id, "tasks"]) => jobs::tasks(ctx, id, query).await,
+        (&Method::GET, ["jobs", id, "preview"]) => previews::of_job(ctx, id, req.headers()).await,
+        (&Method::POST, ["jobs", id, action]) => jobs::action(ctx, id, action, body).await,
         (&Method::GET, ["jobs", id, "inputs"]) => inputs::list(ctx, id, query).await,
-        (&Method::GET, ["jobs", id, "outputs"]) => {
-            admin().map(|_| outputs::list(ctx, id, query))?.await
-        }
+        (&Method::GET, ["jobs", id, "outputs"]) => outputs::list(ctx, id, query).await,
         (&Method::POST, ["blobs", "missing"]) => blobs::missing(ctx, body).await,
         (&Method::PUT, ["blobs", sha]) => blobs::put(ctx, sha, req).await,
         (&Method::GET, ["blobs", sha]) => blobs::get(ctx, sha, false).await,
@@ -131,29 +141,21 @@ async fn v1<S: Store>(
         (&Method::POST, ["tasks", id, "ack"]) => tasks::ack(ctx, caller, id, body).await,
         (&Method::POST, ["tasks", id, "release"]) => tasks::release(ctx, caller, id, body).await,
         (&Method::POST, ["tasks", id, "preview"]) => previews::upload(ctx, caller, id, req).await,
-        (&Method::GET, ["preview"]) => {
-            admin()
-                .map(|_| previews::of_farm(ctx, req.headers()))?
-                .await
-        }
-        (&Method::GET, ["metrics"]) => {
-            admin()
-                .map(|_| metrics::get(ctx, req.headers(), query))?
-                .await
-        }
+        (&Method::GET, ["preview"]) => previews::of_farm(ctx, req.headers()).await,
+        (&Method::GET, ["metrics"]) => metrics::get(ctx, req.headers(), query).await,
         (&Method::GET, ["queue", q]) => queue::settings(ctx, q),
         (&Method::POST, ["queue", q]) => queue::poll(ctx, caller, q, query, body).await,
-        (&Method::POST, ["nodes"]) => admin().map(|_| nodes::enrol(ctx, body))?.await,
-        (&Method::GET, ["nodes"]) => admin().map(|_| nodes::list(ctx))?.await,
+        (&Method::POST, ["nodes"]) => nodes::enrol(ctx, caller, body).await,
+        (&Method::GET, ["nodes"]) => nodes::list(ctx).await,
         (&Method::GET, ["nodes", id]) => nodes::get(ctx, caller, id).await,
-        (&Method::DELETE, ["nodes", id]) => admin().map(|_| nodes::delete(ctx, id))?.await,
+        (&Method::DELETE, ["nodes", id]) => nodes::delete(ctx, id).await,
         (&Method::POST, ["nodes", id, "leave"]) => nodes::leave(ctx, caller, id).await,
-        (&Method::POST, ["nodes", id, action]) => {
-            admin().map(|_| nodes::action(ctx, id, action))?.await
-        }
-        (m, ["jobs" | "tasks" | "queue" | "nodes" | "preview" | "metrics" | "blobs", ..]) => {
-            Err(Error::MethodNotAllowed(m.to_string()))
-        }
+        (&Method::POST, ["nodes", id, action]) => nodes::action(ctx, id, action).await,
+        (
+            m,
+            ["jobs" | "tasks" | "queue" | "nodes" | "preview" | "metrics" | "blobs" | "tokens"
+            | "whoami", ..],
+        ) => Err(Error::MethodNotAllowed(m.to_string())),
         _ => Err(Error::NotFound(format!("route /v1/{}", parts.join("/")))),
     }
 }

@@ -138,7 +138,7 @@ pub fn validate(file: FileConfig) -> Result<NodeConfig, NodeError> {
     };
     if token.is_none() && secret.is_none() && !state_dir.join("node.json").is_file() {
         return Err(bad(
-            "neither a node token nor the farm secret to enrol with (set `token`/EDGEFARM_NODE_TOKEN or `secret`/EDGEFARM_SECRET)",
+            "neither a node token nor the farm secret or a node-join token to enrol with (set `token`/EDGEFARM_NODE_TOKEN or `secret`/EDGEFARM_SECRET)",
         ));
     }
     let queue = file.queue.unwrap_or_else(|| "default".to_string());

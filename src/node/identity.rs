@@ -1,5 +1,6 @@
 //! Who this node is to the server: a configured token, the token saved from an earlier
-//! enrolment, or a new enrolment with the farm secret (then saved for the next start).
+//! enrolment, or a new enrolment with the farm secret or a node-join token (`secret`; then
+//! saved for the next start).
 //!
 //! A saved identity is checked against the server's record of the node: when the config now
 //! says another name (or other tags or types), the node enrols again under the new ones and
@@ -64,7 +65,8 @@ pub async fn connect(config: &NodeConfig) -> Result<Identity, NodeError> {
     enrol(config).await
 }
 
-/// `POST /v1/nodes` with the farm secret; the new id and token are saved at once.
+/// `POST /v1/nodes` with the farm secret or a node-join token (which spends one of its uses);
+/// the new id and token are saved at once.
 async fn enrol(config: &NodeConfig) -> Result<Identity, NodeError> {
     let secret = config.secret.as_deref().ok_or_else(|| {
         NodeError::Config("no node token and no farm secret to enrol with".to_string())

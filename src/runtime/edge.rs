@@ -50,6 +50,12 @@ pub fn config_from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Config, 
         1,
     )?;
     c.nexrender.body_bytes = usize::try_from(body).unwrap_or(usize::MAX);
+    let failures = ms(
+        "EDGEFARM_AUTH_FAILURES_PER_MINUTE",
+        c.auth_limit.failures as u64,
+        0,
+    )?;
+    c.auth_limit.failures = u32::try_from(failures).unwrap_or(u32::MAX);
     // Blobs in an S3-compatible bucket by presigned URLs (the only blob store on Spin).
     c.bucket = crate::core::blobs::s3::S3Settings::from_vars(&var)?;
     Ok(c)
@@ -371,9 +377,11 @@ mod tests {
             ("EDGEFARM_SECRET", "0123456789"),
             ("EDGEFARM_LEASE_MS", "1500"),
             ("EDGEFARM_POLL_MS", "1"),
+            ("EDGEFARM_AUTH_FAILURES_PER_MINUTE", "0"),
         ]))
         .expect("config");
         assert_eq!((c.lease_ms, c.poll_ms), (1500, 50));
+        assert_eq!(c.auth_limit.failures, 0, "the limit can be turned off");
         let e = config_from_vars(vars(&[("EDGEFARM_SECRET", "short")])).unwrap_err();
         assert!(e.contains("EDGEFARM_SECRET"), "{e}");
         let e = config_from_vars(vars(&[

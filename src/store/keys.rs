@@ -45,6 +45,21 @@ pub fn node(id: &str) -> String {
     format!("node/{id}")
 }
 
+/// A personal token's record (its hash, role and limits).
+pub fn token(id: &str) -> String {
+    format!("token/{id}")
+}
+
+/// Failed authentications of one client address in the current window.
+pub fn auth_failures(address: &str) -> String {
+    format!("authfail/{address}")
+}
+
+/// The ids of the personal tokens.
+pub fn token_list() -> String {
+    "tokens".to_string()
+}
+
 /// The list of enrolled nodes.
 pub fn node_list() -> String {
     "nodes".to_string()

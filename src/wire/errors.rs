@@ -15,8 +15,8 @@ pub struct ErrorBody {
 /// The `error` object: a stable code, a message for a person, and the field at fault.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorDetail {
-    /// `bad_request`, `unauthorized`, `forbidden`, `not_found`, `method_not_allowed`,
-    /// `conflict`, `stale_lease`, `too_large`, `throttled` or `internal`.
+    /// `bad_request`, `unauthorized`, `forbidden`, `invalid_credentials`, `not_found`,
+    /// `method_not_allowed`, `conflict`, `stale_lease`, `too_large`, `throttled` or `internal`.
     #[serde(default)]
     pub code: String,
     /// What is wrong, for a person.

@@ -147,6 +147,9 @@ pub struct Job {
     /// Why its queued tasks wait, when no online node could take them (`core::reach::waiting`);
     /// filled in by the API, which reads the nodes.
     pub waiting: Option<String>,
+    /// The personal token that submitted it (null: the farm secret).
+    #[serde(default)]
+    pub submitted_by: Option<crate::wire::tokens::SubmittedBy>,
 }
 
 /// `GET /v1/jobs`: newest first.

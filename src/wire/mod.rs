@@ -31,6 +31,7 @@ pub mod nodes;
 pub mod previews;
 pub mod queue;
 pub mod tasks;
+pub mod tokens;
 
 #[cfg(test)]
 mod openapi_check;

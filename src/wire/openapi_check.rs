@@ -17,6 +17,7 @@ use super::queue::{AckAnswer, ClaimedTask, Poll, PollAnswer, QueueSettings};
 use super::tasks::{
     Ack, AckStatus, Heartbeat, HeartbeatAnswer, Release, Task, TaskLease, TaskList,
 };
+use super::tokens::{Role, SubmittedBy, Token, TokenCreate, TokenCreated, TokenList, WhoAmI};
 use crate::core::blobs::FileEntry;
 use crate::core::counters::Tally;
 use crate::core::frames::FrameRange;
@@ -161,6 +162,10 @@ fn job() -> Job {
         finished_ms: Some(3),
         error: Some("task 0 failed: exit 1".into()),
         waiting: Some("no node online".into()),
+        submitted_by: Some(SubmittedBy {
+            token_id: "0123456789abcdef".into(),
+            name: "anna".into(),
+        }),
     }
 }
 
@@ -542,6 +547,54 @@ fn every_wire_type_matches_its_openapi_schema_field_for_field() {
         },
     ));
     all.extend(problems(&d, &c("FileEntry"), &file_entry()));
+    let token = Token {
+        id: "0123456789abcdef".into(),
+        name: "anna".into(),
+        role: Role::Submitter,
+        queues: vec!["default".into()],
+        max_priority: Some(60),
+        expires_ms: Some(2),
+        uses_left: Some(1),
+        created_ms: 1,
+    };
+    all.extend(problems(&d, &c("Token"), &token));
+    all.extend(problems(
+        &d,
+        &c("TokenCreated"),
+        &TokenCreated {
+            info: token.clone(),
+            token: "eft_0123456789abcdef_00".into(),
+        },
+    ));
+    all.extend(problems(
+        &d,
+        "#/paths/~1v1~1tokens/get/responses/200/content/application~1json/schema",
+        &TokenList {
+            tokens: vec![token],
+        },
+    ));
+    all.extend(problems(
+        &d,
+        &request("/v1/tokens", "post"),
+        &TokenCreate {
+            name: "anna".into(),
+            role: Role::Submitter,
+            queues: Some(vec!["default".into()]),
+            max_priority: Some(60),
+            expires: Some("90d".into()),
+            uses: Some(1),
+        },
+    ));
+    all.extend(problems(
+        &d,
+        &c("WhoAmI"),
+        &WhoAmI {
+            role: Role::NodeJoin,
+            token_id: Some("0123456789abcdef".into()),
+            name: Some("anna".into()),
+            node_id: Some("n1".into()),
+        },
+    ));
     assert!(
         all.is_empty(),
         "wire types vs openapi.json:\n{}",

@@ -5,6 +5,7 @@ mod harness;
 #[path = "../support/png.rs"]
 mod png;
 
+mod access;
 mod auth;
 mod claims;
 mod errors;

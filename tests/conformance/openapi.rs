@@ -184,6 +184,43 @@ async fn every_answer_of_a_tour_matches_the_openapi_description(farm: &Farm) {
         .await;
     t.call("POST", &format!("/v1/nodes/{node}/resume"), None)
         .await;
+    // Personal tokens (issue 21): create, list, whoami, a submitter's job, refusals, revoke.
+    let created = t
+        .call(
+            "POST",
+            "/v1/tokens",
+            Some(json!({"name": "tour-anna", "role": "submitter", "queues": [q], "max_priority": 80, "expires": "1d"})),
+        )
+        .await
+        .json();
+    let (tid, personal) = (s(&created["id"]), s(&created["token"]));
+    t.call(
+        "POST",
+        "/v1/tokens",
+        Some(json!({"name": "tour-join", "role": "node-join"})),
+    )
+    .await;
+    t.call("GET", "/v1/tokens", None).await;
+    t.call("GET", "/v1/whoami", None).await;
+    t.raw("GET", "/v1/whoami", Some(&personal), vec![], &[])
+        .await;
+    t.raw("GET", "/v1/whoami", Some(&token), vec![], &[]).await;
+    let mine = serde_json::to_vec(&spec).unwrap_or_default();
+    t.raw("POST", "/v1/jobs", Some(&personal), mine, &[]).await;
+    t.raw("POST", "/v1/tokens", Some(&personal), b"{}".to_vec(), &[])
+        .await;
+    t.raw(
+        "DELETE",
+        &format!("/v1/jobs/{id}"),
+        Some(&personal),
+        vec![],
+        &[],
+    )
+    .await;
+    t.call("DELETE", &format!("/v1/tokens/{tid}"), None).await;
+    t.call("DELETE", &format!("/v1/tokens/{tid}"), None).await;
+    t.raw("GET", "/v1/whoami", Some(&personal), vec![], &[])
+        .await;
     t.call("DELETE", &format!("/v1/jobs/{id}"), None).await;
     t.call("DELETE", &format!("/v1/nodes/{node}"), None).await;
     t.call("PUT", "/v1/jobs", None).await;

@@ -1,6 +1,8 @@
 //! `/v1/jobs`: submit, read, list, steer and delete jobs. This file parses requests and shapes
 //! answers; what each change does to a job is `core::lifecycle`.
 
+use crate::core::access;
+use crate::core::auth::Caller;
 use crate::core::error::{Error, Result};
 use crate::core::http::{body, body_or_default, json, query, query_u64};
 use crate::core::job_list::{self, Cursor, Listed};
@@ -16,6 +18,7 @@ use crate::core::Ctx;
 use crate::store::{keys, Store};
 use crate::wire::jobs::{Deleted, JobList, JobPatch, Requeue};
 use crate::wire::tasks::TaskList;
+use crate::wire::tokens::SubmittedBy;
 use bytes::Bytes;
 use http::{header, HeaderValue, Response, StatusCode};
 
@@ -55,14 +58,23 @@ fn retry_after<S: Store>(ctx: &Ctx<'_, S>) -> u64 {
 }
 
 /// `POST /v1/jobs`.
-pub async fn submit<S: Store>(ctx: &Ctx<'_, S>, bytes: &[u8]) -> Result<Response<Bytes>> {
+pub async fn submit<S: Store>(
+    ctx: &Ctx<'_, S>,
+    caller: &Caller,
+    bytes: &[u8],
+) -> Result<Response<Bytes>> {
     let mut sub: JobSubmit = body(bytes)?;
     let inputs = sub.inputs.take();
     let (mut spec, runs) = validate::job_spec(sub, || ctx.uuid_v7(), &ctx.config.limits)?;
+    access::allow_submit(caller, &spec)?;
+    let by = caller.token().map(|t| SubmittedBy {
+        token_id: t.id.clone(),
+        name: t.name.clone(),
+    });
     if let Some(entries) = inputs {
         spec.inputs = Some(crate::core::blobs::inputs::accept(ctx, &spec, entries).await?);
     }
-    let (job, status) = match lifecycle::submit(ctx, spec, &runs).await? {
+    let (job, status) = match lifecycle::submit(ctx, spec, &runs, by).await? {
         Submitted::Created(job) => (job, StatusCode::ACCEPTED),
         Submitted::Existing(job) => (job, StatusCode::OK),
     };
@@ -228,9 +240,17 @@ pub async fn action<S: Store>(
 }
 
 /// `PATCH /v1/jobs/{id}` `{priority, tags}` (what it does to the index: `lifecycle::steer`).
-pub async fn patch<S: Store>(ctx: &Ctx<'_, S>, id: &str, bytes: &[u8]) -> Result<Response<Bytes>> {
+pub async fn patch<S: Store>(
+    ctx: &Ctx<'_, S>,
+    caller: &Caller,
+    id: &str,
+    bytes: &[u8],
+) -> Result<Response<Bytes>> {
     let p: JobPatch = body(bytes)?;
     let priority = p.priority.map(validate::priority).transpose()?;
+    if let Some(p) = priority {
+        access::allow_priority(caller, p)?;
+    }
     let tags = p
         .tags
         .map(|t| validate::tags("tags", t, &ctx.config.limits))

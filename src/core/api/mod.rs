@@ -8,6 +8,7 @@ pub mod nodes;
 pub mod previews;
 pub mod queue;
 pub mod tasks;
+pub mod tokens;
 
 use super::http::json;
 use super::Ctx;

@@ -46,8 +46,13 @@ pub fn view<S: Store>(ctx: &Ctx<'_, S>, n: &NodeRecord) -> Node {
     }
 }
 
-/// `POST /v1/nodes`: a new node and its token (shown once).
-pub async fn enrol<S: Store>(ctx: &Ctx<'_, S>, bytes: &[u8]) -> Result<Response<Bytes>> {
+/// `POST /v1/nodes`: a new node and its token (shown once). With a node-join token, one of its
+/// uses is spent first (after the body was found valid, so a refused body spends none).
+pub async fn enrol<S: Store>(
+    ctx: &Ctx<'_, S>,
+    caller: &Caller,
+    bytes: &[u8],
+) -> Result<Response<Bytes>> {
     let e: Enrol = body_or_default(bytes)?;
     let id = ctx.uuid_v7();
     let name = e.name.unwrap_or_else(|| id.clone());
@@ -62,6 +67,7 @@ pub async fn enrol<S: Store>(ctx: &Ctx<'_, S>, bytes: &[u8]) -> Result<Response<
     if !(1..=256).contains(&slots) {
         return Err(Error::field("slots", "slots must be from 1 to 256"));
     }
+    super::tokens::spend_join_use(ctx, caller).await?;
     let token = format!("efn_{id}_{}", ctx.token());
     let node = NodeRecord {
         id: id.clone(),

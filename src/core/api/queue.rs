@@ -71,7 +71,8 @@ pub async fn poll<S: Store>(
         .tags
         .map(|t| validate::tags("tags", t, limits))
         .transpose()?;
-    // Who claims: the node of a node token, or (farm secret) the node named in the body.
+    // Who claims: the node of a node token, or (an admin credential: the router let no other
+    // through) the node named in the body.
     let (node_id, node_state, default_types, default_tags) = match caller {
         Caller::Node(rec) => {
             if p.node.as_ref().is_some_and(|n| *n != rec.value.id) {
@@ -86,7 +87,7 @@ pub async fn poll<S: Store>(
                 rec.value.tags.clone(),
             )
         }
-        Caller::Admin => {
+        Caller::Admin | Caller::Token(_) => {
             let id = p.node.clone().unwrap_or_else(|| "anonymous".into());
             validate::ident("node", &id)?;
             (

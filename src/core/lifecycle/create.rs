@@ -23,13 +23,14 @@ pub enum Submitted {
     Existing(JobRecord),
 }
 
-/// Submits a validated spec (`runs`: its frame runs): a new job, or the job already stored
+/// Submits a validated spec (`runs`: its frame runs; `submitted_by`: the personal token): a new job, or the job already stored
 /// under its id when that one has the same spec (idempotent re-submit); 409 when it has
 /// another.
 pub async fn submit<S: Store>(
     ctx: &Ctx<'_, S>,
     spec: JobSpec,
     runs: &[FrameRange],
+    submitted_by: Option<crate::wire::tokens::SubmittedBy>,
 ) -> Result<Submitted> {
     let digest = sha256_hex(&serde_json::to_string(&spec).unwrap_or_default());
     let same_or_conflict = |existing: JobRecord| -> Result<Submitted> {
@@ -69,6 +70,7 @@ pub async fn submit<S: Store>(
         ended_ms: None,
         list_page: 0,
         nexrender: None,
+        submitted_by,
     };
     match create(ctx, record, tasks).await? {
         Ok(job) => Ok(Submitted::Created(job)),

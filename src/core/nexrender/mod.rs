@@ -28,7 +28,7 @@ mod routes;
 mod status;
 mod validate;
 
-pub use job::{set_peer, PEER_HEADER};
+pub use job::{peer as peer_of, set_peer, PEER_HEADER};
 
 use super::auth::constant_time_eq;
 use super::error::Error;

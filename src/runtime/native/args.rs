@@ -43,6 +43,10 @@ pub struct ServeArgs {
     /// takes 100 MiB; jobs carry inline data: assets).
     #[arg(long, env = "EDGEFARM_NEXRENDER_BODY_BYTES", default_value_t = crate::core::nexrender::DEFAULT_BODY_BYTES)]
     pub nexrender_body_bytes: usize,
+    /// Failed authentications one client address may make per minute before it is answered
+    /// 429 until the minute ends (0: no limit).
+    #[arg(long, env = "EDGEFARM_AUTH_FAILURES_PER_MINUTE", default_value_t = crate::core::auth_limit::AuthLimit::default().failures)]
+    pub auth_failures_per_minute: u32,
     #[command(flatten)]
     pub net: NetArgs,
     #[command(flatten)]

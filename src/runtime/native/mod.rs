@@ -105,6 +105,10 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
         max_attempts: args.nexrender_max_attempts.max(1),
         body_bytes: args.nexrender_body_bytes,
     };
+    config.auth_limit = crate::core::auth_limit::AuthLimit {
+        failures: args.auth_failures_per_minute,
+        window_ms: 60_000,
+    };
     config.bucket = args
         .s3
         .bucket()
