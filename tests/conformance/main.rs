@@ -7,6 +7,7 @@ mod png;
 
 mod auth;
 mod claims;
+mod depend;
 mod errors;
 mod farm_state;
 mod jobs;

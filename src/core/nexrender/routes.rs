@@ -109,6 +109,8 @@ async fn create<S: Store>(
         ended_ms: None,
         list_page: 0,
         nexrender: Some(Value::Object(body)),
+        waiting_on: Vec::new(),
+        dependency_error: None,
     };
     let task = Task::new(0, None, ctx.now_ms);
     let job = lifecycle::create(ctx, record, vec![task.clone()])
