@@ -15,7 +15,7 @@ use crate::wire::tasks::{Task, TaskList};
 
 #[derive(Debug, Args)]
 pub struct ListArgs {
-    /// Only jobs in this state (queued, active, completed, failed, canceled, paused).
+    /// Only jobs in this state (waiting, queued, active, completed, failed, canceled, paused).
     #[arg(long)]
     state: Option<String>,
     /// Only jobs of this queue [default: every queue].

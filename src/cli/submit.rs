@@ -94,6 +94,10 @@ struct JobOpts {
     /// Seconds before a node kills a task [default: 3600].
     #[arg(long)]
     timeout: Option<u64>,
+    /// Wait for this job to complete before any task runs (repeatable); if it fails or is
+    /// canceled, this job fails.
+    #[arg(long = "after", value_name = "JOB_ID")]
+    after: Vec<String>,
 }
 
 /// Runs `edgefarm submit`.
@@ -204,6 +208,8 @@ fn spec_of(kind: &Kind) -> JobSubmit {
         task_timeout_s: opts.timeout,
         on_failure: None,
         inputs: None,
+        after_jobs: (!opts.after.is_empty()).then(|| opts.after.clone()),
+        on_dependency_failure: None,
     }
 }
 

@@ -79,6 +79,30 @@ pub struct JobSpec {
     /// The input manifest, when the job carries its files (absent: the nodes' shared storage).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub inputs: Option<crate::core::blobs::inputs::Inputs>,
+    /// Jobs that must complete before any task of this one is handed out (`lifecycle::depend`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub after_jobs: Vec<String>,
+    /// What this job does when one of `after_jobs` fails or is canceled.
+    #[serde(default, skip_serializing_if = "DependencyFailure::is_default")]
+    pub on_dependency_failure: DependencyFailure,
+}
+
+/// What a waiting job does when a job it waits for fails, is canceled or is deleted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum DependencyFailure {
+    /// It fails (nothing of it ran).
+    #[default]
+    Fail,
+    /// It is canceled.
+    Cancel,
+}
+
+impl DependencyFailure {
+    /// The default (left out of the spec, so older digests stay the same).
+    pub fn is_default(&self) -> bool {
+        *self == DependencyFailure::Fail
+    }
 }
 
 /// The stored job record.
@@ -115,6 +139,13 @@ pub struct JobRecord {
     /// tokens had roles). A submitter may steer only the jobs it submitted (`core::access`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub submitted_by: Option<crate::wire::tokens::SubmittedBy>,
+    /// The `after_jobs` not completed yet: while any is left, the job is `waiting` and its
+    /// segments are not in the claim index (`lifecycle::depend`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub waiting_on: Vec<String>,
+    /// Why a job waiting on others ended without running (a dependency failed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dependency_error: Option<String>,
 }
 
 impl JobRecord {

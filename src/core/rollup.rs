@@ -34,6 +34,8 @@ pub fn state(job: &JobRecord, c: &Counts, started: bool) -> JobState {
     } else if c.queued + c.leased == 0 {
         // Every task finished and some did not complete.
         JobState::Failed
+    } else if !job.waiting_on.is_empty() {
+        JobState::Waiting
     } else if job.paused {
         JobState::Paused
     } else if started {
@@ -104,8 +106,9 @@ pub fn view<'a>(job: &JobRecord, tasks: impl Iterator<Item = &'a Task>) -> JobVi
         created_ms: job.created_ms,
         updated_ms: updated,
         finished_ms,
-        error,
-        waiting: None,
+        error: error.or_else(|| job.dependency_error.clone()),
+        waiting: (state == JobState::Waiting)
+            .then(|| format!("waits for job {}", job.waiting_on.join(", "))),
         submitted_by: job.submitted_by.clone(),
     }
 }

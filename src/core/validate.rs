@@ -187,6 +187,30 @@ fn params(kind: JobType, params: Option<Value>, limits: &Limits) -> Result<Value
     Ok(params)
 }
 
+/// Most jobs one job may wait for.
+pub const MAX_AFTER_JOBS: usize = 32;
+
+/// `after_jobs`: job ids, no repeats, at most [`MAX_AFTER_JOBS`] (whether they exist is checked
+/// against the store when the job is created).
+fn after_jobs(ids: Vec<String>) -> Result<Vec<String>> {
+    if ids.len() > MAX_AFTER_JOBS {
+        return Err(Error::field(
+            "after_jobs",
+            format!("after_jobs: at most {MAX_AFTER_JOBS} jobs"),
+        ));
+    }
+    for (i, id) in ids.iter().enumerate() {
+        ident(&format!("after_jobs[{i}]"), id)?;
+        if ids[..i].contains(id) {
+            return Err(Error::field(
+                "after_jobs",
+                format!("after_jobs[{i}]: {id} is named twice"),
+            ));
+        }
+    }
+    Ok(ids)
+}
+
 /// Validates a submission and fills defaults; `new_id` supplies an id when the client gave none.
 pub fn job_spec(
     sub: JobSubmit,
@@ -270,6 +294,8 @@ pub fn job_spec(
         task_timeout_s,
         on_failure: sub.on_failure.unwrap_or_default(),
         inputs: None,
+        after_jobs: after_jobs(sub.after_jobs.unwrap_or_default())?,
+        on_dependency_failure: sub.on_dependency_failure.unwrap_or_default(),
     };
     Ok((spec, runs))
 }

@@ -100,6 +100,11 @@ pub fn counter_shard(shard: u32) -> String {
     format!("counters/{shard}")
 }
 
+/// The jobs that wait for a job (`after_jobs`): who to tell when it ends.
+pub fn dependents(job: &str) -> String {
+    format!("deps/{job}")
+}
+
 /// The latest preview image of one job.
 pub fn job_preview(job: &str) -> String {
     format!("preview/job/{job}")

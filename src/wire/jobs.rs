@@ -1,7 +1,7 @@
 //! `/v1/jobs`: the submit body, the job as every answer shows it, the list, the steering bodies.
 
 use crate::core::blobs::FileEntry;
-use crate::core::model::{JobSpec, JobType, OnFailure};
+use crate::core::model::{DependencyFailure, JobSpec, JobType, OnFailure};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -49,6 +49,12 @@ pub struct JobSubmit {
     /// stores it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub inputs: Option<Vec<FileEntry>>,
+    /// Jobs that must complete first; the job is `waiting` until they have.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after_jobs: Option<Vec<String>>,
+    /// When one of `after_jobs` fails or is canceled: `fail` (default) or `cancel` this job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_dependency_failure: Option<DependencyFailure>,
 }
 
 /// Tasks by state.
@@ -72,6 +78,8 @@ pub struct Counts {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum JobState {
+    /// Waiting for the jobs it names in `after_jobs`: none of its tasks is handed out.
+    Waiting,
     /// Nothing started yet.
     Queued,
     /// Some task started.
@@ -88,7 +96,8 @@ pub enum JobState {
 
 impl JobState {
     /// Every state, in the order the API lists them.
-    pub const ALL: [JobState; 6] = [
+    pub const ALL: [JobState; 7] = [
+        JobState::Waiting,
         JobState::Queued,
         JobState::Active,
         JobState::Paused,
@@ -108,6 +117,7 @@ impl JobState {
     /// The name in the API.
     pub fn as_str(self) -> &'static str {
         match self {
+            JobState::Waiting => "waiting",
             JobState::Queued => "queued",
             JobState::Active => "active",
             JobState::Paused => "paused",

@@ -141,6 +141,8 @@ fn spec() -> JobSpec {
             files: 1,
             bytes: 0,
         }),
+        after_jobs: vec!["j0".into()],
+        on_dependency_failure: crate::core::model::DependencyFailure::Cancel,
     }
 }
 
@@ -308,6 +310,8 @@ fn every_wire_type_matches_its_openapi_schema_field_for_field() {
         task_timeout_s: Some(60),
         on_failure: Some(OnFailure::Continue),
         inputs: Some(vec![file_entry()]),
+        after_jobs: Some(vec!["j0".into()]),
+        on_dependency_failure: Some(crate::core::model::DependencyFailure::Fail),
     };
     let mut all = Vec::new();
     all.extend(problems(&d, &c("JobSpec"), &submit));

@@ -8,6 +8,7 @@ mod png;
 mod access;
 mod auth;
 mod claims;
+mod depend;
 mod errors;
 mod farm_state;
 mod jobs;

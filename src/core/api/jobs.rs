@@ -93,7 +93,13 @@ pub async fn get<S: Store>(
     id: &str,
     headers: &http::HeaderMap,
 ) -> Result<Response<Bytes>> {
-    let job = load_job(ctx, id).await?.value;
+    let mut job = load_job(ctx, id).await?.value;
+    if !job.waiting_on.is_empty() {
+        // Finishes a release a crash cut short (`lifecycle::depend`); nothing when the jobs
+        // it waits for are still running.
+        Box::pin(lifecycle::depend::check_waiting(ctx, id)).await?;
+        job = load_job(ctx, id).await?.value;
+    }
     let view = explained_view(ctx, &job).await?;
     let wants_events = headers
         .get(header::ACCEPT)

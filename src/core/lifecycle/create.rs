@@ -46,6 +46,7 @@ pub async fn submit<S: Store>(
     if let Some(existing) = load::<JobRecord, _>(ctx.store, &keys::job(&spec.id)).await? {
         return same_or_conflict(existing.value);
     }
+    let spec_after = spec.after_jobs.clone();
     let chunks = frames::chunks(runs, spec.chunk_size);
     let tasks: Vec<Task> = if chunks.is_empty() {
         vec![Task::new(0, None, ctx.now_ms)]
@@ -71,20 +72,35 @@ pub async fn submit<S: Store>(
         list_page: 0,
         nexrender: None,
         submitted_by,
+        waiting_on: spec_after.clone(),
+        dependency_error: None,
     };
+    // Listed as a dependent before the commit point, checked after it (`depend`).
+    Box::pin(super::depend::register(ctx, &record)).await?;
     match create(ctx, record, tasks).await? {
-        Ok(job) => Ok(Submitted::Created(job)),
+        Ok(job) => {
+            if !job.waiting_on.is_empty() {
+                Box::pin(super::depend::check_waiting(ctx, &job.spec.id)).await?;
+                let job = load_job(ctx, &job.spec.id).await?.value;
+                return Ok(Submitted::Created(job));
+            }
+            Ok(Submitted::Created(job))
+        }
         Err(existing) => same_or_conflict(existing),
     }
 }
 
 /// Appends index entries for every segment of `job` that still has queued or leased tasks
-/// (`live`; `None`: every segment, for a fresh job).
+/// (`live`; `None`: every segment, for a fresh job). Nothing for a job still waiting for
+/// others: `depend::check_waiting` indexes it when it is released.
 pub async fn index_segments<S: Store>(
     ctx: &Ctx<'_, S>,
     job: &JobRecord,
     live: Option<&[u32]>,
 ) -> Result<()> {
+    if !job.waiting_on.is_empty() {
+        return Ok(());
+    }
     let segs: Vec<u32> = match live {
         Some(l) => l.to_vec(),
         None => (0..job.segments()).collect(),

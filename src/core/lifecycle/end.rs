@@ -45,7 +45,8 @@ pub async fn fail_job<S: Store>(ctx: &Ctx<'_, S>, job_id: &str) -> Result<()> {
     let Some(Some(job)) = cas::best_effort(marked, "fail-fast of a job")? else {
         return Ok(());
     };
-    cancel_remaining(ctx, &job, "another task of the job failed").await
+    cancel_remaining(ctx, &job, "another task of the job failed").await?;
+    Box::pin(super::depend::settle_dependents(ctx, job_id)).await
 }
 
 /// Cancels every queued or leased task of a job (their nodes learn it at the next heartbeat).

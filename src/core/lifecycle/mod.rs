@@ -5,6 +5,8 @@
 //! - `create.rs`: a new job: list entry, segments and index entries first, the job record last
 //!   (the commit point); a re-submit of the same spec is the same job.
 //! - `steer.rs`: cancel, pause, resume, requeue, priority and tags, delete.
+//! - `depend.rs`: jobs waiting for other jobs (`after_jobs`): released when those complete,
+//!   ended when one fails.
 //! - `end.rs`: a job ending early: fail-fast after a task ran out of attempts (the ack path and
 //!   the claim), and the cancel of its remaining tasks.
 //!
@@ -16,6 +18,7 @@
 //! if the tidying of its tasks is cut short.
 
 mod create;
+pub mod depend;
 mod end;
 mod steer;
 

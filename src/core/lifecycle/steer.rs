@@ -56,6 +56,7 @@ pub async fn act<S: Store>(ctx: &Ctx<'_, S>, job: &JobRecord, action: Action) ->
             })
             .await?;
             cancel_remaining(ctx, &job, "the job was canceled").await?;
+            Box::pin(super::depend::settle_dependents(ctx, id)).await?;
             Ok(job)
         }
         Action::Pause => {
@@ -113,6 +114,8 @@ async fn requeue<S: Store>(ctx: &Ctx<'_, S>, id: &str, completed_too: bool) -> R
         .await?;
     }
     index_segments(ctx, &job, Some(&live_segments(ctx, &job).await?)).await?;
+    // A job ended by a failed dependency waits again, and is released or ended anew.
+    Box::pin(super::depend::check_waiting(ctx, id)).await?;
     Ok(job)
 }
 
@@ -159,5 +162,5 @@ pub async fn delete<S: Store>(ctx: &Ctx<'_, S>, id: &str) -> Result<()> {
             .await?;
     }
     ctx.store.delete(&keys::job_preview(id), Cond::Any).await?;
-    Ok(())
+    Box::pin(super::depend::forget(ctx, id)).await
 }

@@ -176,6 +176,8 @@ pub fn spec(uid: &str, job: &Map<String, Value>, settings: &Settings) -> JobSpec
     let template = job.get("template");
     JobSpec {
         inputs: None,
+        after_jobs: Vec::new(),
+        on_dependency_failure: Default::default(),
         id: uid.to_string(),
         name: uid.to_string(),
         kind: JobType::Nexrender,

@@ -110,6 +110,8 @@ async fn create<S: Store>(
         list_page: 0,
         nexrender: Some(Value::Object(body)),
         submitted_by: None,
+        waiting_on: Vec::new(),
+        dependency_error: None,
     };
     let task = Task::new(0, None, ctx.now_ms);
     let job = lifecycle::create(ctx, record, vec![task.clone()])

@@ -42,6 +42,12 @@ pub async fn complete_if_lease<S: Store>(
         ..Tally::default()
     };
     counters::record(ctx, node.unwrap_or(&current_node(&current)), tally).await;
+    // The last task of its job may have completed it: release the jobs waiting for it.
+    Box::pin(crate::core::lifecycle::depend::settle_dependents(
+        ctx,
+        &done.0.spec.id,
+    ))
+    .await?;
     Ok(done)
 }
 
@@ -82,6 +88,13 @@ pub async fn fail_if_lease<S: Store>(
     counters::record(ctx, node.unwrap_or(&holder), tally).await;
     if t.state == TaskState::Failed && job.spec.on_failure == OnFailure::Fail {
         crate::core::lifecycle::fail_job(ctx, &job.spec.id).await?;
+    } else if t.state == TaskState::Failed {
+        // Under `continue` the job ends failed once nothing is left to run.
+        Box::pin(crate::core::lifecycle::depend::settle_dependents(
+            ctx,
+            &job.spec.id,
+        ))
+        .await?;
     }
     Ok((job, t))
 }

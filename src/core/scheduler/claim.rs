@@ -12,7 +12,7 @@
 //! KV) the claim is optimistic: the same write, then a read-back that drops any task whose lease
 //! is no longer ours (`still_ours`). Only there; everywhere else the CAS alone decides.
 
-use super::claimable::{claimable, failed_here, is_live, job_open, nothing_to_do};
+use super::claimable::{claimable, failed_here, is_live, job_open, job_waiting, nothing_to_do};
 use super::expiry::{lapsed_while_down, lease_clock, lease_expired};
 use super::index::{self, Entry, PageRead, Scan};
 use super::revoked::{held_by_revoked, revoked_ids};
@@ -318,6 +318,9 @@ pub async fn claim_where<S: Store>(
                 }
                 continue;
             };
+            if job_waiting(job, entry) {
+                continue;
+            }
             if !job_open(job, entry, &read.part, read.priority) {
                 drops[i].push(entry.n);
                 continue;

@@ -71,6 +71,13 @@ pub fn job_open(job: &JobRecord, entry: &Entry, part: &str, priority: i64) -> bo
         && index::parts_of(&job.spec).iter().any(|p| p == part)
 }
 
+/// The job waits for others (`after_jobs`) and is being released: its entries are written
+/// just before `waiting_on` is cleared (`lifecycle::depend`), so a claim skips them without
+/// dropping them. A job that waits has no other entries.
+pub fn job_waiting(job: &JobRecord, entry: &Entry) -> bool {
+    !job.waiting_on.is_empty() && job.gen == entry.gen && !job.canceled && !job.failed
+}
+
 /// Queued, and `node` failed it: the claim checks whether any node is left to try it.
 pub fn failed_here(t: &Task, node: &str) -> bool {
     t.state == TaskState::Queued && failed_by(t, node)

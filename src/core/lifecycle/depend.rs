@@ -1,0 +1,193 @@
+//! Jobs that wait for other jobs (`after_jobs`).
+//!
+//! A waiting job is created with `waiting_on` = its `after_jobs` and **without index entries**,
+//! so no claim ever walks past its tasks. Each job it names keeps a list of who waits for it
+//! (`keys::dependents`). When a job ends (its last task acked, fail-fast, cancel),
+//! [`settle_dependents`] re-checks every job on that list ([`check_waiting`]): completed
+//! dependencies leave `waiting_on`; a failed, canceled or deleted one ends the waiting job per
+//! its `on_dependency_failure`; when nothing is left the job's segments are indexed, then
+//! `waiting_on` is cleared by compare-and-swap.
+//!
+//! Why this never loses a release:
+//! - Submit writes its name into each dependency's list *before* its job record (the commit
+//!   point) and checks the dependencies *after* it; the ack that ends a dependency writes the
+//!   task first and reads the list after. With a linearizable store one of the two sees the
+//!   other, so either the submit finds the dependency completed or the ack finds the waiter.
+//! - The index entries are written before the record that clears `waiting_on`; a claim that
+//!   meets an entry of a job still waiting skips it without dropping it
+//!   (`claimable::job_waiting`). A crash in between leaves a job waiting with its entries; the
+//!   next [`check_waiting`] (any ack of the dependency again, `GET /v1/jobs/{id}`, a requeue)
+//!   finishes the release. Every step is idempotent: a second release only adds entries that
+//!   claims treat as duplicates.
+//!
+//! Cycles are impossible by construction: a job may only name jobs that already exist.
+
+use super::{cancel_remaining, index_segments, update_job};
+use crate::core::cas::{self, Step};
+use crate::core::error::{Error, Result};
+use crate::core::model::{DependencyFailure, JobRecord};
+use crate::core::records::{load, Rec};
+use crate::core::rollup::{self, JobState};
+use crate::core::Ctx;
+use crate::store::{keys, Store};
+use serde::{Deserialize, Serialize};
+
+/// Most jobs that may wait for one job.
+pub const MAX_DEPENDENTS: usize = 1000;
+
+/// Who waits for a job.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Dependents {
+    jobs: Vec<String>,
+}
+
+/// Before a waiting job is committed: every job it names exists (400 naming the first that
+/// does not) and lists it as a dependent.
+pub async fn register<S: Store>(ctx: &Ctx<'_, S>, job: &JobRecord) -> Result<()> {
+    for (i, dep) in job.spec.after_jobs.iter().enumerate() {
+        if load::<JobRecord, _>(ctx.store, &keys::job(dep))
+            .await?
+            .is_none()
+        {
+            return Err(Error::field(
+                "after_jobs",
+                format!("after_jobs[{i}]: there is no job {dep}"),
+            ));
+        }
+    }
+    for dep in &job.spec.after_jobs {
+        let id = job.spec.id.as_str();
+        let what = format!("dependents of job {dep}");
+        cas::update(
+            ctx.store,
+            &keys::dependents(dep),
+            &what,
+            async |rec: Option<Rec<Dependents>>| {
+                let mut list = rec.map(|r| r.value).unwrap_or_default();
+                if list.jobs.iter().any(|j| j == id) {
+                    return Ok(Step::Stop(()));
+                }
+                if list.jobs.len() >= MAX_DEPENDENTS {
+                    return Err(Error::Conflict(format!(
+                        "job {dep} already has {MAX_DEPENDENTS} jobs waiting for it"
+                    )));
+                }
+                list.jobs.push(id.to_string());
+                Ok(Step::Write(list, ()))
+            },
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// After `job_id` changed in a way that may have ended it: re-checks the jobs waiting for it.
+/// One read when nobody waits for it (the common case, on every ack).
+pub async fn settle_dependents<S: Store>(ctx: &Ctx<'_, S>, job_id: &str) -> Result<()> {
+    let Some(list) = load::<Dependents, _>(ctx.store, &keys::dependents(job_id)).await? else {
+        return Ok(());
+    };
+    if let Some(job) = load::<JobRecord, _>(ctx.store, &keys::job(job_id)).await? {
+        if !rollup::load_view(ctx.store, &job.value)
+            .await?
+            .state
+            .is_finished()
+        {
+            return Ok(());
+        }
+    }
+    for waiting in &list.value.jobs {
+        cas::best_effort(
+            check_waiting(ctx, waiting).await,
+            "release of a waiting job",
+        )?;
+    }
+    Ok(())
+}
+
+/// Re-checks what a waiting job waits for, and releases or ends it (see the module doc).
+/// Nothing when the job is gone or not waiting.
+pub async fn check_waiting<S: Store>(ctx: &Ctx<'_, S>, id: &str) -> Result<()> {
+    let Some(job) = load::<JobRecord, _>(ctx.store, &keys::job(id)).await? else {
+        return Ok(());
+    };
+    let job = job.value;
+    if job.waiting_on.is_empty() || job.canceled || job.failed {
+        return Ok(());
+    }
+    let mut done = Vec::new();
+    let mut broken = None;
+    for dep in &job.waiting_on {
+        let state = match load::<JobRecord, _>(ctx.store, &keys::job(dep)).await? {
+            Some(d) => Some(rollup::load_view(ctx.store, &d.value).await?.state),
+            None => None,
+        };
+        match state {
+            Some(JobState::Completed) => done.push(dep.clone()),
+            Some(JobState::Failed) => broken = Some(format!("job {dep} failed")),
+            Some(JobState::Canceled) => broken = Some(format!("job {dep} was canceled")),
+            None => broken = Some(format!("job {dep} was deleted")),
+            Some(_) => {}
+        }
+        if broken.is_some() {
+            break;
+        }
+    }
+    if let Some(why) = broken {
+        let policy = job.spec.on_dependency_failure;
+        let ended = update_job(ctx, id, |j| {
+            if j.waiting_on.is_empty() || j.canceled || j.failed {
+                return Ok(());
+            }
+            match policy {
+                DependencyFailure::Fail => j.failed = true,
+                DependencyFailure::Cancel => j.canceled = true,
+            }
+            j.ended_ms = Some(ctx.now_ms);
+            j.dependency_error = Some(why.clone());
+            Ok(())
+        })
+        .await?;
+        cancel_remaining(ctx, &ended, &why).await?;
+        // This job ended too: whoever waits for it learns it now.
+        return Box::pin(settle_dependents(ctx, id)).await;
+    }
+    if done.len() == job.waiting_on.len() {
+        // Entries first, then the record that makes them valid (`index_segments` indexes
+        // nothing for a job still waiting, so it is given the job as it is about to be).
+        let mut released = job.clone();
+        released.waiting_on.clear();
+        index_segments(ctx, &released, None).await?;
+    }
+    if done.is_empty() {
+        return Ok(());
+    }
+    update_job(ctx, id, |j| {
+        j.waiting_on.retain(|d| !done.contains(d));
+        Ok(())
+    })
+    .await?;
+    Ok(())
+}
+
+/// A job deleted: nobody can wait for it any more (its waiters end by their policy).
+pub async fn forget<S: Store>(ctx: &Ctx<'_, S>, id: &str) -> Result<()> {
+    settle_dependents_of_deleted(ctx, id).await?;
+    ctx.store
+        .delete(&keys::dependents(id), crate::store::Cond::Any)
+        .await?;
+    Ok(())
+}
+
+async fn settle_dependents_of_deleted<S: Store>(ctx: &Ctx<'_, S>, id: &str) -> Result<()> {
+    let Some(list) = load::<Dependents, _>(ctx.store, &keys::dependents(id)).await? else {
+        return Ok(());
+    };
+    for waiting in &list.value.jobs {
+        cas::best_effort(
+            check_waiting(ctx, waiting).await,
+            "release of a waiting job",
+        )?;
+    }
+    Ok(())
+}

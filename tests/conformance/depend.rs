@@ -1,0 +1,170 @@
+//! Jobs that wait for other jobs (`after_jobs`): never handed out while they wait, released by
+//! the ack that completes what they wait for, ended by its failure.
+
+use crate::errors::rejected;
+use crate::harness::Farm;
+use serde_json::{json, Value};
+
+fn id(job: &Value) -> String {
+    job["id"].as_str().unwrap_or_default().to_string()
+}
+
+/// Every task `node` can claim now, as `(job id, task)`.
+async fn claim_all(f: &Farm, node: &str) -> Vec<(String, Value)> {
+    f.claim(node, 16)
+        .await
+        .into_iter()
+        .map(|t| (t["job"].as_str().unwrap_or_default().to_string(), t))
+        .collect()
+}
+
+async fn a_job_waits_until_the_job_it_names_completes(f: &Farm) {
+    let a = f.submit(json!({"frames": "1-2"})).await;
+    let b = f
+        .submit(json!({"frames": "1-3", "after_jobs": [id(&a)]}))
+        .await;
+    assert_eq!(b["state"], "waiting", "{b:#}");
+    assert_eq!(b["after_jobs"], json!([id(&a)]));
+    assert!(
+        b["waiting"].as_str().unwrap_or("").contains(&id(&a)),
+        "the job says what it waits for: {b:#}"
+    );
+    let got = claim_all(f, "n1").await;
+    assert_eq!(got.len(), 2, "only the first job's tasks are handed out");
+    assert!(got.iter().all(|(j, _)| *j == id(&a)), "{got:?}");
+    assert!(
+        claim_all(f, "n2").await.is_empty(),
+        "the waiting job's tasks stay out"
+    );
+    assert_eq!(f.done(&got[0].1).await.status, 200);
+    assert_eq!(
+        f.job(&id(&b)).await["state"],
+        "waiting",
+        "one of two is not enough"
+    );
+    assert!(claim_all(f, "n2").await.is_empty());
+    assert_eq!(f.done(&got[1].1).await.status, 200);
+    assert_eq!(f.job(&id(&a)).await["state"], "completed");
+    assert_eq!(
+        f.job(&id(&b)).await["state"],
+        "queued",
+        "released by the last ack"
+    );
+    let got = claim_all(f, "n2").await;
+    assert_eq!(got.len(), 3, "all of the released job's tasks: {got:?}");
+    assert!(got.iter().all(|(j, _)| *j == id(&b)));
+}
+
+async fn a_chain_runs_in_order(f: &Farm) {
+    let a = f.submit(json!({"frames": "1"})).await;
+    let b = f
+        .submit(json!({"frames": "1", "after_jobs": [id(&a)]}))
+        .await;
+    let c = f
+        .submit(json!({"frames": "1", "after_jobs": [id(&b), id(&a)]}))
+        .await;
+    for (done, c_then) in [(&a, "waiting"), (&b, "queued")] {
+        let got = claim_all(f, "n1").await;
+        assert_eq!(got.len(), 1, "one job at a time: {got:?}");
+        assert_eq!(got[0].0, id(done));
+        assert_eq!(f.done(&got[0].1).await.status, 200);
+        assert_eq!(f.job(&id(&c)).await["state"], c_then, "after {}", id(done));
+    }
+    let got = claim_all(f, "n1").await;
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].0, id(&c));
+}
+
+async fn a_job_named_after_one_already_completed_is_queued_at_once(f: &Farm) {
+    let a = f.submit(json!({"frames": "1"})).await;
+    let got = claim_all(f, "n1").await;
+    assert_eq!(f.done(&got[0].1).await.status, 200);
+    let b = f
+        .submit(json!({"frames": "1", "after_jobs": [id(&a)]}))
+        .await;
+    assert_eq!(b["state"], "queued", "{b:#}");
+    assert_eq!(claim_all(f, "n1").await.len(), 1);
+}
+
+async fn a_failed_or_canceled_dependency_ends_the_waiting_jobs_by_policy(f: &Farm) {
+    let a = f.submit(json!({"frames": "1", "max_attempts": 1})).await;
+    let fails = f
+        .submit(json!({"frames": "1-2", "after_jobs": [id(&a)]}))
+        .await;
+    let cancels = f
+        .submit(json!({"frames": "1", "after_jobs": [id(&a)], "on_dependency_failure": "cancel"}))
+        .await;
+    let got = claim_all(f, "n1").await;
+    assert_eq!(got.len(), 1);
+    assert_eq!(f.fail(&got[0].1, "boom").await.status, 200);
+    assert_eq!(f.job(&id(&a)).await["state"], "failed");
+    let failed = f.job(&id(&fails)).await;
+    assert_eq!(failed["state"], "failed", "{failed:#}");
+    assert!(
+        failed["error"].as_str().unwrap_or("").contains(&id(&a)),
+        "the error names the failed dependency: {failed:#}"
+    );
+    assert_eq!(failed["counts"]["canceled"], 2, "its tasks never ran");
+    assert_eq!(f.job(&id(&cancels)).await["state"], "canceled");
+    assert!(
+        claim_all(f, "n2").await.is_empty(),
+        "nothing of them is handed out"
+    );
+
+    // Canceling a dependency ends its waiters the same way.
+    let d = f.submit(json!({"frames": "1"})).await;
+    let e = f
+        .submit(json!({"frames": "1", "after_jobs": [id(&d)]}))
+        .await;
+    let r = f
+        .call("POST", &format!("/v1/jobs/{}/cancel", id(&d)), None)
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(f.job(&id(&e)).await["state"], "failed");
+}
+
+async fn after_jobs_must_name_existing_jobs_once(f: &Farm) {
+    let a = f.submit(json!({"frames": "1"})).await;
+    let s = f.secret();
+    let spec = |after: Value| {
+        serde_json::to_vec(
+            &json!({"type": "command", "queue": f.queue(), "frames": "1",
+            "params": {"program": "touchframe", "args": ["{frame}"]}, "after_jobs": after}),
+        )
+        .unwrap_or_default()
+    };
+    for after in [
+        json!([id(&a), "no-such-job"]),
+        json!([id(&a), id(&a)]),
+        json!(["../x"]),
+        json!("not-a-list"),
+    ] {
+        rejected(f, "POST", "/v1/jobs", &spec(after), Some(&s), 400, None).await;
+    }
+    let r = f
+        .call(
+            "POST",
+            "/v1/jobs",
+            Some(json!({"type": "command", "queue": f.queue(), "frames": "1",
+                "params": {"program": "touchframe", "args": ["{frame}"]},
+                "after_jobs": [id(&a), "no-such-job"]})),
+        )
+        .await;
+    let err = r.json();
+    assert_eq!(err["error"]["field"], "after_jobs", "{err}");
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("no-such-job"),
+        "the missing id is named: {err}"
+    );
+}
+
+crate::cases!(
+    a_job_waits_until_the_job_it_names_completes,
+    a_chain_runs_in_order,
+    a_job_named_after_one_already_completed_is_queued_at_once,
+    a_failed_or_canceled_dependency_ends_the_waiting_jobs_by_policy,
+    after_jobs_must_name_existing_jobs_once,
+);
