@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use node_support::{blender, Node, NodeSpec, Server, BIN, SECRET};
+use node_support::{blender, cli_json, empty_dir, Node, NodeSpec, Server, BIN, SECRET};
 use serde_json::{json, Value};
 
 fn fixture(name: &str) -> PathBuf {
@@ -75,43 +75,12 @@ impl Artist {
     }
 }
 
-/// Runs the CLI in `cwd`; returns (success, stdout, stderr).
-fn cli(server: &Server, cwd: &Path, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(BIN)
-        .args(args)
-        .current_dir(cwd)
-        .env("EDGEFARM_URL", &server.url)
-        .env("EDGEFARM_SECRET", SECRET)
-        .output()
-        .expect("run the CLI");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-fn cli_json(server: &Server, cwd: &Path, args: &[&str]) -> Value {
-    let mut all: Vec<&str> = args.to_vec();
-    all.push("--json");
-    let (ok, out, err) = cli(server, cwd, &all);
-    assert!(ok, "edgefarm {args:?} failed: {out}{err}");
-    serde_json::from_str(&out)
-        .unwrap_or_else(|e| panic!("edgefarm {args:?}: not JSON ({e}): {out}"))
-}
-
 /// The RGB bytes of a PNG.
 fn pixels(path: &Path) -> Vec<u8> {
     image::open(path)
         .unwrap_or_else(|e| panic!("{} does not decode: {e}", path.display()))
         .to_rgb8()
         .into_raw()
-}
-
-fn empty_dir(path: &Path) -> bool {
-    std::fs::read_dir(path)
-        .map(|mut d| d.next().is_none())
-        .unwrap_or(false)
 }
 
 async fn job_count(server: &Server) -> usize {
@@ -130,6 +99,7 @@ async fn frame_of(server: &Server, base: &Path, job: &str, f: u32) -> Vec<u8> {
         server,
         base,
         &["fetch", job, "--to", to.to_str().expect("utf-8")],
+        &[],
     );
     pixels(&to.join(format!("shot/frame_{f:04}.png")))
 }
@@ -326,7 +296,7 @@ async fn the_addon_packs_uploads_and_submits_a_project_that_renders_on_nodes_wit
     assert_eq!(r2["cache"]["hashed_files"], 0, "{r2:#}");
     assert_eq!(r2["cache"]["cached_files"], 6, "{r2:#}");
     let job2 = second["job"].as_str().expect("job id").to_string();
-    cli_json(&server, &base, &["cancel", &job2]);
+    cli_json(&server, &base, &["cancel", &job2], &[]);
 
     // The CLI packs with the same script: the same manifest, byte for byte, and (sharing the
     // pack cache) nothing hashed or uploaded again.
@@ -366,7 +336,7 @@ async fn the_addon_packs_uploads_and_submits_a_project_that_renders_on_nodes_wit
     assert_eq!(by_cli["upload"]["files"], 0, "{by_cli:#}");
     assert_eq!(by_cli["upload"]["cache"]["hashed_files"], 0, "{by_cli:#}");
     let cli_job = by_cli["id"].as_str().expect("id").to_string();
-    cli_json(&server, &base, &["cancel", &cli_job]);
+    cli_json(&server, &base, &["cancel", &cli_job], &[]);
     let cli_inputs = server
         .get(&format!("/v1/jobs/{cli_job}/inputs?cursor=0"))
         .await;

@@ -1,7 +1,8 @@
 //! The dashboard in a real browser: headless Chromium (Debian's `chromium` + `chromium-driver`,
 //! installed by scripts/test) against `edgefarm serve`, with a simple node loop rendering tasks.
 //! It checks that the page shows a job reaching 100 %, that its cancel button cancels a job,
-//! that the preview appears and that a finished frame's link downloads its bytes; then it
+//! that the preview appears and that a finished frame's link downloads its bytes (also from a
+//! bucket on another origin, through the farm's 307, when the bucket allows it); then it
 //! measures the page with 1,000 jobs (100,000 tasks). The screenshots and the numbers are left
 //! in `tests/output/` for CI to keep.
 
@@ -642,6 +643,256 @@ async fn roles_tour(b: &Browser, api: &Api, base: &str) -> Result<(), String> {
         .await;
     if other["state"] != "queued" {
         return Err(format!("bob's job is untouched: {other}"));
+    }
+    Ok(())
+}
+
+/// A stand-in bucket for the browser: answers every `GET` with `body` and a preflight with
+/// 204, adding `Access-Control-Allow-Origin` (the dashboard's origin) only while `cors` is on,
+/// as a bucket with and without the CORS rule of docs/ASSETS.md would. It records the head of
+/// every request. (It checks no signature: tests/s3.rs does that with a real S3 server; here
+/// what is tested is what the browser does.)
+async fn cors_bucket(
+    body: Vec<u8>,
+    cors: Arc<AtomicBool>,
+) -> (String, Arc<std::sync::Mutex<Vec<String>>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            let (log, body, cors) = (log.clone(), body.clone(), cors.clone());
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match conn.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                let head = String::from_utf8_lossy(&buf).to_lowercase();
+                let origin = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("origin:"))
+                    .map(|o| o.trim().to_string());
+                let get = head.starts_with("get ");
+                log.lock().expect("log").push(head);
+                let allow = match origin.filter(|_| cors.load(Ordering::Relaxed)) {
+                    Some(o) => format!(
+                        "access-control-allow-origin: {o}\r\naccess-control-allow-methods: GET, HEAD\r\naccess-control-allow-headers: *\r\naccess-control-expose-headers: Content-Length\r\nvary: Origin\r\n"
+                    ),
+                    None => String::new(),
+                };
+                let (status, answer) = if get {
+                    ("200 OK", body.clone())
+                } else {
+                    ("204 No Content", Vec::new())
+                };
+                let mut out = format!(
+                    "HTTP/1.1 {status}\r\ncontent-type: image/png\r\ncontent-length: {}\r\n{allow}connection: close\r\n\r\n",
+                    answer.len()
+                )
+                .into_bytes();
+                out.extend_from_slice(&answer);
+                let _ = conn.write_all(&out).await;
+            });
+        }
+    });
+    (url, seen)
+}
+
+/// With blobs in a bucket, a frame link's fetch follows the farm's 307 to the bucket's origin:
+/// the page's CSP lets it (`connect-src` names the bucket), the browser sends the farm's secret
+/// only to the farm, and the download works exactly when the bucket has the CORS rule
+/// (docs/ASSETS.md): without it the link is marked failed and nothing is saved.
+#[tokio::test]
+async fn a_frame_link_downloads_from_a_bucket_with_the_cors_rule() {
+    if !std::path::Path::new(CHROMIUM).exists() || !std::path::Path::new(DRIVER).exists() {
+        if std::env::var("EDGEFARM_SKIP_BROWSER").is_ok() {
+            eprintln!("EDGEFARM_SKIP_BROWSER set and no chromium: the browser test did not run");
+            return;
+        }
+        panic!("the dashboard test needs Chromium: apt-get install chromium chromium-driver (scripts/test does)");
+    }
+    let frame = png::frame(3, 64, 36);
+    let sha = mini_node::sha256_hex(&frame);
+    let cors = Arc::new(AtomicBool::new(false));
+    let (bucket, seen) = cors_bucket(frame.clone(), cors.clone()).await;
+    let server = Serve::build()
+        .memory()
+        .secret(SECRET)
+        .env("EDGEFARM_LOG", "warn")
+        .env("EDGEFARM_S3_ENDPOINT", &bucket)
+        .env("EDGEFARM_S3_BUCKET", "farm")
+        .env("EDGEFARM_S3_ACCESS_KEY", "dashboard-ak")
+        .env("EDGEFARM_S3_SECRET_KEY", "dashboard-sk")
+        .start()
+        .await;
+    let base = server.base.clone();
+    let api = Api {
+        http: reqwest::Client::new(),
+        base: base.clone(),
+    };
+    // The frame is "in the bucket" (the stand-in serves it) and confirmed to the farm; a node
+    // renders a one-frame job and acks it as the task's output.
+    let (status, _) = api
+        .call(
+            "PUT",
+            &format!("/v1/blobs/{sha}?size={}", frame.len()),
+            SECRET,
+            None,
+        )
+        .await;
+    assert_eq!(status, 201, "the confirmation is recorded");
+    let job = api
+        .submit(
+            json!({"name": "bucket frames", "type": "command", "frames": "3",
+            "params": {"program": "touchframe", "args": ["{frame}"]}}),
+        )
+        .await;
+    let (_, enrol) = api
+        .call(
+            "POST",
+            "/v1/nodes",
+            SECRET,
+            Some(json!({"name": "render-b"})),
+        )
+        .await;
+    let token = enrol["token"].as_str().expect("token").to_string();
+    let (_, got) = api
+        .call("POST", "/v1/queue/default", &token, Some(json!({"max": 1})))
+        .await;
+    let task = &got["tasks"][0];
+    let id = task["_id"].as_str().expect("task id");
+    let ack = json!({"lease": task["lease"], "status": "done", "result": {"exit_code": 0},
+        "outputs": [{"path": "frames/f_0003.png", "sha256": sha, "size": frame.len()}]});
+    let (status, acked) = api
+        .call("POST", &format!("/v1/tasks/{id}/ack"), &token, Some(ack))
+        .await;
+    assert_eq!(status, 200, "ack: {acked}");
+
+    let driver_port = free_port();
+    let _driver = Reaped(
+        Command::new(DRIVER)
+            .arg(format!("--port={driver_port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver starts"),
+    );
+    let driver = format!("http://127.0.0.1:{driver_port}");
+    wait_http(&format!("{driver}/status")).await;
+    let out = output_dir();
+    let profile = tempfile::tempdir().expect("profile dir");
+    let b = Browser::start(&driver, CHROMIUM, profile.path())
+        .await
+        .expect("a browser session");
+    let result = bucket_download(&b, &base, &job, &frame, &cors, &out).await;
+    if result.is_err() {
+        let _ = b
+            .screenshot(&out.join("dashboard-bucket-failure.png"))
+            .await;
+    }
+    b.quit().await;
+    if let Err(e) = result {
+        panic!("{e}");
+    }
+    let seen = seen.lock().expect("log").clone();
+    let gets: Vec<_> = seen.iter().filter(|h| h.starts_with("get ")).collect();
+    assert_eq!(
+        gets.len(),
+        2,
+        "one GET per click reached the bucket: {seen:#?}"
+    );
+    for head in &seen {
+        assert!(
+            !head.contains("authorization") && !head.contains(SECRET),
+            "the farm's secret stays with the farm: {head}"
+        );
+        assert!(
+            head.contains(&format!("origin: {base}")),
+            "the request names the dashboard's origin: {head}"
+        );
+        assert!(head.contains("x-amz-signature="), "a presigned URL: {head}");
+    }
+}
+
+async fn bucket_download(
+    b: &Browser,
+    base: &str,
+    job: &str,
+    want: &[u8],
+    cors: &AtomicBool,
+    out: &std::path::Path,
+) -> Result<(), String> {
+    let wait = Duration::from_secs(60);
+    let downloads = out.join("dashboard-bucket-downloads");
+    let _ = std::fs::remove_dir_all(&downloads);
+    std::fs::create_dir_all(&downloads).map_err(|e| e.to_string())?;
+    b.goto(base).await?;
+    b.cdp(
+        "Browser.setDownloadBehavior",
+        json!({"behavior": "allow", "downloadPath": downloads.to_string_lossy()}),
+    )
+    .await?;
+    b.type_into("#secret", SECRET).await?;
+    b.click("#connect").await?;
+    b.wait_for(
+        "the login to close",
+        "return document.querySelector('#login').classList.contains('hide')",
+        wait,
+    )
+    .await?;
+    b.wait_for(
+        "the job's row",
+        &format!("return !!document.querySelector('{} .name')", row(job)),
+        wait,
+    )
+    .await?;
+    b.click(&format!("{} .name", row(job))).await?;
+    let link = "#outputs-list a.out[download=\"f_0003.png\"]";
+    b.wait_for(
+        "the frame's link",
+        &format!("return !!document.querySelector('{link}')"),
+        wait,
+    )
+    .await?;
+    // Without the CORS rule the browser refuses the bucket's answer: the link says it failed.
+    b.click(link).await?;
+    b.wait_for(
+        "the link marked failed (no CORS rule on the bucket)",
+        &format!("return document.querySelector('{link}').classList.contains('bad')"),
+        wait,
+    )
+    .await?;
+    // With it, the bytes arrive, pass the page's size and SHA-256 checks, and are saved.
+    cors.store(true, Ordering::Relaxed);
+    b.click(link).await?;
+    let saved = downloads.join("f_0003.png");
+    let started = Instant::now();
+    while !std::fs::read(&saved).is_ok_and(|got| got == want) {
+        if started.elapsed() > wait {
+            return Err(format!(
+                "with the CORS rule, clicking the link should save {} bytes as {}",
+                want.len(),
+                saved.display()
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let bad = b
+        .exec(
+            &format!("return document.querySelector('{link}').classList.contains('bad')"),
+            json!([]),
+        )
+        .await?;
+    if bad != json!(false) {
+        return Err("the link still reports a failed download".into());
     }
     Ok(())
 }

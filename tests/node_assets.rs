@@ -9,63 +9,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use node_support::{blender, Node, NodeSpec, Server, BIN, SECRET};
-use serde_json::Value;
-
-/// Runs the CLI in `cwd` with `args`; returns its JSON answer.
-fn cli(server: &Server, cwd: &Path, args: &[&str]) -> Value {
-    let out = Command::new(BIN)
-        .args(args)
-        .arg("--json")
-        .current_dir(cwd)
-        .env("EDGEFARM_URL", &server.url)
-        .env("EDGEFARM_SECRET", SECRET)
-        .env("EDGEFARM_PACK_CACHE", server.dir.path().join("pack-cache"))
-        .output()
-        .expect("run the CLI");
-    assert!(
-        out.status.success(),
-        "edgefarm {args:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    eprintln!(
-        "edgefarm {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "edgefarm {args:?}: not JSON ({e}): {}",
-            String::from_utf8_lossy(&out.stdout)
-        )
-    })
-}
-
-fn make_textured_scene(blender: &Path, blend: &Path) {
-    let script =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/make_textured_scene.py");
-    let out = Command::new(blender)
-        .args(["-b", "--factory-startup", "--python"])
-        .arg(&script)
-        .arg("--")
-        .arg(blend)
-        .output()
-        .expect("run blender");
-    assert!(
-        out.status.success() && blend.is_file(),
-        "making the scene failed"
-    );
-    // Blender's backup of the first save is not part of the project.
-    let mut backup = blend.as_os_str().to_owned();
-    backup.push("1");
-    let _ = std::fs::remove_file(PathBuf::from(backup));
-}
-
-fn empty_dir(path: &Path) -> bool {
-    std::fs::read_dir(path)
-        .map(|mut d| d.next().is_none())
-        .unwrap_or(false)
-}
+use node_support::{
+    blender, cli_json, empty_dir, make_textured_scene, Node, NodeSpec, Server, BIN, SECRET,
+};
 
 /// Distinct colours of a PNG.
 fn colours(path: &Path) -> (usize, Vec<u8>) {
@@ -134,7 +80,7 @@ async fn a_project_travels_to_nodes_without_shared_disk_and_its_frames_come_back
 
     let blender_arg = blender.to_string_lossy().into_owned();
     let submit = |cwd: &Path, file: &str| {
-        cli(
+        cli_json(
             &server,
             cwd,
             &[
@@ -149,10 +95,11 @@ async fn a_project_travels_to_nodes_without_shared_disk_and_its_frames_come_back
                 "--blender",
                 &blender_arg,
             ],
+            &[],
         )
     };
     let submit_allowing_missing = |cwd: &Path, file: &str| {
-        cli(
+        cli_json(
             &server,
             cwd,
             &[
@@ -168,6 +115,7 @@ async fn a_project_travels_to_nodes_without_shared_disk_and_its_frames_come_back
                 "--blender",
                 &blender_arg,
             ],
+            &[],
         )
     };
     let first = submit(&submitter, "shot/scene.blend");
@@ -182,10 +130,11 @@ async fn a_project_travels_to_nodes_without_shared_disk_and_its_frames_come_back
         .await;
 
     let fetched_to = base.join("fetched");
-    let fetched = cli(
+    let fetched = cli_json(
         &server,
         &base,
         &["fetch", &job, "--to", fetched_to.to_str().expect("utf-8")],
+        &[],
     );
     assert_eq!(fetched["files"], 2, "both frames come back: {fetched:#}");
     let frame = |dir: &Path, f: u32| dir.join(format!("out/frame_{f:04}.png"));
@@ -195,10 +144,11 @@ async fn a_project_travels_to_nodes_without_shared_disk_and_its_frames_come_back
         "the frame is not one flat colour ({textured_colours})"
     );
     colours(&frame(&fetched_to, 2));
-    let again = cli(
+    let again = cli_json(
         &server,
         &base,
         &["fetch", &job, "--to", fetched_to.to_str().expect("utf-8")],
+        &[],
     );
     assert_eq!(
         (again["files"].as_u64(), again["skipped_files"].as_u64()),
@@ -248,10 +198,11 @@ async fn a_project_travels_to_nodes_without_shared_disk_and_its_frames_come_back
         .wait_job(&bare_job, "completed", Duration::from_secs(180))
         .await;
     let bare_to = base.join("fetched-bare");
-    cli(
+    cli_json(
         &server,
         &base,
         &["fetch", &bare_job, "--to", bare_to.to_str().expect("utf-8")],
+        &[],
     );
     let (_, plain) = colours(&frame(&bare_to, 1));
     assert_ne!(
@@ -404,7 +355,7 @@ async fn a_node_killed_mid_download_and_mid_upload_finishes_with_nothing_partial
         task["attempts"], 2,
         "the outputs kept across the restart were acked for the second attempt, not rendered again: {task:#}"
     );
-    let fetched = cli(
+    let fetched = cli_json(
         &server,
         &base,
         &[
@@ -413,6 +364,7 @@ async fn a_node_killed_mid_download_and_mid_upload_finishes_with_nothing_partial
             "--to",
             base.join("got").to_str().expect("utf-8"),
         ],
+        &[],
     );
     assert_eq!(fetched["files"], 1, "the output came back: {fetched:#}");
     let got = std::fs::metadata(base.join("got/out.bin"))

@@ -3,6 +3,10 @@
 //! `$EDGEFARM_CACHE/tools/bin`): `edgefarm serve` signs, the CLI and the node move the bytes to
 //! and from the bucket directly, and what the bucket refuses never reaches the farm's records.
 //!
+//! The same project flow runs against the Spin component on the wasmtime test host
+//! (`through_the_spin_component`, run by scripts/spin-conformance, which builds them): Spin has
+//! no blob store of its own, so the bucket is how its farms carry files.
+//!
 //! Without `s3s-fs` these tests say SKIPPED loudly and pass, unless `EDGEFARM_REQUIRE_S3` is
 //! set (scripts/test sets it), when they fail.
 
@@ -13,7 +17,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use edgefarm::core::blobs::FileEntry;
-use node_support::{blender, free_port, wait_until, Node, NodeSpec, Serve, Server, BIN, SECRET};
+use node_support::{
+    blender, cli_json, empty_dir, free_port, make_textured_scene, wait_until, Farm, Node, NodeSpec,
+    Serve, Server, SpinHost, SECRET,
+};
 use serde_json::{json, Value};
 
 const AK: &str = "edgefarm-test-ak";
@@ -87,13 +94,21 @@ impl S3 {
         Some(s3)
     }
 
+    /// The `EDGEFARM_S3_*` variables naming this bucket (every runtime and `edgefarm gc` read
+    /// the same ones).
+    fn vars(&self) -> [(&'static str, &str); 5] {
+        [
+            ("EDGEFARM_S3_ENDPOINT", &self.url),
+            ("EDGEFARM_S3_BUCKET", BUCKET),
+            ("EDGEFARM_S3_ACCESS_KEY", AK),
+            ("EDGEFARM_S3_SECRET_KEY", SK),
+            ("EDGEFARM_S3_REGION", "us-east-1"),
+        ]
+    }
+
     /// The `edgefarm serve` settings naming this bucket.
     fn serve_env(&self, b: node_support::Build) -> node_support::Build {
-        b.env("EDGEFARM_S3_ENDPOINT", &self.url)
-            .env("EDGEFARM_S3_BUCKET", BUCKET)
-            .env("EDGEFARM_S3_ACCESS_KEY", AK)
-            .env("EDGEFARM_S3_SECRET_KEY", SK)
-            .env("EDGEFARM_S3_REGION", "us-east-1")
+        self.vars().iter().fold(b, |b, (k, v)| b.env(k, v))
     }
 
     /// Where s3s-fs keeps the object of a blob.
@@ -140,29 +155,23 @@ fn server_blob_files(server: &Server) -> Vec<PathBuf> {
     out
 }
 
-/// Runs the CLI in `cwd`; returns its JSON answer.
-fn cli(server: &Server, cwd: &Path, args: &[&str], extra_env: &[(&str, &str)]) -> Value {
-    let out = Command::new(BIN)
-        .args(args)
-        .arg("--json")
-        .current_dir(cwd)
-        .env("EDGEFARM_URL", &server.url)
-        .env("EDGEFARM_SECRET", SECRET)
-        .envs(extra_env.iter().copied())
-        .output()
-        .expect("run the CLI");
+/// The dashboard of a farm with this bucket may fetch from the bucket's origin (its frame links
+/// follow the farm's 307 there), and from no other.
+async fn dashboard_may_reach_the_bucket(farm: &impl Farm, s3: &S3) {
+    let page = reqwest::get(farm.base_url()).await.expect("GET /");
+    assert_eq!(page.status(), 200);
+    let csp = page.headers()["content-security-policy"]
+        .to_str()
+        .expect("csp")
+        .to_string();
     assert!(
-        out.status.success(),
-        "edgefarm {args:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+        csp.contains(&format!("connect-src 'self' {};", s3.url)),
+        "{csp}"
     );
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "edgefarm {args:?}: not JSON ({e}): {}",
-            String::from_utf8_lossy(&out.stdout)
-        )
-    })
+    assert!(
+        csp.contains(&format!("img-src 'self' blob: data: {};", s3.url)),
+        "{csp}"
+    );
 }
 
 /// An HTTP client that follows no redirect (to see the farm's 307 itself).
@@ -173,38 +182,21 @@ fn no_redirects() -> reqwest::Client {
         .expect("client")
 }
 
-#[tokio::test]
-async fn a_project_goes_through_the_bucket_to_a_node_without_shared_disk_and_back() {
-    let Some(s3) = S3::start().await else { return };
-    let Some(blender) = blender() else { return };
-    let server = Server::start_with(s3.serve_env(Serve::build())).await;
-    let base = server.dir.path().to_path_buf();
+/// A Blender project with a linked texture, submitted with `--upload` from one directory,
+/// rendered by a node whose roots are empty, and fetched back to another: every input and
+/// frame goes through the bucket. A second submit of the same shot uploads nothing.
+async fn a_project_goes_through_the_bucket(farm: &impl Farm, s3: &S3, blender: &Path) {
+    let base = farm.work_dir().to_path_buf();
     let submitter = base.join("artist");
     std::fs::create_dir_all(submitter.join("shot")).expect("artist dir");
-    let script =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/make_textured_scene.py");
-    let blend = submitter.join("shot/scene.blend");
-    let made = Command::new(&blender)
-        .args(["-b", "--factory-startup", "--python"])
-        .arg(&script)
-        .arg("--")
-        .arg(&blend)
-        .output()
-        .expect("run blender");
-    assert!(
-        made.status.success() && blend.is_file(),
-        "making the scene failed"
-    );
-    let mut backup = blend.as_os_str().to_owned();
-    backup.push("1");
-    let _ = std::fs::remove_file(PathBuf::from(backup));
+    make_textured_scene(blender, &submitter.join("shot/scene.blend"));
 
     let (project, output) = (base.join("far-project"), base.join("far-out"));
     std::fs::create_dir_all(&project).expect("project");
     std::fs::create_dir_all(&output).expect("output");
     let types = format!("[types.blender]\nprogram = {blender:?}\nthreads = 1\n");
-    let _node = Node::start(
-        &server,
+    let node = Node::start(
+        farm,
         NodeSpec {
             name: "far",
             slots: 1,
@@ -215,23 +207,19 @@ async fn a_project_goes_through_the_bucket_to_a_node_without_shared_disk_and_bac
     );
 
     let blender_arg = blender.to_string_lossy().into_owned();
-    let submitted = cli(
-        &server,
-        &submitter,
-        &[
-            "submit",
-            "blender",
-            "shot/scene.blend",
-            "--frames",
-            "1-2",
-            "--chunk",
-            "1",
-            "--upload",
-            "--blender",
-            &blender_arg,
-        ],
-        &[],
-    );
+    let submit = [
+        "submit",
+        "blender",
+        "shot/scene.blend",
+        "--frames",
+        "1-2",
+        "--chunk",
+        "1",
+        "--upload",
+        "--blender",
+        &blender_arg,
+    ];
+    let submitted = cli_json(farm, &submitter, &submit, &[]);
     assert_eq!(
         submitted["upload"]["files"], 2,
         "the .blend and its texture: {submitted:#}"
@@ -239,7 +227,7 @@ async fn a_project_goes_through_the_bucket_to_a_node_without_shared_disk_and_bac
     let job = submitted["id"].as_str().expect("job id").to_string();
     // The manifest names the farm copy of the .blend (its paths rewritten by the pack script)
     // and the texture; the bucket holds each under its hash.
-    let inputs = server.get(&format!("/v1/jobs/{job}/inputs")).await;
+    let inputs = farm.get(&format!("/v1/jobs/{job}/inputs")).await;
     let entries = inputs["files"].as_array().expect("manifest files");
     assert_eq!(entries.len(), 2, "{inputs:#}");
     for e in entries {
@@ -253,13 +241,12 @@ async fn a_project_goes_through_the_bucket_to_a_node_without_shared_disk_and_bac
             e["path"]
         );
     }
-    server
-        .wait_job(&job, "completed", Duration::from_secs(240))
+    farm.wait_job_explained(&job, "completed", Duration::from_secs(240), || node.log())
         .await;
 
     let fetched_to = base.join("fetched");
-    let fetched = cli(
-        &server,
+    let fetched = cli_json(
+        farm,
         &base,
         &["fetch", &job, "--to", fetched_to.to_str().expect("utf-8")],
         &[],
@@ -278,23 +265,50 @@ async fn a_project_goes_through_the_bucket_to_a_node_without_shared_disk_and_bac
             "frame {f} went through the bucket"
         );
     }
+    for dir in [&project, &output] {
+        assert!(empty_dir(dir), "the node's own roots stay empty");
+    }
+
+    // The same shot again: the farm has every file, so nothing is uploaded.
+    let again = cli_json(farm, &submitter, &submit, &[]);
+    assert_eq!(again["upload"]["files"], 0, "{again:#}");
+    assert_eq!(again["upload"]["bytes"], 0, "{again:#}");
+    assert_eq!(again["upload"]["skipped_files"], 2, "{again:#}");
+}
+
+#[tokio::test]
+async fn a_project_goes_through_the_bucket_to_a_node_without_shared_disk_and_back() {
+    let Some(s3) = S3::start().await else { return };
+    let Some(blender) = blender() else { return };
+    let server = Server::start_with(s3.serve_env(Serve::build())).await;
+    a_project_goes_through_the_bucket(&server, &s3, &blender).await;
     assert!(
         server_blob_files(&server).is_empty(),
         "no blob byte was stored by the farm itself: {:?}",
         server_blob_files(&server)
     );
-    for dir in [&project, &output] {
-        assert!(
-            std::fs::read_dir(dir).expect("dir").next().is_none(),
-            "the node's own roots stay empty"
-        );
-    }
+}
+
+/// The Spin component signs for the bucket (with the time its host gives it) and answers the
+/// downloads' 307s; the node and the CLI move the bytes.
+#[tokio::test]
+async fn through_the_spin_component_a_project_goes_through_the_bucket_and_back() {
+    let Some(s3) = S3::start().await else { return };
+    let Some(blender) = blender() else { return };
+    let Some(spin) = SpinHost::start(&s3.vars()).await else {
+        return;
+    };
+    let store = spin.get("/v1/health").await;
+    assert_eq!(store["store"]["kind"], "spin_kv", "{store:#}");
+    dashboard_may_reach_the_bucket(&spin, &s3).await;
+    a_project_goes_through_the_bucket(&spin, &s3, &blender).await;
 }
 
 #[tokio::test]
 async fn the_bucket_refuses_wrong_bytes_expired_and_tampered_urls_and_the_farm_records_nothing() {
     let Some(s3) = S3::start().await else { return };
     let server = Server::start_with(s3.serve_env(Serve::build())).await;
+    dashboard_may_reach_the_bucket(&server, &s3).await;
     let http = no_redirects();
     let url = |p: &str| format!("{}{p}", server.url);
     let bytes = b"the bytes of a texture, about to travel".to_vec();
@@ -576,7 +590,7 @@ async fn the_bucket_refuses_wrong_bytes_expired_and_tampered_urls_and_the_farm_r
     // gc with the same bucket settings: both blobs are unreferenced; deleted from the records
     // and from the bucket.
     let data = server.data();
-    let out = cli(
+    let out = cli_json(
         &server,
         server.dir.path(),
         &[
@@ -586,12 +600,7 @@ async fn the_bucket_refuses_wrong_bytes_expired_and_tampered_urls_and_the_farm_r
             "--older-than",
             "0s",
         ],
-        &[
-            ("EDGEFARM_S3_ENDPOINT", &s3.url),
-            ("EDGEFARM_S3_BUCKET", BUCKET),
-            ("EDGEFARM_S3_ACCESS_KEY", AK),
-            ("EDGEFARM_S3_SECRET_KEY", SK),
-        ],
+        &s3.vars(),
     );
     assert_eq!(out["deleted"].as_array().map(Vec::len), Some(3), "{out:#}");
     assert_eq!(

@@ -48,7 +48,10 @@ async fn route<S: Store>(req: &Request<Bytes>, ctx: &Ctx<'_, S>) -> Result<Respo
     match (method, parts.as_slice()) {
         (&Method::GET, ["v1", "health"]) => return Ok(api::health(ctx)),
         // The dashboard and the API description need no credentials (the page asks for them).
-        (&Method::GET, [""]) => return Ok(dashboard::page()),
+        (&Method::GET, [""]) => {
+            let origin = ctx.config.bucket.as_ref().map(|b| b.origin());
+            return Ok(dashboard::page(origin.as_deref()));
+        }
         (&Method::GET, ["v1", "openapi.json"]) => return Ok(dashboard::openapi()),
         // The nexrender façade has its own auth (`nexrender-secret`) and error shapes.
         (_, ["api", "v1", rest @ ..]) => return Ok(super::nexrender::route(req, ctx, rest).await),

@@ -39,6 +39,29 @@ pub fn make_scene(blender: &Path, project: &Path) {
     );
 }
 
+/// Makes `blend` with tests/fixtures/make_textured_scene.py: a scene whose cube shows a texture
+/// linked by a relative path in a subfolder (`//textures/checker.png`).
+pub fn make_textured_scene(blender: &Path, blend: &Path) {
+    let script =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/make_textured_scene.py");
+    let out = Command::new(blender)
+        .args(["-b", "--factory-startup", "--python"])
+        .arg(&script)
+        .arg("--")
+        .arg(blend)
+        .output()
+        .expect("run blender");
+    assert!(
+        out.status.success() && blend.is_file(),
+        "making the scene failed: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    // Blender's backup of the first save is not part of the project.
+    let mut backup = blend.as_os_str().to_owned();
+    backup.push("1");
+    let _ = std::fs::remove_file(PathBuf::from(backup));
+}
+
 /// Width and height of a whole PNG: it decodes and ends with its IEND chunk (a frame still
 /// being written fails either). `None` when the file is missing or not a whole PNG.
 pub fn png_size(path: &Path) -> Option<(u32, u32)> {

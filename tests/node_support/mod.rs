@@ -4,7 +4,10 @@
 
 mod blender;
 #[allow(unused_imports)]
-pub use blender::{blender, blender_running_for, make_scene, png_size};
+pub use blender::{blender, blender_running_for, make_scene, make_textured_scene, png_size};
+mod spin;
+#[allow(unused_imports)]
+pub use spin::SpinHost;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -35,6 +38,92 @@ impl std::ops::Deref for Server {
 impl std::ops::DerefMut for Server {
     fn deref_mut(&mut self) -> &mut Serve {
         &mut self.serve
+    }
+}
+
+/// What the end-to-end tests need of a farm, whichever runtime serves it: `edgefarm serve`
+/// ([`Server`]) or the Spin component on the wasmtime test host ([`SpinHost`]). Its secret is
+/// [`SECRET`].
+#[allow(async_fn_in_trait)]
+pub trait Farm {
+    /// The farm's base URL.
+    fn base_url(&self) -> &str;
+
+    /// A directory of the test's own, removed with the farm: nodes' state, CLI caches.
+    fn work_dir(&self) -> &Path;
+
+    fn client(&self) -> Client {
+        Client::new(self.base_url(), SECRET).expect("client")
+    }
+
+    async fn get(&self, path: &str) -> Value {
+        let c = self.client();
+        c.send(c.request(reqwest::Method::GET, path))
+            .await
+            .unwrap_or_else(|e| panic!("GET {path}: {}", e.report()))
+    }
+
+    async fn submit(&self, spec: Value) -> String {
+        let c = self.client();
+        let job: Value = c
+            .post_json("/v1/jobs", &spec)
+            .await
+            .unwrap_or_else(|e| panic!("submit: {}", e.report()));
+        job["id"].as_str().expect("job id").to_string()
+    }
+
+    async fn tasks(&self, job: &str) -> Vec<Value> {
+        self.get(&format!("/v1/jobs/{job}/tasks?limit=200")).await["tasks"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Waits until the job reaches `state`, failing early if it ends in another one.
+    async fn wait_job(&self, job: &str, state: &str, within: Duration) -> Value {
+        self.wait_job_explained(job, state, within, String::new)
+            .await
+    }
+
+    /// [`Farm::wait_job`], adding `explain()` (a node's log, say) to a failure's message.
+    async fn wait_job_explained(
+        &self,
+        job: &str,
+        state: &str,
+        within: Duration,
+        explain: impl Fn() -> String,
+    ) -> Value {
+        let deadline = Instant::now() + within;
+        loop {
+            let j = self.get(&format!("/v1/jobs/{job}")).await;
+            let now = j["state"].as_str().unwrap_or("").to_string();
+            if now == state {
+                return j;
+            }
+            assert!(
+                !matches!(now.as_str(), "completed" | "failed" | "canceled"),
+                "job ended {now}, expected {state}: {j:#}\ntasks: {:#}\n{}",
+                Value::from(self.tasks(job).await),
+                explain()
+            );
+            assert!(
+                Instant::now() < deadline,
+                "job not {state} in time: {j:#}\ntasks: {:#}\n{}",
+                Value::from(self.tasks(job).await),
+                explain()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+impl Farm for Server {
+    fn base_url(&self) -> &str {
+        &self.url
+    }
+
+    fn work_dir(&self) -> &Path {
+        self.serve.dir.path()
     }
 }
 
@@ -71,40 +160,28 @@ impl Server {
         }
     }
 
+    // The [`Farm`] helpers, callable without the trait in scope.
+
     pub fn client(&self) -> Client {
-        Client::new(&self.url, SECRET).expect("client")
+        Farm::client(self)
     }
 
     pub async fn get(&self, path: &str) -> Value {
-        let c = self.client();
-        c.send(c.request(reqwest::Method::GET, path))
-            .await
-            .unwrap_or_else(|e| panic!("GET {path}: {}", e.report()))
+        Farm::get(self, path).await
     }
 
     pub async fn submit(&self, spec: Value) -> String {
-        let c = self.client();
-        let job: Value = c
-            .post_json("/v1/jobs", &spec)
-            .await
-            .unwrap_or_else(|e| panic!("submit: {}", e.report()));
-        job["id"].as_str().expect("job id").to_string()
+        Farm::submit(self, spec).await
     }
 
     pub async fn tasks(&self, job: &str) -> Vec<Value> {
-        self.get(&format!("/v1/jobs/{job}/tasks?limit=200")).await["tasks"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
+        Farm::tasks(self, job).await
     }
 
-    /// Waits until the job reaches `state`, failing early if it ends in another one.
     pub async fn wait_job(&self, job: &str, state: &str, within: Duration) -> Value {
-        self.wait_job_explained(job, state, within, String::new)
-            .await
+        Farm::wait_job(self, job, state, within).await
     }
 
-    /// [`Server::wait_job`], adding `explain()` (a node's log, say) to a failure's message.
     pub async fn wait_job_explained(
         &self,
         job: &str,
@@ -112,28 +189,46 @@ impl Server {
         within: Duration,
         explain: impl Fn() -> String,
     ) -> Value {
-        let deadline = Instant::now() + within;
-        loop {
-            let j = self.get(&format!("/v1/jobs/{job}")).await;
-            let now = j["state"].as_str().unwrap_or("").to_string();
-            if now == state {
-                return j;
-            }
-            assert!(
-                !matches!(now.as_str(), "completed" | "failed" | "canceled"),
-                "job ended {now}, expected {state}: {j:#}\ntasks: {:#}\n{}",
-                Value::from(self.tasks(job).await),
-                explain()
-            );
-            assert!(
-                Instant::now() < deadline,
-                "job not {state} in time: {j:#}\ntasks: {:#}\n{}",
-                Value::from(self.tasks(job).await),
-                explain()
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        Farm::wait_job_explained(self, job, state, within, explain).await
     }
+}
+
+/// Runs the CLI against `farm` in `cwd` with `args` and `--json` (and `env`; the pack cache in
+/// the farm's work dir); fails the test unless it succeeds; returns its answer.
+pub fn cli_json(farm: &impl Farm, cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Value {
+    let out = Command::new(BIN)
+        .args(args)
+        .arg("--json")
+        .current_dir(cwd)
+        .env("EDGEFARM_URL", farm.base_url())
+        .env("EDGEFARM_SECRET", SECRET)
+        .env("EDGEFARM_PACK_CACHE", farm.work_dir().join("pack-cache"))
+        .envs(env.iter().copied())
+        .output()
+        .expect("run the CLI");
+    assert!(
+        out.status.success(),
+        "edgefarm {args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!(
+        "edgefarm {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "edgefarm {args:?}: not JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
+/// True when `path` is a directory with nothing in it.
+pub fn empty_dir(path: &Path) -> bool {
+    std::fs::read_dir(path)
+        .map(|mut d| d.next().is_none())
+        .unwrap_or(false)
 }
 
 /// A running node process; killed on drop.
@@ -154,12 +249,12 @@ pub struct NodeSpec<'a> {
 }
 
 impl Node {
-    pub fn start(server: &Server, spec: NodeSpec<'_>) -> Node {
-        let dir = server.dir.path().join(format!("node-{}", spec.name));
+    pub fn start(farm: &impl Farm, spec: NodeSpec<'_>) -> Node {
+        let dir = farm.work_dir().join(format!("node-{}", spec.name));
         std::fs::create_dir_all(&dir).expect("node dir");
         let config = format!(
             "url = {:?}\nsecret = {SECRET:?}\nname = {:?}\nslots = {}\nproject_root = {:?}\noutput_root = {:?}\nstate_dir = {:?}\n{}",
-            server.url, spec.name, spec.slots, spec.project, spec.output, dir.join("state"), spec.types
+            farm.base_url(), spec.name, spec.slots, spec.project, spec.output, dir.join("state"), spec.types
         );
         let path = dir.join("node.toml");
         std::fs::write(&path, config).expect("write node.toml");

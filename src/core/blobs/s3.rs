@@ -190,6 +190,12 @@ impl Bucket {
         })
     }
 
+    /// The origin (`scheme://host[:port]`) of every URL signed for this bucket: what a browser
+    /// page that follows them must be allowed to reach.
+    pub fn origin(&self) -> String {
+        self.bucket.base_url().origin().ascii_serialization()
+    }
+
     /// The object key of a blob (`sha256` must already be checked: 64 lowercase hex digits).
     pub fn key(&self, sha256: &str) -> String {
         format!("{}{sha256}", self.prefix)
@@ -270,6 +276,34 @@ mod tests {
             prefix: "blobs/".into(),
         })
         .expect("valid settings")
+    }
+
+    #[test]
+    fn the_origin_is_where_the_signed_urls_point() {
+        let path_style = bucket();
+        assert_eq!(path_style.origin(), "http://127.0.0.1:9000");
+        assert!(path_style
+            .get(H, 0, false)
+            .starts_with(&path_style.origin()));
+        let virtual_host = Bucket::new(&S3Settings {
+            endpoint: "https://s3.eu-west-1.amazonaws.com".into(),
+            region: "eu-west-1".into(),
+            bucket: "farm".into(),
+            access_key: "AK".into(),
+            secret_key: "SK".into(),
+            path_style: false,
+            prefix: "blobs/".into(),
+        })
+        .expect("valid settings");
+        assert_eq!(
+            virtual_host.origin(),
+            "https://farm.s3.eu-west-1.amazonaws.com"
+        );
+        let url = virtual_host.put(H, 0).url;
+        assert!(
+            url.starts_with(&format!("{}/", virtual_host.origin())),
+            "{url}"
+        );
     }
 
     #[test]
