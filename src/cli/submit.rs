@@ -15,8 +15,9 @@ use super::follow;
 use super::settings::ClientArgs;
 use super::UsageError;
 
+// Not `args_conflicts_with_subcommands`: that also refused `submit --secret S blender ...`
+// (client options before the kind); `run` refuses a kind together with --file itself.
 #[derive(Debug, Args)]
-#[command(args_conflicts_with_subcommands = true)]
 pub struct SubmitArgs {
     #[command(subcommand)]
     kind: Option<Kind>,
@@ -110,7 +111,14 @@ pub async fn run(args: SubmitArgs) -> anyhow::Result<ExitCode> {
             serde_json::from_str(&text)
                 .map_err(|e| UsageError(format!("{}: {e}", file.display())))?
         }
-        _ => {
+        (Some(_), Some(_)) => {
+            return Err(UsageError(
+                "give either a job kind (`blender FILE`, `command PROGRAM`) or --file, not both"
+                    .into(),
+            )
+            .into())
+        }
+        (None, None) => {
             return Err(UsageError(
                 "say what to submit: `blender FILE`, `command PROGRAM` or --file job.json".into(),
             )
@@ -148,9 +156,14 @@ pub async fn run(args: SubmitArgs) -> anyhow::Result<ExitCode> {
         let s = if tasks == 1 { "" } else { "s" };
         println!("submitted job {id} \"{}\" ({tasks} task{s})", job.spec.name);
     }
-    // A server that can tell why no node could take the job says so (`waiting`).
+    // A server that can tell why no node could take the job says so (`waiting`); a job that
+    // waits for others (`--after`) does so on purpose.
     if let Some(why) = job.waiting.as_deref().filter(|w| !w.is_empty()) {
-        eprintln!("warning: job {id} is waiting: {why}");
+        if job.state == crate::wire::jobs::JobState::Waiting {
+            eprintln!("job {id} {why}; it starts when they complete");
+        } else {
+            eprintln!("warning: job {id} is waiting: {why}");
+        }
     }
     if args.follow {
         return follow::follow(&client, &id, args.client.json).await;
