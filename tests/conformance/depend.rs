@@ -161,10 +161,110 @@ async fn after_jobs_must_name_existing_jobs_once(f: &Farm) {
     );
 }
 
+/// A job naming another, submitted while the other's last task is acked: whichever request's
+/// store calls come first, the waiting job is released (the submit lists itself before its
+/// commit and checks after; the ack writes before it reads the list). In-process the two
+/// requests interleave at every store call (`Yielding`), shifted by `k` reads each round; over
+/// HTTP they race for real.
+async fn a_submit_racing_the_last_ack_is_always_released(f: &Farm) {
+    if !f
+        .needs_atomic_cas("a_submit_racing_the_last_ack_is_always_released")
+        .await
+    {
+        return;
+    }
+    for k in 0..8 {
+        let a = f.submit(json!({"frames": "1"})).await;
+        let got = claim_all(f, "n1").await;
+        assert_eq!(got.len(), 1, "round {k}: {got:?}");
+        let spec = json!({"type": "command", "queue": f.queue(), "frames": "1-2", "chunk_size": 1,
+            "params": {"program": "touchframe", "args": ["{frame}"]}, "after_jobs": [id(&a)]});
+        let submit = async {
+            for _ in 0..k {
+                f.call("GET", &format!("/v1/jobs/{}", id(&a)), None).await;
+            }
+            f.call("POST", "/v1/jobs", Some(spec)).await
+        };
+        let (submitted, acked) = futures_util::future::join(submit, f.done(&got[0].1)).await;
+        assert_eq!(acked.status, 200, "round {k}");
+        assert_eq!(submitted.status, 202, "round {k}");
+        let b = id(&submitted.json());
+        let got = claim_all(f, "n2").await;
+        assert_eq!(
+            got.len(),
+            2,
+            "round {k}: the waiting job was released: {got:?}"
+        );
+        assert!(got.iter().all(|(j, _)| *j == b));
+        for (_, t) in &got {
+            assert_eq!(f.done(t).await.status, 200);
+        }
+    }
+}
+
+/// 50 jobs finishing at once (50 nodes acking their last tasks together): the job waiting for
+/// all of them is released, and each of its tasks is handed out exactly once.
+async fn fifty_acks_at_once_release_the_waiting_job_once(f: &Farm) {
+    if !f
+        .needs_atomic_cas("fifty_acks_at_once_release_the_waiting_job_once")
+        .await
+    {
+        return;
+    }
+    let mut deps = Vec::new();
+    for _ in 0..50 {
+        deps.push(id(&f.submit(json!({"frames": "1"})).await));
+    }
+    // Over the 32 a job may name: two waiting jobs of 25 each, and a third after those two.
+    let w1 = f
+        .submit(json!({"frames": "1-3", "after_jobs": deps[..25]}))
+        .await;
+    let w2 = f
+        .submit(json!({"frames": "1-3", "after_jobs": deps[25..]}))
+        .await;
+    let last = f
+        .submit(json!({"frames": "1-5", "after_jobs": [id(&w1), id(&w2)]}))
+        .await;
+    let mut leased = Vec::new();
+    for n in 0..50 {
+        let got = claim_all(f, &format!("node-{n}")).await;
+        leased.extend(got);
+        if leased.len() >= 50 {
+            break;
+        }
+    }
+    assert_eq!(leased.len(), 50, "the 50 first jobs' tasks, nothing else");
+    assert!(leased.iter().all(|(j, _)| deps.contains(j)));
+    let acks = leased.iter().map(|(_, t)| f.done(t));
+    for r in futures_util::future::join_all(acks).await {
+        assert_eq!(r.status, 200);
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    let mut rounds = 0;
+    loop {
+        let got = claim_all(f, "taker").await;
+        if got.is_empty() {
+            break;
+        }
+        for (j, t) in got {
+            let tid = t["_id"].as_str().unwrap_or_default().to_string();
+            assert!(seen.insert(tid.clone()), "task {tid} handed out twice");
+            assert_eq!(f.done(&t).await.status, 200);
+            assert!(j == id(&w1) || j == id(&w2) || j == id(&last), "{j}");
+        }
+        rounds += 1;
+        assert!(rounds < 20, "claims keep finding work");
+    }
+    assert_eq!(seen.len(), 11, "3 + 3 + 5 tasks, each once: {seen:?}");
+    assert_eq!(f.job(&id(&last)).await["state"], "completed");
+}
+
 crate::cases!(
     a_job_waits_until_the_job_it_names_completes,
     a_chain_runs_in_order,
     a_job_named_after_one_already_completed_is_queued_at_once,
     a_failed_or_canceled_dependency_ends_the_waiting_jobs_by_policy,
     after_jobs_must_name_existing_jobs_once,
+    a_submit_racing_the_last_ack_is_always_released,
+    fifty_acks_at_once_release_the_waiting_job_once,
 );
