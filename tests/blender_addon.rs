@@ -190,9 +190,24 @@ async fn the_addon_packs_uploads_and_submits_a_project_that_renders_on_nodes_wit
         nodes.push((node, project, output));
     }
 
+    // The artist holds a personal submitter token, never the farm secret.
+    let made = cli_json(
+        &server,
+        &base,
+        &[
+            "tokens",
+            "create",
+            "--name",
+            "artist",
+            "--role",
+            "submitter",
+        ],
+        &[],
+    );
+    let token = made["token"].as_str().expect("a token").to_string();
     let url = server.url.clone();
     let submit = |extra: Value| {
-        let mut step = json!({"op": "submit", "url": url, "token": SECRET, "chunk": 1});
+        let mut step = json!({"op": "submit", "url": url, "token": token, "chunk": 1});
         if let (Some(s), Some(e)) = (step.as_object_mut(), extra.as_object()) {
             s.extend(e.clone());
         }
@@ -206,9 +221,9 @@ async fn the_addon_packs_uploads_and_submits_a_project_that_renders_on_nodes_wit
         .expect("a free port")
         .port();
     let answers = artist.drive(json!([
-        {"op": "test", "url": url, "token": SECRET},
+        {"op": "test", "url": url, "token": token},
         {"op": "test", "url": url, "token": "not-the-token"},
-        {"op": "test", "url": format!("http://127.0.0.1:{free}"), "token": SECRET},
+        {"op": "test", "url": format!("http://127.0.0.1:{free}"), "token": token},
         submit(json!({"token": "not-the-token"})),
         submit(json!({})),
         submit(json!({})),
@@ -252,6 +267,7 @@ async fn the_addon_packs_uploads_and_submits_a_project_that_renders_on_nodes_wit
     // The job: name, frames, chunks.
     let j = server.get(&format!("/v1/jobs/{job}")).await;
     assert_eq!(j["name"], "shot Scene", "file + scene: {j:#}");
+    assert_eq!(j["submitted_by"]["name"], "artist", "{j:#}");
     assert_eq!(j["frames"], "1-2");
     assert_eq!(j["chunk_size"], 1);
     assert_eq!(j["counts"]["total"], 2);
