@@ -110,7 +110,8 @@ class EdgefarmPreferences(bpy.types.AddonPreferences):
     url: bpy.props.StringProperty(name="Farm URL", description="The farm's address, e.g. https://farm.example:8443",
                                   default="")
     token: bpy.props.StringProperty(name="Token", subtype="PASSWORD", default="",
-                                    description="Your personal token (edgefarm tokens create --role submitter), or the farm secret")
+                                    description="Your personal token (edgefarm tokens create --role submitter) "
+                                    "or the farm secret")
     connection_status: bpy.props.StringProperty(name="Connection", default="")
 
     def draw(self, context):
