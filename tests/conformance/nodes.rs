@@ -155,7 +155,76 @@ async fn a_revoked_token_stops_working(f: &Farm) {
     );
 }
 
+/// A node that leaves (the end of a drain) gives back what it still holds at once — a lease
+/// granted in a poll answer it never read, say — instead of leaving the task to wait out the
+/// lease. Started again under the same id, it claims anew and keeps what it claims then.
+async fn a_node_that_leaves_gives_back_its_leases_at_once(f: &Farm) {
+    let tag = format!("t{}", f.queue().len());
+    let (a, token_a) = enrol(f, "leaver", json!([tag])).await;
+    let (_b, token_b) = enrol(f, "stayer", json!([tag])).await;
+    f.submit(json!({"frames": "1-2", "tags": [tag]})).await;
+    let q = format!("/v1/queue/{}", f.queue());
+    let r = f
+        .call_as(&token_a, "POST", &q, Some(json!({"max": 1})))
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.json());
+    let lost = r.json()["tasks"][0].clone();
+    let lost_id = lost["_id"].as_str().unwrap_or_default().to_string();
+    // Leases granted strictly before the leave are given back (the clock's unit is the ms).
+    f.advance(1).await;
+    let left = f
+        .call_as(&token_a, "POST", &format!("/v1/nodes/{a}/leave"), None)
+        .await;
+    assert_eq!(left.status, 200, "{:?}", left.json());
+    // The other node gets both tasks now, the left node's one included (well within the lease).
+    let r = f
+        .call_as(&token_b, "POST", &q, Some(json!({"max": 2})))
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.json());
+    let ids: Vec<String> = r.json()["tasks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|t| t["_id"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert!(
+        ids.contains(&lost_id),
+        "the left node's lease was given back: {ids:?}"
+    );
+    let hb = f
+        .call_as(
+            &token_a,
+            "POST",
+            &format!("/v1/tasks/{lost_id}/heartbeat"),
+            Some(json!({"lease": lost["lease"]})),
+        )
+        .await;
+    assert_eq!(
+        hb.json()["keep_running"],
+        false,
+        "the old holder is told to stop: {:?}",
+        hb.json()
+    );
+    // Back under the same id: a new lease is its own and stays.
+    f.advance(1).await;
+    f.submit(json!({"frames": "1", "tags": [tag]})).await;
+    let r = f.call_as(&token_a, "POST", &q, Some(json!({}))).await;
+    assert_eq!(r.status, 200, "{:?}", r.json());
+    let kept = r.json()["tasks"][0].clone();
+    let _ = f.call_as(&token_b, "POST", &q, Some(json!({}))).await;
+    let view = f
+        .call(
+            "GET",
+            &format!("/v1/tasks/{}", kept["_id"].as_str().unwrap_or_default()),
+            None,
+        )
+        .await
+        .json();
+    assert_eq!(view["lease"]["node"], a.as_str(), "{view:#}");
+}
+
 crate::cases!(
+    a_node_that_leaves_gives_back_its_leases_at_once,
     an_enrolled_node_polls_with_its_own_token,
     a_node_token_cannot_do_admin_things_or_use_another_nodes_lease,
     drain_stops_new_claims_until_resume,

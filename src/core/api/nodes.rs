@@ -200,6 +200,8 @@ pub async fn leave<S: Store>(
         ));
     }
     let n = update_node(ctx, id, |n| n.left_ms = Some(ctx.now_ms)).await?;
+    // Whatever it still holds goes to other nodes at the next claim.
+    crate::core::scheduler::revoked::left(ctx, id).await?;
     Ok(json(StatusCode::OK, &view(ctx, &n)))
 }
 

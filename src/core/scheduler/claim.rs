@@ -15,7 +15,7 @@
 use super::claimable::{claimable, failed_here, is_live, job_open, job_waiting, nothing_to_do};
 use super::expiry::{lapsed_while_down, lease_clock, lease_expired};
 use super::index::{self, Entry, PageRead, Scan};
-use super::revoked::{held_by_revoked, revoked_ids};
+use super::revoked::{held_by_revoked, revoked_nodes, RevokedNode};
 pub use super::select::{Order, Selection};
 use super::task_ref::task_id;
 use super::transition::{apply, Event};
@@ -156,7 +156,7 @@ fn claim_tasks<S: Store>(
             out.newly_failed |= task.state == TaskState::Failed;
             out.expired += 1;
         } else if held_by_revoked(task, &seen.revoked) {
-            // Its node was removed: it can never heartbeat or ack again.
+            // Its node was removed (it can never heartbeat or ack again) or left.
             changed |= apply(task, Event::Revoked, ctx.now_ms).is_ok();
         }
         if failed_here(task, &claimer.node) {
@@ -216,7 +216,7 @@ async fn still_ours<S: Store>(
 /// What one claim request read once and shares across the segments it visits.
 struct Seen {
     /// Nodes removed recently (their leases are released at once).
-    revoked: Vec<String>,
+    revoked: Vec<RevokedNode>,
     /// The enrolled nodes, read only when a segment holds a task this claimer failed.
     nodes: Option<Nodes>,
 }
@@ -252,7 +252,7 @@ pub async fn claim_where<S: Store>(
 ) -> Result<Vec<Claimed>> {
     let mut scan = Scan::open_parts(ctx, queue, sel.parts, sel.order == Order::NewestFirst).await?;
     let mut seen = Seen {
-        revoked: revoked_ids(ctx).await?,
+        revoked: revoked_nodes(ctx).await?,
         nodes: None,
     };
     let lease_now = lease_clock(ctx.config, ctx.now_ms);

@@ -92,7 +92,12 @@ pub fn is_live(seg: &Segment) -> bool {
 
 /// Nothing in the segment can be claimed by `node` or settled now: every live task is leased
 /// to a node that is still within its lease and not removed (or was failed by `node`).
-pub fn nothing_to_do(seg: &Segment, node: &str, lease_now: u64, revoked: &[String]) -> bool {
+pub fn nothing_to_do(
+    seg: &Segment,
+    node: &str,
+    lease_now: u64,
+    revoked: &[super::revoked::RevokedNode],
+) -> bool {
     !seg.tasks.iter().any(|t| {
         lease_expired(t, lease_now)
             || held_by_revoked(t, revoked)

@@ -1,5 +1,5 @@
-//! Nodes removed by `DELETE /v1/nodes/{id}`, so that claims hand their leases to other nodes at
-//! once instead of waiting for them to lapse.
+//! Nodes removed by `DELETE /v1/nodes/{id}`, and nodes that left (`POST /v1/nodes/{id}/leave`),
+//! so that claims hand their leases to other nodes at once instead of waiting for them to lapse.
 //!
 //! Design decision: one small record of recently removed nodes, read once per claim, rather than
 //! a list of current leases kept on each node record. The per-node list would cost a write of the
@@ -18,13 +18,17 @@ use crate::core::Ctx;
 use crate::store::{keys, Store};
 use serde::{Deserialize, Serialize};
 
-/// One removed node.
+/// One removed node, or one that left (`POST /v1/nodes/{id}/leave`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RevokedNode {
     /// Node id (uuid v7: never reused).
     pub id: String,
-    /// When it was removed.
+    /// When it was removed, or left.
     pub at_ms: u64,
+    /// It left rather than being removed: only the leases it was granted before it left are
+    /// given back (a node that starts again under the same id claims anew, and keeps those).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub left: bool,
 }
 
 /// The record: nodes removed within the last `lease_ms`.
@@ -34,16 +38,25 @@ pub struct Revoked {
     pub nodes: Vec<RevokedNode>,
 }
 
-/// Ids of the nodes removed recently enough to still hold leases.
-pub async fn revoked_ids<S: Store>(ctx: &Ctx<'_, S>) -> Result<Vec<String>> {
+/// The nodes removed (or gone) recently enough to still hold leases.
+pub async fn revoked_nodes<S: Store>(ctx: &Ctx<'_, S>) -> Result<Vec<RevokedNode>> {
     let rec: Option<Rec<Revoked>> = load(ctx.store, &keys::revoked_nodes()).await?;
-    Ok(rec
-        .map(|r| r.value.nodes.into_iter().map(|n| n.id).collect())
-        .unwrap_or_default())
+    Ok(rec.map(|r| r.value.nodes).unwrap_or_default())
 }
 
-/// Adds `id` to the set, dropping entries whose leases have all lapsed by now.
+/// Adds removed node `id` to the set, dropping entries whose leases have all lapsed by now.
 pub async fn revoke<S: Store>(ctx: &Ctx<'_, S>, id: &str) -> Result<()> {
+    add(ctx, id, false).await
+}
+
+/// Adds node `id`, which just left, to the set: a lease it was granted before (one in a poll
+/// answer it never read while draining, or one of a program it stopped) goes to another node at
+/// the next claim instead of waiting out `lease_ms`.
+pub async fn left<S: Store>(ctx: &Ctx<'_, S>, id: &str) -> Result<()> {
+    add(ctx, id, true).await
+}
+
+async fn add<S: Store>(ctx: &Ctx<'_, S>, id: &str, left: bool) -> Result<()> {
     let key = keys::revoked_nodes();
     let what = "the set of removed nodes";
     cas::update(ctx.store, &key, what, async |rec: Option<Rec<Revoked>>| {
@@ -53,17 +66,30 @@ pub async fn revoke<S: Store>(ctx: &Ctx<'_, S>, id: &str) -> Result<()> {
         set.nodes.push(RevokedNode {
             id: id.to_string(),
             at_ms: ctx.now_ms,
+            left,
         });
         Ok(Step::Write(set, ()))
     })
     .await
 }
 
-/// Whether `task` is leased to one of the `revoked` nodes.
-pub fn held_by_revoked(task: &Task, revoked: &[String]) -> bool {
-    task.state == TaskState::Leased
-        && task
-            .lease
-            .as_ref()
-            .is_some_and(|l| revoked.contains(&l.node))
+/// Whether `task` is leased to one of the `revoked` nodes (for a node that left: by a lease
+/// granted before it left).
+pub fn held_by_revoked(task: &Task, revoked: &[RevokedNode]) -> bool {
+    let Some(lease) = task
+        .lease
+        .as_ref()
+        .filter(|_| task.state == TaskState::Leased)
+    else {
+        return false;
+    };
+    let granted = task
+        .history
+        .iter()
+        .rev()
+        .find(|a| a.attempt == lease.attempt)
+        .map(|a| a.started_ms);
+    revoked
+        .iter()
+        .any(|n| n.id == lease.node && (!n.left || granted.is_some_and(|g| g < n.at_ms)))
 }

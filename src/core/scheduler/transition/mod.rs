@@ -12,7 +12,7 @@
 //! | `Failed` (ack.rs)                               | refused      | → queued/failed³| refused    | refused    | refused    |
 //! | `Expired` (claim.rs, nexrender: lease lapsed)   | refused      | → queued/failed⁴| refused    | refused    | refused    |
 //! | `Released` (lease.rs; nexrender `queued`, override) | refused  | → queued        | refused    | refused    | refused    |
-//! | `Revoked` (claim.rs: holder's node removed)     | refused      | → queued        | refused    | refused    | refused    |
+//! | `Revoked` (claim.rs: holder removed or left)   | refused      | → queued        | refused    | refused    | refused    |
 //! | `DeadEnd` (claim.rs, ack.rs: no node left)      | → failed     | refused         | refused    | refused    | refused    |
 //! | `Canceled` (lifecycle: cancel, fail-fast)       | → canceled   | → canceled      | refused    | refused    | refused    |
 //! | `Requeued` (lifecycle: requeue; nexrender `queued`) | queued⁵  | refused         | → queued⁶  | → queued   | → queued   |
@@ -187,7 +187,9 @@ pub fn apply(task: &mut Task, event: Event<'_>, now_ms: u64) -> Result<(), Refus
                 .map(|l| l.node.clone())
                 .unwrap_or_default();
             task.end_attempt(Outcome::Released, now_ms);
-            task.error = Some(format!("node {node} was removed; its lease was released"));
+            task.error = Some(format!(
+                "node {node} was removed or left; its lease was released"
+            ));
             task.progress = None;
             task.state = Queued;
         }
