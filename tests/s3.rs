@@ -4,8 +4,9 @@
 //! and from the bucket directly, and what the bucket refuses never reaches the farm's records.
 //!
 //! The same project flow runs against the Spin component on the wasmtime test host
-//! (`through_the_spin_component`, run by scripts/spin-conformance, which builds them): Spin has
-//! no blob store of its own, so the bucket is how its farms carry files.
+//! (`through_the_spin_component`, ignored by plain `cargo test`, which cannot build them; run
+//! with `--ignored` by scripts/spin-conformance, which does): Spin has no blob store of its own,
+//! so the bucket is how its farms carry files.
 //!
 //! Without `s3s-fs` these tests say SKIPPED loudly and pass, unless `EDGEFARM_REQUIRE_S3` is
 //! set (scripts/test sets it), when they fail.
@@ -292,12 +293,11 @@ async fn a_project_goes_through_the_bucket_to_a_node_without_shared_disk_and_bac
 /// The Spin component signs for the bucket (with the time its host gives it) and answers the
 /// downloads' 307s; the node and the CLI move the bytes.
 #[tokio::test]
+#[ignore = "needs the Spin component and its test host: scripts/spin-conformance runs it with --ignored"]
 async fn through_the_spin_component_a_project_goes_through_the_bucket_and_back() {
     let Some(s3) = S3::start().await else { return };
     let Some(blender) = blender() else { return };
-    let Some(spin) = SpinHost::start(&s3.vars()).await else {
-        return;
-    };
+    let spin = SpinHost::start(&s3.vars()).await;
     let store = spin.get("/v1/health").await;
     assert_eq!(store["store"]["kind"], "spin_kv", "{store:#}");
     dashboard_may_reach_the_bucket(&spin, &s3).await;
