@@ -81,8 +81,9 @@ pub async fn register<S: Store>(ctx: &Ctx<'_, S>, job: &JobRecord) -> Result<()>
     Ok(())
 }
 
-/// After `job_id` changed in a way that may have ended it: re-checks the jobs waiting for it.
-/// One read when nobody waits for it (the common case, on every ack).
+/// After `job_id` changed in a way that may have ended it (a job that is gone counts as
+/// ended): re-checks the jobs waiting for it. One read when nobody waits for it (the common
+/// case, on every ack).
 pub async fn settle_dependents<S: Store>(ctx: &Ctx<'_, S>, job_id: &str) -> Result<()> {
     let Some(list) = load::<Dependents, _>(ctx.store, &keys::dependents(job_id)).await? else {
         return Ok(());
@@ -170,24 +171,12 @@ pub async fn check_waiting<S: Store>(ctx: &Ctx<'_, S>, id: &str) -> Result<()> {
     Ok(())
 }
 
-/// A job deleted: nobody can wait for it any more (its waiters end by their policy).
+/// A job deleted: nobody can wait for it any more (its waiters end by their policy). Called
+/// after its record is gone, which `settle_dependents` reads as "ended".
 pub async fn forget<S: Store>(ctx: &Ctx<'_, S>, id: &str) -> Result<()> {
-    settle_dependents_of_deleted(ctx, id).await?;
+    settle_dependents(ctx, id).await?;
     ctx.store
         .delete(&keys::dependents(id), crate::store::Cond::Any)
         .await?;
-    Ok(())
-}
-
-async fn settle_dependents_of_deleted<S: Store>(ctx: &Ctx<'_, S>, id: &str) -> Result<()> {
-    let Some(list) = load::<Dependents, _>(ctx.store, &keys::dependents(id)).await? else {
-        return Ok(());
-    };
-    for waiting in &list.value.jobs {
-        cas::best_effort(
-            check_waiting(ctx, waiting).await,
-            "release of a waiting job",
-        )?;
-    }
     Ok(())
 }
