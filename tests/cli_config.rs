@@ -94,3 +94,24 @@ fn unreachable_server_exits_1_with_the_reason() {
     assert_eq!(code, Some(1), "{err}");
     assert!(err.contains("127.0.0.1:9"), "{err}");
 }
+
+/// `--service` hands the process to the Windows service manager; elsewhere it is refused before
+/// the node starts (exit 2, naming what to do instead), and nothing is enrolled.
+#[cfg(unix)]
+#[test]
+fn service_flag_outside_windows_exits_2() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("node.toml");
+    let config = format!("{BASE}[types.command.programs]\ntrue = \"/bin/true\"\n")
+        .replace("ROOT", &dir.path().display().to_string());
+    std::fs::write(&path, config).expect("write");
+    let (code, err) = run(&[
+        "node",
+        "--service",
+        "--config",
+        path.to_str().unwrap_or_default(),
+    ]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("--service") && err.contains("systemd"), "{err}");
+    assert!(!dir.path().join("state/node.json").exists());
+}

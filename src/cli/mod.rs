@@ -85,7 +85,17 @@ pub struct UsageError(pub String);
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     crate::net::configure(cli.transport.clone());
-    init_logging(matches!(cli.command, Command::Serve(_) | Command::Node(_)));
+    let log_file = match &cli.command {
+        Command::Node(args) => args.log_file(),
+        _ => None,
+    };
+    if let Err(e) = init_logging(
+        matches!(cli.command, Command::Serve(_) | Command::Node(_)),
+        log_file.as_deref(),
+    ) {
+        eprintln!("edgefarm: {e:#}");
+        return ExitCode::from(2);
+    }
     let result = match cli.command {
         Command::Serve(args) => crate::runtime::native::serve(args).map(|()| ExitCode::SUCCESS),
         Command::Node(args) => node::run(args),
@@ -160,17 +170,37 @@ fn exit_code(e: &anyhow::Error) -> u8 {
     }
 }
 
-fn init_logging(verbose: bool) {
+/// Logs to stderr, or appended to `file`.
+fn init_logging(verbose: bool, file: Option<&std::path::Path>) -> anyhow::Result<()> {
     let default = if verbose { "info" } else { "warn" };
     let filter = tracing_subscriber::EnvFilter::try_from_env("EDGEFARM_LOG")
         .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    // Colour only on a terminal: redirected to a log file, escape codes are noise.
-    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr())
-        && std::env::var_os("NO_COLOR").is_none();
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(colour)
-        .try_init();
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let _ = match file {
+        Some(path) => {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir)?;
+            }
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map_err(|e| anyhow::anyhow!("log file {}: {e}", path.display()))?;
+            builder
+                .with_writer(std::sync::Mutex::new(file))
+                .with_ansi(false)
+                .try_init()
+        }
+        None => {
+            // Colour only on a terminal: redirected to a log file, escape codes are noise.
+            let colour = std::io::IsTerminal::is_terminal(&std::io::stderr())
+                && std::env::var_os("NO_COLOR").is_none();
+            builder
+                .with_writer(std::io::stderr)
+                .with_ansi(colour)
+                .try_init()
+        }
+    };
+    Ok(())
 }

@@ -63,6 +63,14 @@ pub struct NodeArgs {
     /// Allow a `command` program: NAME=PATH (repeatable).
     #[arg(long = "program", value_parser = parse_program)]
     programs: Vec<(String, PathBuf)>,
+    /// Run under the Windows service manager (`sc create edgefarm binPath= "...\edgefarm.exe
+    /// node --service --config ..."`): a service stop drains like Ctrl-C. Logs go to
+    /// --log-file, by default node.log in the state dir.
+    #[arg(long)]
+    service: bool,
+    /// Append the log to this file instead of stderr.
+    #[arg(long, env = "EDGEFARM_LOG_FILE")]
+    log_file: Option<PathBuf>,
 }
 
 fn parse_program(s: &str) -> Result<(String, PathBuf), String> {
@@ -71,6 +79,15 @@ fn parse_program(s: &str) -> Result<(String, PathBuf), String> {
 }
 
 impl NodeArgs {
+    /// Where the log goes: --log-file; as a service (which has no stderr) node.log in the state
+    /// dir; else `None`, stderr.
+    pub fn log_file(&self) -> Option<PathBuf> {
+        if self.log_file.is_some() || !self.service {
+            return self.log_file.clone();
+        }
+        self.load().ok().map(|c| c.state_dir.join("node.log"))
+    }
+
     /// The file (if any) with the flags laid over it, validated.
     pub fn load(&self) -> Result<config::NodeConfig, NodeError> {
         let mut file = match &self.config {
@@ -115,10 +132,28 @@ impl NodeArgs {
     }
 }
 
-/// Runs the agent until it is stopped.
+/// Runs the agent until it is stopped (as a Windows service with `--service`).
 pub fn run(args: NodeArgs) -> anyhow::Result<ExitCode> {
     // Validate before anything else so a bad config fails fast with exit code 2.
     args.load()?;
+    if args.service {
+        let body = Box::new(move || match run_agent(args) {
+            Ok(code) => u32::from(code),
+            Err(e) => {
+                tracing::error!("{e:#}");
+                1
+            }
+        });
+        // Not under a service manager (or not on Windows): a usage error, exit code 2.
+        let code = crate::node::platform::run_as_service(body)
+            .map_err(|e| super::UsageError(e.to_string()))?;
+        return Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)));
+    }
+    run_agent(args).map(ExitCode::from)
+}
+
+/// The agent until it stops; the process exit code.
+fn run_agent(args: NodeArgs) -> anyhow::Result<u8> {
     let config_file = args.config.clone();
     let loader: Loader = Arc::new(move || args.load());
     // One thread is plenty: the agent waits on the network and on child processes; the
@@ -127,10 +162,10 @@ pub fn run(args: NodeArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()?;
     match runtime.block_on(agent::run_watching(loader, config_file))? {
-        Exit::Drained | Exit::Forced { unsent: 0 } => Ok(ExitCode::SUCCESS),
+        Exit::Drained | Exit::Forced { unsent: 0 } => Ok(0),
         Exit::Forced { unsent } => {
-            eprintln!("edgefarm node: {unsent} finished results could not be delivered");
-            Ok(ExitCode::FAILURE)
+            tracing::error!("{unsent} finished results could not be delivered");
+            Ok(1)
         }
     }
 }

@@ -5,7 +5,7 @@
 //! | run a program as one killable tree | own process group | own process group | a Job Object per task |
 //! | kill the whole tree | `SIGKILL` to the group | `SIGKILL` to the group | `TerminateJobObject` |
 //! | program outlives a dead node? | no: `PR_SET_PDEATHSIG` | **yes**, until it ends (see below) | no: the job is kill-on-close and only the node holds its handle |
-//! | graceful stop (drain; twice: stop now) | `SIGTERM`, `SIGINT` | `SIGTERM`, `SIGINT` | Ctrl-C, Ctrl-Break, console close, shutdown |
+//! | graceful stop (drain; twice: stop now) | `SIGTERM`, `SIGINT` | `SIGTERM`, `SIGINT` | Ctrl-C, Ctrl-Break, console close, shutdown; as a service (`--service`): a service stop |
 //! | reload the config | `SIGHUP` | `SIGHUP` | the `--config` file changes (checked every 2 s) |
 //! | private state files | mode 0600 (dirs 0700) | mode 0600 (dirs 0700) | the folder's inherited ACL: the default state dir is under `%LOCALAPPDATA%`, which only its user (and administrators) can read |
 //! | one node per state dir | `flock` | `flock` | the lock file is opened without write sharing |
@@ -24,6 +24,19 @@ pub use unix::*;
 mod windows;
 #[cfg(windows)]
 pub use windows::*;
+#[cfg(windows)]
+mod service;
+#[cfg(windows)]
+pub use service::run_as_service;
+
+/// Unix has no service manager API to hand the process to: systemd and launchd run `edgefarm
+/// node` as is and stop it with SIGTERM (docs/NODE.md has a unit file).
+#[cfg(unix)]
+pub fn run_as_service(_body: Box<dyn FnOnce() -> u32 + Send>) -> std::io::Result<u32> {
+    Err(std::io::Error::other(
+        "--service is for the Windows service manager; under systemd or launchd run `edgefarm node` without it (SIGTERM drains)",
+    ))
+}
 
 use std::path::{Path, PathBuf};
 

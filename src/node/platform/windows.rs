@@ -203,7 +203,8 @@ pub fn exit_code(status: &ExitStatus) -> i32 {
 /// on Unix (128 + 9), so logs read the same everywhere.
 pub const KILLED_EXIT_CODE: i32 = 137;
 
-/// Stop and reload requests: Ctrl-C, Ctrl-Break, console close and system shutdown stop;
+/// Stop and reload requests: Ctrl-C, Ctrl-Break, console close, system shutdown and a service
+/// stop (`sc stop`) stop;
 /// a change of the config file's modification time reloads.
 pub struct Signals {
     c: tokio::signal::windows::CtrlC,
@@ -240,6 +241,7 @@ impl Signals {
             _ = self.brk.recv() => super::Request::Stop,
             _ = self.close.recv() => super::Request::Stop,
             _ = self.shutdown.recv() => super::Request::Stop,
+            _ = super::service::STOP.notified() => super::Request::Stop,
             _ = Self::changed(&mut self.config, &mut self.check) => super::Request::Reload,
         }
     }
