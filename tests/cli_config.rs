@@ -112,6 +112,9 @@ fn service_flag_outside_windows_exits_2() {
         path.to_str().unwrap_or_default(),
     ]);
     assert_eq!(code, Some(2), "{err}");
-    assert!(err.contains("--service") && err.contains("systemd"), "{err}");
+    assert!(
+        err.contains("--service") && err.contains("systemd"),
+        "{err}"
+    );
     assert!(!dir.path().join("state/node.json").exists());
 }

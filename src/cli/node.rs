@@ -60,6 +60,10 @@ pub struct NodeArgs {
     /// it in PATH or the platform's install place).
     #[arg(long, env = "EDGEFARM_BLENDER")]
     blender: Option<PathBuf>,
+    /// Enable `ffmpeg` jobs (preview videos) with this program (same as [types.ffmpeg]
+    /// program).
+    #[arg(long, env = "EDGEFARM_FFMPEG")]
+    ffmpeg: Option<PathBuf>,
     /// Allow a `command` program: NAME=PATH (repeatable).
     #[arg(long = "program", value_parser = parse_program)]
     programs: Vec<(String, PathBuf)>,
@@ -121,6 +125,11 @@ impl NodeArgs {
             });
             b.program = program.clone();
             file.types.blender = Some(b);
+        }
+        if let Some(program) = &self.ffmpeg {
+            file.types.ffmpeg = Some(config::FfmpegFile {
+                program: program.clone(),
+            });
         }
         if !self.programs.is_empty() {
             let c = file.types.command.get_or_insert_with(|| CommandFile {

@@ -51,6 +51,14 @@ enum Kind {
         /// Scene name.
         #[arg(long)]
         scene: Option<String>,
+        /// Then encode the frames into an H.264 MP4 beside them (`out/frame_####` →
+        /// `out/frame.mp4`): a second job, of type ffmpeg, that waits for the render (canceled
+        /// if the render fails). Needs a node with [types.ffmpeg] that sees the rendered frames.
+        #[arg(long)]
+        preview_video: bool,
+        /// Frame rate of the preview video [default: 24].
+        #[arg(long, requires = "preview_video")]
+        fps: Option<f64>,
         #[command(flatten)]
         opts: JobOpts,
     },
@@ -125,6 +133,30 @@ pub async fn run(args: SubmitArgs) -> anyhow::Result<ExitCode> {
             .into())
         }
     };
+    let video = match &args.kind {
+        Some(Kind::Blender {
+            preview_video: true,
+            output,
+            format,
+            fps,
+            opts,
+            ..
+        }) => {
+            if args.upload.upload {
+                return Err(UsageError(
+                    "--preview-video needs the nodes' shared output storage: the encoding node reads every rendered frame from its output root, which --upload jobs do not share".into(),
+                )
+                .into());
+            }
+            Some(video_params(
+                output,
+                format.as_deref(),
+                fps.unwrap_or(crate::node::ffmpeg::DEFAULT_FPS),
+                opts.frames.as_deref(),
+            )?)
+        }
+        _ => None,
+    };
     let client = args.client.client()?;
     let mut moved = None;
     if args.upload.upload {
@@ -145,13 +177,7 @@ pub async fn run(args: SubmitArgs) -> anyhow::Result<ExitCode> {
     }
     let job: Job = api::post(&client, "/v1/jobs", &spec).await?;
     let id = job.spec.id.clone();
-    if args.client.json && !args.follow {
-        let mut shown = serde_json::to_value(&job)?;
-        if let (Some(m), Some(obj)) = (moved, shown.as_object_mut()) {
-            obj.insert("upload".into(), serde_json::to_value(m)?);
-        }
-        api::print_json(&shown);
-    } else if !args.client.json {
+    if !args.client.json {
         let tasks = job.counts.total;
         let s = if tasks == 1 { "" } else { "s" };
         println!("submitted job {id} \"{}\" ({tasks} task{s})", job.spec.name);
@@ -165,10 +191,126 @@ pub async fn run(args: SubmitArgs) -> anyhow::Result<ExitCode> {
             eprintln!("warning: job {id} is waiting: {why}");
         }
     }
+    let mut video_id = None;
+    let mut video_job = None;
+    if let (Some(params), Some(Kind::Blender { opts, .. })) = (video, &args.kind) {
+        let encode = JobSubmit {
+            id: opts.id.as_ref().map(|id| format!("{id}-video")),
+            name: Some(format!("{} (video)", job.spec.name)),
+            kind: JobType::Ffmpeg,
+            queue: opts.queue.clone(),
+            priority: opts.priority,
+            tags: None,
+            params: Some(params),
+            frames: opts.frames.clone(),
+            chunk_size: None,
+            max_attempts: opts.max_attempts,
+            task_timeout_s: opts.timeout,
+            on_failure: None,
+            inputs: None,
+            after_jobs: Some(vec![id.clone()]),
+            on_dependency_failure: Some(crate::core::model::DependencyFailure::Cancel),
+        };
+        let video: Job = api::post(&client, "/v1/jobs", &encode).await?;
+        if !args.client.json {
+            println!(
+                "submitted job {} \"{}\": encodes {} when {id} completes",
+                video.spec.id,
+                video.spec.name,
+                video.spec.params["output"].as_str().unwrap_or("the video")
+            );
+        }
+        video_id = Some(video.spec.id.clone());
+        video_job = Some(video);
+    }
+    // With --json: the job, with what --upload moved and the encode job of --preview-video.
+    if args.client.json && !args.follow {
+        let mut shown = serde_json::to_value(&job)?;
+        if let Some(obj) = shown.as_object_mut() {
+            if let Some(m) = moved {
+                obj.insert("upload".into(), serde_json::to_value(m)?);
+            }
+            if let Some(video) = video_job {
+                obj.insert("video_job".into(), serde_json::to_value(video)?);
+            }
+        }
+        api::print_json(&shown);
+    }
     if args.follow {
-        return follow::follow(&client, &id, args.client.json).await;
+        let code = follow::follow(&client, &id, args.client.json).await?;
+        return match video_id {
+            Some(video) if code == ExitCode::SUCCESS => {
+                follow::follow(&client, &video, args.client.json).await
+            }
+            _ => Ok(code),
+        };
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The params of the encode job for a render with output pattern `output` (Blender appends
+/// `####` to a pattern without `#`) and image format `format`.
+fn video_params(
+    output: &str,
+    format: Option<&str>,
+    fps: f64,
+    frames: Option<&str>,
+) -> Result<serde_json::Value, UsageError> {
+    let consecutive = frames
+        .and_then(|f| crate::core::frames::parse(f).ok())
+        .is_some_and(|runs| matches!(runs.as_slice(), [run] if run.step == 1));
+    if !consecutive {
+        return Err(UsageError(
+            "--preview-video needs --frames with one range of consecutive frames, e.g. 1-250"
+                .into(),
+        ));
+    }
+    if !(fps > 0.0 && fps <= 1000.0) {
+        return Err(UsageError("--fps must be above 0 and at most 1000".into()));
+    }
+    let ext = match format.map(str::to_ascii_uppercase).as_deref() {
+        None | Some("PNG") => "png",
+        Some("JPEG") => "jpg",
+        Some("TIFF") => "tif",
+        Some("OPEN_EXR" | "OPEN_EXR_MULTILAYER") => "exr",
+        Some(other) => {
+            return Err(UsageError(format!(
+                "--preview-video reads PNG, JPEG, TIFF or OPEN_EXR frames, not {other}"
+            )))
+        }
+    };
+    let (dir, name) = output
+        .rsplit_once('/')
+        .map_or(("", output), |(d, n)| (d, n));
+    let name = if name.contains('#') {
+        name.to_string()
+    } else {
+        format!("{name}####")
+    };
+    let stem = name
+        .split('#')
+        .filter(|part| !part.is_empty())
+        .collect::<Vec<_>>()
+        .join("")
+        .trim_end_matches(['_', '.', '-', ' '])
+        .to_string();
+    let stem = if stem.is_empty() {
+        "video".to_string()
+    } else {
+        stem
+    };
+    let join = |file: &str| {
+        if dir.is_empty() {
+            file.to_string()
+        } else {
+            format!("{dir}/{file}")
+        }
+    };
+    Ok(json!({
+        "input": join(&format!("{name}.{ext}")),
+        "output": join(&format!("{stem}.mp4")),
+        "fps": fps,
+    }))
 }
 
 fn spec_of(kind: &Kind) -> JobSubmit {
@@ -181,6 +323,7 @@ fn spec_of(kind: &Kind) -> JobSubmit {
             format,
             scene,
             opts,
+            ..
         } => {
             let mut p = json!({"file": file, "output": output});
             default_name = file_name(file);

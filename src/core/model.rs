@@ -23,6 +23,8 @@ pub enum JobType {
     Command,
     /// A nexrender (After Effects) job.
     Nexrender,
+    /// FFmpeg turns rendered frames into a video (see `validate::ffmpeg_params`).
+    Ffmpeg,
 }
 
 impl JobType {
@@ -32,6 +34,7 @@ impl JobType {
             JobType::Blender => "blender",
             JobType::Command => "command",
             JobType::Nexrender => "nexrender",
+            JobType::Ffmpeg => "ffmpeg",
         }
     }
 }

@@ -116,6 +116,7 @@ fn params(kind: JobType, params: Option<Value>, limits: &Limits) -> Result<Value
     let allowed: &[&str] = match kind {
         JobType::Blender => &["file", "output", "engine", "scene", "format"],
         JobType::Command => &["program", "args"],
+        JobType::Ffmpeg => &["input", "output", "fps"],
         JobType::Nexrender => {
             return Err(Error::field(
                 "type",
@@ -182,9 +183,62 @@ fn params(kind: JobType, params: Option<Value>, limits: &Limits) -> Result<Value
                 }
             }
         }
+        JobType::Ffmpeg => ffmpeg_params(map, limits)?,
         JobType::Nexrender => {}
     }
     Ok(params)
+}
+
+/// Image formats an `ffmpeg` job reads (what Blender writes and FFmpeg decodes).
+pub const FFMPEG_INPUTS: [&str; 6] = ["png", "jpg", "jpeg", "tif", "tiff", "exr"];
+
+/// `ffmpeg` jobs encode frames into an H.264 MP4: `input` is the frames' pattern under the
+/// node's output root with one run of `#` for the frame number (`shot/frame_####.png`, as
+/// Blender names them), `output` the `.mp4` under the same root, `fps` the frame rate.
+fn ffmpeg_params(map: &serde_json::Map<String, Value>, limits: &Limits) -> Result<()> {
+    let input = map.get("input").ok_or_else(|| {
+        Error::field(
+            "params.input",
+            "params.input is required: the frames, e.g. shot/frame_####.png",
+        )
+    })?;
+    let input = relative_path("params.input", input, limits)?;
+    let name = input.rsplit('/').next().unwrap_or(&input);
+    let hashes = name
+        .split(|c| c != '#')
+        .filter(|run| !run.is_empty())
+        .count();
+    let ext = name.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase());
+    if hashes != 1 || !ext.as_deref().is_some_and(|e| FFMPEG_INPUTS.contains(&e)) {
+        return Err(Error::field(
+            "params.input",
+            format!(
+                "params.input must name the frames with one run of `#` for the frame number and an image extension ({}), e.g. shot/frame_####.png: {input:?}",
+                FFMPEG_INPUTS.join(", ")
+            ),
+        ));
+    }
+    let output = map.get("output").ok_or_else(|| {
+        Error::field(
+            "params.output",
+            "params.output is required: the .mp4 to write",
+        )
+    })?;
+    let output = relative_path("params.output", output, limits)?;
+    if !output.to_ascii_lowercase().ends_with(".mp4") || output.contains('#') {
+        return Err(Error::field(
+            "params.output",
+            format!("params.output must be an .mp4 file (no `#`): {output:?}"),
+        ));
+    }
+    match map.get("fps") {
+        None => Ok(()),
+        Some(Value::Number(n)) if n.as_f64().is_some_and(|f| f > 0.0 && f <= 1000.0) => Ok(()),
+        Some(_) => Err(Error::field(
+            "params.fps",
+            "params.fps must be a number above 0 and at most 1000 (e.g. 24 or 29.97)",
+        )),
+    }
 }
 
 /// Most jobs one job may wait for.
@@ -236,7 +290,37 @@ pub fn job_spec(
     let priority = priority(sub.priority.unwrap_or(50))?;
     let tags = tags("tags", sub.tags.unwrap_or_default(), limits)?;
     let params = params(sub.kind, sub.params, limits)?;
-    let chunk_size = sub.chunk_size.unwrap_or(10);
+    let runs = match &sub.frames {
+        None => Vec::new(),
+        Some(spec) => {
+            if spec.len() > limits.string_len * 16 {
+                return Err(Error::TooLarge("frames: the frame spec is too long".into()));
+            }
+            frames::parse(spec).map_err(|e| Error::field("frames", format!("frames: {e}")))?
+        }
+    };
+    let frame_total = frames::count(&runs);
+    // An encode is one task over consecutive frames (FFmpeg reads a numbered sequence).
+    let default_chunk = if sub.kind == JobType::Ffmpeg {
+        match runs.as_slice() {
+            [run] if run.step == 1 => frame_total.max(1),
+            _ => {
+                return Err(Error::field(
+                    "frames",
+                    "frames: an ffmpeg job needs one range of consecutive frames, e.g. 1-250",
+                ))
+            }
+        }
+    } else {
+        10
+    };
+    let chunk_size = sub.chunk_size.unwrap_or(default_chunk);
+    if sub.kind == JobType::Ffmpeg && chunk_size < frame_total {
+        return Err(Error::field(
+            "chunk_size",
+            format!("chunk_size: an ffmpeg job encodes its {frame_total} frames in one task; leave chunk_size out"),
+        ));
+    }
     if !(1..=100_000).contains(&chunk_size) {
         return Err(Error::field(
             "chunk_size",
@@ -257,16 +341,6 @@ pub fn job_spec(
             "task_timeout_s must be from 1 to 604800",
         ));
     }
-    let runs = match &sub.frames {
-        None => Vec::new(),
-        Some(spec) => {
-            if spec.len() > limits.string_len * 16 {
-                return Err(Error::TooLarge("frames: the frame spec is too long".into()));
-            }
-            frames::parse(spec).map_err(|e| Error::field("frames", format!("frames: {e}")))?
-        }
-    };
-    let frame_total = frames::count(&runs);
     if frame_total > limits.frames_per_job {
         return Err(Error::TooLarge(format!(
             "frames: {frame_total} frames; at most {} per job",

@@ -41,6 +41,15 @@ pub struct FileConfig {
 pub struct TypesFile {
     pub blender: Option<BlenderFile>,
     pub command: Option<CommandFile>,
+    pub ffmpeg: Option<FfmpegFile>,
+}
+
+/// `[types.ffmpeg]`: the FFmpeg that encodes `ffmpeg` jobs (preview videos).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FfmpegFile {
+    /// The ffmpeg executable (a path, or a name looked up in PATH once at start).
+    pub program: PathBuf,
 }
 
 /// `[types.blender]`.
@@ -95,6 +104,8 @@ pub struct NodeConfig {
     pub blender: Option<BlenderType>,
     /// Program name (as a `command` job says it) → absolute path.
     pub programs: BTreeMap<String, PathBuf>,
+    /// FFmpeg for `ffmpeg` jobs, absolute.
+    pub ffmpeg: Option<PathBuf>,
 }
 
 impl NodeConfig {
@@ -106,6 +117,9 @@ impl NodeConfig {
         }
         if !self.programs.is_empty() {
             types.push(JobType::Command);
+        }
+        if self.ffmpeg.is_some() {
+            types.push(JobType::Ffmpeg);
         }
         types
     }
@@ -174,9 +188,13 @@ pub fn validate(file: FileConfig) -> Result<NodeConfig, NodeError> {
         let field = format!("types.command.programs.{name}");
         programs.insert(name, program_path(&field, &path)?);
     }
-    if blender.is_none() && programs.is_empty() {
+    let ffmpeg = match file.types.ffmpeg {
+        None => None,
+        Some(f) => Some(program_path("types.ffmpeg.program", &f.program)?),
+    };
+    if blender.is_none() && programs.is_empty() && ffmpeg.is_none() {
         return Err(bad(
-            "no job types: add [types.blender] or [types.command.programs]",
+            "no job types: add [types.blender], [types.command.programs] or [types.ffmpeg]",
         ));
     }
     let name_chosen = file.name.is_some();
@@ -206,6 +224,7 @@ pub fn validate(file: FileConfig) -> Result<NodeConfig, NodeError> {
         cache_bytes: file.cache_mib.unwrap_or(10 * 1024).saturating_mul(1 << 20),
         blender,
         programs,
+        ffmpeg,
     })
 }
 

@@ -10,6 +10,7 @@ pub mod client;
 pub mod command;
 pub mod config;
 pub mod error;
+pub mod ffmpeg;
 pub mod identity;
 pub mod logbuf;
 pub mod outbox;

@@ -16,6 +16,8 @@ pub struct Tracker {
     pub activity: Option<String>,
     /// Files the program reported as written (absolute, as printed).
     pub saved: Vec<PathBuf>,
+    /// The program is FFmpeg run with `-progress pipe:1` (see [`Tracker::ffmpeg_line`]).
+    pub ffmpeg: bool,
 }
 
 impl Tracker {
@@ -40,6 +42,28 @@ impl Tracker {
         if let Some(activity) = frame_activity(line) {
             self.activity = Some(activity);
         }
+    }
+
+    /// Reads one line of FFmpeg's `-progress` output (`key=value`): `frame=N` is the progress.
+    /// `true` when the line was such a line (it is then kept out of the task log: FFmpeg
+    /// prints a dozen of them twice a second); always `false` for other programs.
+    pub fn ffmpeg_line(&mut self, line: &str) -> bool {
+        if !self.ffmpeg {
+            return false;
+        }
+        let Some((key, value)) = line.trim().split_once('=') else {
+            return false;
+        };
+        if key.is_empty() || !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return false;
+        }
+        if key == "frame" {
+            if let Ok(n) = value.trim().parse::<u64>() {
+                self.progress.done = n.min(self.progress.total);
+                self.activity = Some(format!("encoding frame {n}"));
+            }
+        }
+        true
     }
 
     /// Marks one more run of a per-frame `command` task as finished.

@@ -14,6 +14,7 @@ use super::client::{Client, HeartbeatReply};
 use super::command;
 use super::config::NodeConfig;
 use super::error::NodeError;
+use super::ffmpeg;
 use super::logbuf::LogBuffer;
 use super::paths;
 use super::preview::Previews;
@@ -66,6 +67,10 @@ pub fn launch_for(config: &NodeConfig, task: &ClaimedTask) -> Result<Launch, Nod
         ("blender", Some(b)) => blender::argv(b, &roots, &task.params, task.frames),
         ("command", _) if !config.programs.is_empty() => {
             command::argv(&config.programs, &roots, &task.params, task.frames)
+        }
+        ("ffmpeg", _) if config.ffmpeg.is_some() => {
+            let program = config.ffmpeg.as_deref().unwrap_or(std::path::Path::new(""));
+            ffmpeg::argv(program, &roots, &task.params, task.frames)
         }
         (kind, _) => Err(NodeError::Rejected(format!(
             "job type {kind:?} is not enabled on this node"
@@ -144,6 +149,7 @@ pub async fn run(env: TaskEnv<'_>, task: &ClaimedTask) -> Outcome {
         ));
     }
     let mut tracker = Tracker::new(launch.frames_total);
+    tracker.ffmpeg = task.kind == crate::core::model::JobType::Ffmpeg;
     for (_, path) in &skipped {
         tracker.saved.push(path.clone());
     }
@@ -209,6 +215,15 @@ pub async fn run(env: TaskEnv<'_>, task: &ClaimedTask) -> Outcome {
     }
     run.final_flush().await;
     run.previews.finish().await;
+    if run.tracker.ffmpeg {
+        let roots = Roots {
+            project: run.env.config.project_root.clone(),
+            output: run.env.config.output_root.clone(),
+        };
+        if let Ok(video) = ffmpeg::output_path(&roots, &task.params) {
+            run.tracker.saved.push(video);
+        }
+    }
     let output_root = &run.env.config.output_root;
     let mut outputs: Vec<String> = run
         .tracker
@@ -268,6 +283,9 @@ impl Run<'_> {
                 line = lines.recv(), if pipes_open => match line {
                     Some(line) => {
                         let saved = self.tracker.saved.len();
+                        if self.tracker.ffmpeg_line(&line) {
+                            continue;
+                        }
                         self.tracker.blender_line(&line);
                         if self.tracker.saved.len() > saved {
                             if let Some(path) = self.tracker.saved.last() {

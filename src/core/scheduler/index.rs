@@ -101,7 +101,9 @@ pub fn parts_of(spec: &JobSpec) -> Vec<String> {
                     .map(|t| part_key(spec.kind, std::slice::from_ref(t))),
             )
             .collect(),
-        JobType::Blender | JobType::Command => vec![part_key(spec.kind, &spec.tags)],
+        JobType::Blender | JobType::Command | JobType::Ffmpeg => {
+            vec![part_key(spec.kind, &spec.tags)]
+        }
     }
 }
 

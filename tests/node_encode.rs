@@ -1,0 +1,343 @@
+//! A preview video after the frames, end to end with the real server, the real Blender and the
+//! real FFmpeg: `submit blender ... --preview-video` renders on one node and a second node
+//! (FFmpeg only, the same output storage) encodes the frames once the render has completed;
+//! ffprobe reads the video. A failed render cancels its encode; bad encode jobs are refused
+//! with the field named, and nothing is stored.
+
+mod node_support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use node_support::{blender, cli_json, make_scene, Node, NodeSpec, Server, BIN, SECRET};
+use serde_json::{json, Value};
+
+/// Debian's ffmpeg package (scripts/test installs it); missing is a failure, not a skip.
+fn ffmpeg() -> PathBuf {
+    let path = PathBuf::from("/usr/bin/ffmpeg");
+    assert!(
+        path.is_file() && Path::new("/usr/bin/ffprobe").is_file(),
+        "ffmpeg/ffprobe missing: apt-get install ffmpeg (scripts/test installs it)"
+    );
+    path
+}
+
+/// What ffprobe says of the video stream: codec, size, frame rate, frames counted by decoding.
+fn probe(video: &Path) -> Value {
+    let out = Command::new("/usr/bin/ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-select_streams",
+            "v:0",
+            "-count_frames",
+            "-show_entries",
+            "stream=codec_name,width,height,r_frame_rate,nb_read_frames,pix_fmt",
+            "-of",
+            "json",
+        ])
+        .arg(video)
+        .output()
+        .expect("run ffprobe");
+    assert!(
+        out.status.success(),
+        "ffprobe {}: {}",
+        video.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).expect("ffprobe JSON");
+    v["streams"][0].clone()
+}
+
+fn task_times(tasks: &[Value]) -> Vec<(u64, u64)> {
+    tasks
+        .iter()
+        .map(|t| {
+            let last = &t["history"][t["history"]
+                .as_array()
+                .map_or(0, Vec::len)
+                .saturating_sub(1)];
+            (
+                last["started_ms"].as_u64().unwrap_or(0),
+                last["ended_ms"].as_u64().unwrap_or(u64::MAX),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn preview_video_is_encoded_after_the_render() {
+    let Some(blender) = blender() else { return };
+    let ffmpeg = ffmpeg();
+    let server = Server::start().await;
+    let project = server.dir.path().join("project");
+    let output = server.dir.path().join("renders");
+    std::fs::create_dir_all(&project).expect("project dir");
+    make_scene(&blender, &project);
+    let render_types = format!("[types.blender]\nprogram = {blender:?}\nthreads = 1\n");
+    let encode_types = format!("[types.ffmpeg]\nprogram = {ffmpeg:?}\n");
+    let renderer = Node::start(
+        &server,
+        NodeSpec {
+            name: "render-a",
+            slots: 1,
+            project: &project,
+            output: &output,
+            types: &render_types,
+        },
+    );
+    let encoder = Node::start(
+        &server,
+        NodeSpec {
+            name: "encode-b",
+            slots: 1,
+            project: &project,
+            output: &output,
+            types: &encode_types,
+        },
+    );
+    let explain = || {
+        format!(
+            "render node:\n{}\nencode node:\n{}",
+            renderer.log(),
+            encoder.log()
+        )
+    };
+
+    let submitted = cli_json(
+        &server,
+        &project,
+        &[
+            "submit",
+            "blender",
+            "scene.blend",
+            "--output",
+            "shot/frame_####",
+            "--frames",
+            "1-24",
+            "--chunk",
+            "12",
+            "--preview-video",
+            "--fps",
+            "24",
+            "--id",
+            "shot1",
+        ],
+        &[],
+    );
+    assert_eq!(submitted["id"], "shot1", "{submitted:#}");
+    let video_job = &submitted["video_job"];
+    assert_eq!(video_job["id"], "shot1-video", "{submitted:#}");
+    assert_eq!(video_job["type"], "ffmpeg");
+    assert_eq!(video_job["after_jobs"], json!(["shot1"]));
+    assert_eq!(video_job["params"]["input"], "shot/frame_####.png");
+    assert_eq!(video_job["params"]["output"], "shot/frame.mp4");
+
+    server
+        .wait_job_explained(
+            "shot1-video",
+            "completed",
+            Duration::from_secs(300),
+            explain,
+        )
+        .await;
+    assert_eq!(server.get("/v1/jobs/shot1").await["state"], "completed");
+
+    // The encode started only after every render task had ended.
+    let render_end = task_times(&server.tasks("shot1").await)
+        .into_iter()
+        .map(|(_, end)| end)
+        .max()
+        .expect("render tasks");
+    let encode_tasks = server.tasks("shot1-video").await;
+    assert_eq!(encode_tasks.len(), 1, "one encode task: {encode_tasks:#?}");
+    let (encode_start, _) = task_times(&encode_tasks)[0];
+    assert!(
+        encode_start >= render_end,
+        "the encode began at {encode_start}, before the render ended at {render_end}"
+    );
+    let encode = &encode_tasks[0];
+    let encoder_id = encoder.id().await;
+    assert_eq!(encode["history"][0]["node"], encoder_id.as_str());
+    assert_eq!(encode["progress"]["done"], 24, "{encode:#}");
+    assert_eq!(
+        encode["result"]["outputs"],
+        json!(["shot/frame.mp4"]),
+        "{encode:#}"
+    );
+
+    let video = output.join("shot/frame.mp4");
+    let stream = probe(&video);
+    assert_eq!(stream["codec_name"], "h264", "{stream:#}");
+    assert_eq!(stream["width"], 64, "{stream:#}");
+    assert_eq!(stream["height"], 48, "{stream:#}");
+    assert_eq!(stream["r_frame_rate"], "24/1", "{stream:#}");
+    assert_eq!(stream["nb_read_frames"], "24", "{stream:#}");
+    assert_eq!(stream["pix_fmt"], "yuv420p", "{stream:#}");
+
+    // A render that fails cancels its encode; the encode never runs.
+    let broken = cli_json(
+        &server,
+        &project,
+        &[
+            "submit",
+            "blender",
+            "missing.blend",
+            "--output",
+            "bad/f_####",
+            "--frames",
+            "1-3",
+            "--max-attempts",
+            "1",
+            "--preview-video",
+            "--id",
+            "bad1",
+        ],
+        &[],
+    );
+    assert_eq!(broken["video_job"]["id"], "bad1-video");
+    server
+        .wait_job("bad1", "failed", Duration::from_secs(120))
+        .await;
+    let canceled = server
+        .wait_job("bad1-video", "canceled", Duration::from_secs(60))
+        .await;
+    let tasks = server.tasks("bad1-video").await;
+    assert!(
+        tasks
+            .iter()
+            .all(|t| t["history"].as_array().is_none_or(Vec::is_empty)),
+        "the encode of a failed render never ran: {canceled:#}\n{tasks:#?}"
+    );
+    assert!(!output.join("bad/f.mp4").exists());
+}
+
+/// An encode whose frames are not all there fails naming the missing frame (FFmpeg alone would
+/// stop at the gap, exit 0 and leave a short video).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_missing_frame_fails_the_encode_by_name() {
+    let ffmpeg = ffmpeg();
+    let server = Server::start().await;
+    let project = server.dir.path().join("project");
+    let output = server.dir.path().join("renders");
+    std::fs::create_dir_all(&project).expect("project");
+    std::fs::create_dir_all(output.join("s")).expect("frames dir");
+    for f in [1, 2, 4] {
+        std::fs::write(output.join(format!("s/f_{f:04}.png")), b"not really a png").expect("frame");
+    }
+    let types = format!("[types.ffmpeg]\nprogram = {ffmpeg:?}\n");
+    let node = Node::start(
+        &server,
+        NodeSpec {
+            name: "enc",
+            slots: 1,
+            project: &project,
+            output: &output,
+            types: &types,
+        },
+    );
+    let id = server
+        .submit(
+            json!({"id": "gap", "type": "ffmpeg", "frames": "1-4", "max_attempts": 1,
+            "params": {"input": "s/f_####.png", "output": "s/f.mp4", "fps": 25}}),
+        )
+        .await;
+    server
+        .wait_job_explained(&id, "failed", Duration::from_secs(60), || node.log())
+        .await;
+    let task = &server.tasks(&id).await[0];
+    let error = task["history"][0]["outcome"].to_string() + &task["error"].to_string();
+    assert!(error.contains("frame 3 is missing"), "{task:#}");
+    assert!(!output.join("s/f.mp4").exists());
+}
+
+/// Encode jobs the server refuses: the field named, nothing stored.
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_encode_jobs_are_refused_naming_the_field() {
+    let server = Server::start().await;
+    let http = reqwest::Client::new();
+    let base = json!({"type": "ffmpeg", "frames": "1-24",
+        "params": {"input": "shot/frame_####.png", "output": "shot/frame.mp4", "fps": 24}});
+    let with = |path: &[&str], v: Value| {
+        let mut spec = base.clone();
+        let mut at = &mut spec;
+        for p in &path[..path.len() - 1] {
+            at = &mut at[*p];
+        }
+        at[path[path.len() - 1]] = v;
+        spec
+    };
+    let cases = [
+        (with(&["frames"], json!("1-24x2")), "frames"),
+        (with(&["frames"], json!("1-5,8-9")), "frames"),
+        (with(&["chunk_size"], json!(10)), "chunk_size"),
+        (
+            with(&["params", "output"], json!("shot/frame.mov")),
+            "params.output",
+        ),
+        (
+            with(&["params", "output"], json!("../frame.mp4")),
+            "params.output",
+        ),
+        (
+            with(&["params", "input"], json!("shot/frame.png")),
+            "params.input",
+        ),
+        (
+            with(&["params", "input"], json!("shot/frame_####.psd")),
+            "params.input",
+        ),
+        (
+            with(&["params", "input"], json!("/abs/frame_####.png")),
+            "params.input",
+        ),
+        (with(&["params", "fps"], json!(0)), "params.fps"),
+        (with(&["params", "fps"], json!("24")), "params.fps"),
+        (with(&["params", "codec"], json!("x")), "params.codec"),
+    ];
+    for (i, (spec, field)) in cases.into_iter().enumerate() {
+        let mut spec = spec;
+        spec["id"] = json!(format!("bad{i}"));
+        let r = http
+            .post(format!("{}/v1/jobs", server.url))
+            .bearer_auth(SECRET)
+            .json(&spec)
+            .send()
+            .await
+            .expect("POST /v1/jobs");
+        let status = r.status().as_u16();
+        let body: Value = r.json().await.unwrap_or(Value::Null);
+        assert_eq!(status, 400, "{spec}: {body}");
+        assert_eq!(body["error"]["field"], field, "{spec}: {body}");
+        let r = http
+            .get(format!("{}/v1/jobs/bad{i}", server.url))
+            .bearer_auth(SECRET)
+            .send()
+            .await
+            .expect("GET");
+        assert_eq!(r.status().as_u16(), 404, "nothing stored for {spec}");
+    }
+    assert_eq!(server.get("/v1/jobs").await["jobs"], json!([]));
+
+    // The CLI refuses what it cannot encode before submitting anything.
+    for args in [
+        vec!["--frames", "1-10x2"],
+        vec![],
+        vec!["--frames", "1-10", "--format", "FFMPEG"],
+    ] {
+        let out = Command::new(BIN)
+            .args(["submit", "blender", "scene.blend", "--preview-video"])
+            .args(&args)
+            .args(["--url", &server.url, "--secret", SECRET])
+            .output()
+            .expect("run the CLI");
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("--preview-video"),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert_eq!(server.get("/v1/jobs").await["jobs"], json!([]));
+}
