@@ -213,6 +213,129 @@ async fn preview_video_is_encoded_after_the_render() {
     assert!(!output.join("bad/f.mp4").exists());
 }
 
+/// Nodes that share no disk: the render carries its files (`--upload`), the encoding node
+/// (another machine, its own empty roots) downloads the rendered frames from the farm and
+/// uploads the video, and `edgefarm fetch` brings the video back to the submitter.
+#[tokio::test(flavor = "multi_thread")]
+async fn preview_video_of_an_uploaded_render_comes_back_by_fetch() {
+    let Some(blender) = blender() else { return };
+    let ffmpeg = ffmpeg();
+    let server = Server::start().await;
+    let base = server.dir.path().to_path_buf();
+    let project = base.join("artist");
+    std::fs::create_dir_all(&project).expect("project dir");
+    make_scene(&blender, &project);
+    let roots = |name: &str| {
+        let (p, o) = (
+            base.join(format!("{name}-project")),
+            base.join(format!("{name}-out")),
+        );
+        std::fs::create_dir_all(&p).expect("root");
+        std::fs::create_dir_all(&o).expect("root");
+        (p, o)
+    };
+    let (render_project, render_out) = roots("render");
+    let (encode_project, encode_out) = roots("encode");
+    let render_types = format!("[types.blender]\nprogram = {blender:?}\nthreads = 1\n");
+    let encode_types = format!("[types.ffmpeg]\nprogram = {ffmpeg:?}\n");
+    let renderer = Node::start(
+        &server,
+        NodeSpec {
+            name: "far-render",
+            slots: 1,
+            project: &render_project,
+            output: &render_out,
+            types: &render_types,
+        },
+    );
+    let encoder = Node::start(
+        &server,
+        NodeSpec {
+            name: "far-encode",
+            slots: 1,
+            project: &encode_project,
+            output: &encode_out,
+            types: &encode_types,
+        },
+    );
+    let explain = || {
+        format!(
+            "render node:\n{}\nencode node:\n{}",
+            renderer.log(),
+            encoder.log()
+        )
+    };
+    let submitted = cli_json(
+        &server,
+        &project,
+        &[
+            "submit",
+            "blender",
+            "scene.blend",
+            "--upload",
+            "--output",
+            "shot/frame_####",
+            "--frames",
+            "1-12",
+            "--chunk",
+            "6",
+            "--preview-video",
+            "--id",
+            "far1",
+        ],
+        &[],
+    );
+    assert_eq!(
+        submitted["video_job"]["params"]["from_job"], "far1",
+        "{submitted:#}"
+    );
+    server
+        .wait_job_explained("far1-video", "completed", Duration::from_secs(300), explain)
+        .await;
+    let encode = &server.tasks("far1-video").await[0];
+    let transfer = &encode["result"]["transfer"];
+    assert_eq!(
+        transfer["downloaded_files"], 12,
+        "the 12 frames came from the farm: {encode:#}"
+    );
+    assert_eq!(
+        transfer["uploaded_files"], 1,
+        "the video went to the farm: {encode:#}"
+    );
+    let outputs = server.get("/v1/jobs/far1-video/outputs").await;
+    let paths: Vec<&str> = outputs["outputs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|o| o["path"].as_str())
+        .collect();
+    assert_eq!(paths, ["shot/frame.mp4"], "{outputs:#}");
+
+    let back = base.join("back");
+    let fetched = cli_json(
+        &server,
+        &project,
+        &["fetch", "far1-video", "--to", back.to_str().expect("utf-8")],
+        &[],
+    );
+    assert_eq!(fetched["files"], 1, "{fetched:#}");
+    let stream = probe(&back.join("shot/frame.mp4"));
+    assert_eq!(stream["codec_name"], "h264", "{stream:#}");
+    assert_eq!(stream["nb_read_frames"], "12", "{stream:#}");
+    assert_eq!(
+        (stream["width"].as_u64(), stream["height"].as_u64()),
+        (Some(64), Some(48))
+    );
+    // Nothing was left on the encoding machine's roots (the work dir is its own and removed).
+    for dir in [&encode_project, &encode_out] {
+        assert!(
+            node_support::empty_dir(dir),
+            "{} is not empty",
+            dir.display()
+        );
+    }
+}
+
 /// An encode whose frames are not all there fails naming the missing frame (FFmpeg alone would
 /// stop at the gap, exit 0 and leave a short video).
 #[tokio::test(flavor = "multi_thread")]
@@ -295,6 +418,11 @@ async fn bad_encode_jobs_are_refused_naming_the_field() {
         (with(&["params", "fps"], json!(0)), "params.fps"),
         (with(&["params", "fps"], json!("24")), "params.fps"),
         (with(&["params", "codec"], json!("x")), "params.codec"),
+        (
+            with(&["params", "from_job"], json!("render1")),
+            "params.from_job",
+        ),
+        (with(&["params", "from_job"], json!(7)), "params.from_job"),
     ];
     for (i, (spec, field)) in cases.into_iter().enumerate() {
         let mut spec = spec;

@@ -53,7 +53,8 @@ enum Kind {
         scene: Option<String>,
         /// Then encode the frames into an H.264 MP4 beside them (`out/frame_####` →
         /// `out/frame.mp4`): a second job, of type ffmpeg, that waits for the render (canceled
-        /// if the render fails). Needs a node with [types.ffmpeg] that sees the rendered frames.
+        /// if the render fails), on a node with [types.ffmpeg]. With --upload that node
+        /// downloads the frames and the video is the encode job's output (`edgefarm fetch`).
         #[arg(long)]
         preview_video: bool,
         /// Frame rate of the preview video [default: 24].
@@ -141,20 +142,12 @@ pub async fn run(args: SubmitArgs) -> anyhow::Result<ExitCode> {
             fps,
             opts,
             ..
-        }) => {
-            if args.upload.upload {
-                return Err(UsageError(
-                    "--preview-video needs the nodes' shared output storage: the encoding node reads every rendered frame from its output root, which --upload jobs do not share".into(),
-                )
-                .into());
-            }
-            Some(video_params(
-                output,
-                format.as_deref(),
-                fps.unwrap_or(crate::node::ffmpeg::DEFAULT_FPS),
-                opts.frames.as_deref(),
-            )?)
-        }
+        }) => Some(video_params(
+            output,
+            format.as_deref(),
+            fps.unwrap_or(crate::node::ffmpeg::DEFAULT_FPS),
+            opts.frames.as_deref(),
+        )?),
         _ => None,
     };
     let client = args.client.client()?;
@@ -193,7 +186,11 @@ pub async fn run(args: SubmitArgs) -> anyhow::Result<ExitCode> {
     }
     let mut video_id = None;
     let mut video_job = None;
-    if let (Some(params), Some(Kind::Blender { opts, .. })) = (video, &args.kind) {
+    if let (Some(mut params), Some(Kind::Blender { opts, .. })) = (video, &args.kind) {
+        if args.upload.upload {
+            // The nodes share no disk: the encoding node downloads the render's outputs.
+            params["from_job"] = json!(id);
+        }
         let encode = JobSubmit {
             id: opts.id.as_ref().map(|id| format!("{id}-video")),
             name: Some(format!("{} (video)", job.spec.name)),
@@ -213,8 +210,13 @@ pub async fn run(args: SubmitArgs) -> anyhow::Result<ExitCode> {
         };
         let video: Job = api::post(&client, "/v1/jobs", &encode).await?;
         if !args.client.json {
+            let fetch = if args.upload.upload {
+                format!(" (then: edgefarm fetch {})", video.spec.id)
+            } else {
+                String::new()
+            };
             println!(
-                "submitted job {} \"{}\": encodes {} when {id} completes",
+                "submitted job {} \"{}\": encodes {} when {id} completes{fetch}",
                 video.spec.id,
                 video.spec.name,
                 video.spec.params["output"].as_str().unwrap_or("the video")

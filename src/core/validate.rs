@@ -116,7 +116,7 @@ fn params(kind: JobType, params: Option<Value>, limits: &Limits) -> Result<Value
     let allowed: &[&str] = match kind {
         JobType::Blender => &["file", "output", "engine", "scene", "format"],
         JobType::Command => &["program", "args"],
-        JobType::Ffmpeg => &["input", "output", "fps"],
+        JobType::Ffmpeg => &["input", "output", "fps", "from_job"],
         JobType::Nexrender => {
             return Err(Error::field(
                 "type",
@@ -194,7 +194,9 @@ pub const FFMPEG_INPUTS: [&str; 6] = ["png", "jpg", "jpeg", "tif", "tiff", "exr"
 
 /// `ffmpeg` jobs encode frames into an H.264 MP4: `input` is the frames' pattern under the
 /// node's output root with one run of `#` for the frame number (`shot/frame_####.png`, as
-/// Blender names them), `output` the `.mp4` under the same root, `fps` the frame rate.
+/// Blender names them), `output` the `.mp4` under the same root, `fps` the frame rate. With
+/// `from_job` (one of `after_jobs`), the frames are that job's outputs instead: the node
+/// downloads them, and uploads the video as this job's output (no shared disk needed).
 fn ffmpeg_params(map: &serde_json::Map<String, Value>, limits: &Limits) -> Result<()> {
     let input = map.get("input").ok_or_else(|| {
         Error::field(
@@ -230,6 +232,16 @@ fn ffmpeg_params(map: &serde_json::Map<String, Value>, limits: &Limits) -> Resul
             "params.output",
             format!("params.output must be an .mp4 file (no `#`): {output:?}"),
         ));
+    }
+    match map.get("from_job") {
+        None => {}
+        Some(Value::String(id)) => ident("params.from_job", id)?,
+        Some(_) => {
+            return Err(Error::field(
+                "params.from_job",
+                "params.from_job must be a job id",
+            ))
+        }
     }
     match map.get("fps") {
         None => Ok(()),
@@ -354,6 +366,15 @@ pub fn job_spec(
             limits.tasks_per_job
         )));
     }
+    let after_jobs = after_jobs(sub.after_jobs.unwrap_or_default())?;
+    if let Some(source) = params.get("from_job").and_then(Value::as_str) {
+        if !after_jobs.iter().any(|a| a == source) {
+            return Err(Error::field(
+                "params.from_job",
+                format!("params.from_job {source:?} must also be in after_jobs: its outputs are complete only once it has completed"),
+            ));
+        }
+    }
     let spec = JobSpec {
         id,
         name,
@@ -368,7 +389,7 @@ pub fn job_spec(
         task_timeout_s,
         on_failure: sub.on_failure.unwrap_or_default(),
         inputs: None,
-        after_jobs: after_jobs(sub.after_jobs.unwrap_or_default())?,
+        after_jobs,
         on_dependency_failure: sub.on_dependency_failure.unwrap_or_default(),
     };
     Ok((spec, runs))

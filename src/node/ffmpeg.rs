@@ -4,6 +4,11 @@
 //! under the output root, where the frames were rendered) and the frame rate. FFmpeg reads a
 //! numbered sequence and stops at the first gap, which would make a short video and exit 0, so
 //! every frame is checked before FFmpeg starts and a missing one fails the task by name.
+//!
+//! With `params.from_job` the frames are another job's outputs (a render whose nodes shared no
+//! disk): the task runs as a carried one (`carried`), whose inputs the server lists as that
+//! job's outputs; they land under the work dir's project root, and the video, written to its
+//! output root, is uploaded as this job's output.
 
 use std::path::{Path, PathBuf};
 
@@ -31,7 +36,13 @@ pub fn argv(
         })?;
     let input = required_str(params, "input")?;
     let output = paths::confine_output("output", &roots.output, required_str(params, "output")?)?;
-    let pattern = paths::confine_output("input", &roots.output, input)?;
+    // Downloaded frames are inputs (the work dir's project root); else they were rendered here.
+    let frames_root = if params.get("from_job").is_some_and(|v| !v.is_null()) {
+        &roots.project
+    } else {
+        &roots.output
+    };
+    let pattern = paths::confine_output("input", frames_root, input)?;
     let (printf, width) = printf_pattern(&pattern.to_string_lossy())
         .ok_or_else(|| NodeError::Rejected(format!("params.input {input:?} has no `#` run")))?;
     if let Some(missing) =
@@ -41,6 +52,11 @@ pub fn argv(
             "frame {missing} is missing: {} (FFmpeg would stop there)",
             frame_file(&pattern, missing, width).display()
         )));
+    }
+    // FFmpeg does not make the video's folder (Blender does make the frames').
+    if let Some(dir) = output.parent() {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| NodeError::io(format!("creating {}", dir.display()), e))?;
     }
     let fps = match params.get("fps") {
         None | Some(Value::Null) => DEFAULT_FPS,
@@ -93,6 +109,14 @@ pub fn argv(
         frames_total: frames.count(),
         progress_by_runs: false,
     })
+}
+
+/// The job whose outputs an `ffmpeg` task encodes (`params.from_job`), if any.
+pub fn from_job(task: &crate::wire::queue::ClaimedTask) -> Option<&str> {
+    if task.kind != crate::core::model::JobType::Ffmpeg {
+        return None;
+    }
+    task.params.get("from_job").and_then(Value::as_str)
 }
 
 /// The `.mp4` an `ffmpeg` task writes, for its outputs.

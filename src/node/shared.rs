@@ -71,7 +71,9 @@ pub fn runner(shared: Arc<Shared>) -> Runner {
                 abort: shared.abort.clone(),
                 server_draining: &shared.server_draining,
             };
-            if claimed.inputs.is_some() {
+            // A job that carries its files, or the encode of one (its frames come from the
+            // render's outputs): both run in a work dir of their own.
+            if claimed.inputs.is_some() || super::ffmpeg::from_job(&claimed).is_some() {
                 super::carried::run(env, &claimed).await
             } else {
                 task::run(env, &claimed).await

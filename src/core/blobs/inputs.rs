@@ -70,6 +70,14 @@ pub async fn accept<S: Store>(
     })
 }
 
+/// The job whose outputs are `spec`'s inputs: `params.from_job` of an `ffmpeg` job.
+pub fn from_job(spec: &JobSpec) -> Option<&str> {
+    if spec.kind != JobType::Ffmpeg {
+        return None;
+    }
+    spec.params.get("from_job").and_then(|v| v.as_str())
+}
+
 /// `GET /v1/jobs/{id}/inputs?cursor=N`: one page of the job's input manifest, with the cursor
 /// of the next page (`null` after the last).
 pub async fn list<S: Store>(
@@ -80,6 +88,20 @@ pub async fn list<S: Store>(
     let job = crate::core::scheduler::task_ref::load_job(ctx, job)
         .await?
         .value;
+    if let (None, Some(source)) = (&job.spec.inputs, from_job(&job.spec)) {
+        // An encode of a render that carried its files: its inputs are that render's outputs
+        // (complete: the source is among `after_jobs`, so this job runs after it completed).
+        let (files, next) =
+            super::outputs::page(ctx, source, &query(q), super::outputs::PAGE_MAX as usize).await?;
+        let page = InputsPage {
+            total_files: files.len() as u64,
+            total_bytes: files.iter().map(|(_, f)| f.size).sum(),
+            files: files.into_iter().map(|(_, f)| f).collect(),
+            next,
+            sha256: None,
+        };
+        return Ok(json(StatusCode::OK, &page));
+    }
     let Some(inputs) = job.spec.inputs else {
         let empty = InputsPage {
             files: Vec::new(),

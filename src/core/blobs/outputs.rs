@@ -56,10 +56,30 @@ pub async fn list<S: Store>(
     job_id: &str,
     q: Option<&str>,
 ) -> Result<Response<Bytes>> {
-    let job = load_job(ctx, job_id).await?.value;
     let q = query(q);
     let limit = query_u64(&q, "limit", 200, PAGE_MAX)?.max(1) as usize;
-    let mut index = query_u64(&q, "cursor", 0, job.tasks as u64)? as u32;
+    let (files, next) = page(ctx, job_id, &q, limit).await?;
+    let outputs: Vec<OutputFile> = files
+        .into_iter()
+        .map(|(task, file)| OutputFile {
+            task,
+            url: format!("/v1/blobs/{}", file.sha256),
+            file,
+        })
+        .collect();
+    Ok(json(StatusCode::OK, &OutputsPage { outputs, next }))
+}
+
+/// About `limit` outputs of `job_id`'s completed tasks from the task the query's `cursor`
+/// names (whole tasks: a page may hold more), each with its task's id; the next cursor.
+pub async fn page<S: Store>(
+    ctx: &Ctx<'_, S>,
+    job_id: &str,
+    q: &std::collections::HashMap<String, String>,
+    limit: usize,
+) -> Result<(Vec<(String, FileEntry)>, Option<String>)> {
+    let job = load_job(ctx, job_id).await?.value;
+    let mut index = query_u64(q, "cursor", 0, job.tasks as u64)? as u32;
     let mut files: Vec<(String, FileEntry)> = Vec::new();
     let mut seg: Option<(u32, Segment)> = None;
     while index < job.tasks && files.len() < limit {
@@ -89,14 +109,6 @@ pub async fn list<S: Store>(
         }
         index += 1;
     }
-    let outputs: Vec<OutputFile> = files
-        .into_iter()
-        .map(|(task, file)| OutputFile {
-            task,
-            url: format!("/v1/blobs/{}", file.sha256),
-            file,
-        })
-        .collect();
     let next = (index < job.tasks).then(|| index.to_string());
-    Ok(json(StatusCode::OK, &OutputsPage { outputs, next }))
+    Ok((files, next))
 }
