@@ -189,6 +189,21 @@ async fn the_addon_packs_uploads_and_submits_a_project_that_renders_on_nodes_wit
         node.id().await;
         nodes.push((node, project, output));
     }
+    // A third machine that only encodes preview videos, its roots empty too.
+    let (enc_project, enc_output) = (base.join("far-enc-project"), base.join("far-enc-out"));
+    std::fs::create_dir_all(&enc_project).expect("project");
+    std::fs::create_dir_all(&enc_output).expect("output");
+    let encoder = Node::start(
+        &server,
+        NodeSpec {
+            name: "far-enc",
+            slots: 1,
+            project: &enc_project,
+            output: &enc_output,
+            types: "[types.ffmpeg]\nprogram = \"/usr/bin/ffmpeg\"\n",
+        },
+    );
+    encoder.id().await;
 
     // The artist holds a personal submitter token, never the farm secret.
     let made = cli_json(
@@ -225,7 +240,7 @@ async fn the_addon_packs_uploads_and_submits_a_project_that_renders_on_nodes_wit
         {"op": "test", "url": url, "token": "not-the-token"},
         {"op": "test", "url": format!("http://127.0.0.1:{free}"), "token": token},
         submit(json!({"token": "not-the-token"})),
-        submit(json!({})),
+        submit(json!({"preview_video": true})),
         submit(json!({})),
     ]));
     assert!(
@@ -250,8 +265,8 @@ async fn the_addon_packs_uploads_and_submits_a_project_that_renders_on_nodes_wit
     }
     assert_eq!(
         job_count(&server).await,
-        2,
-        "the two good submits made jobs, the wrong token's none"
+        3,
+        "the two good submits made jobs (the first one two: the render and its preview video), the wrong token's none"
     );
     let first = &answers[4];
     assert!(first["ok"] == true, "{first:#}");
@@ -263,6 +278,17 @@ async fn the_addon_packs_uploads_and_submits_a_project_that_renders_on_nodes_wit
     );
     assert!(r["missing"].as_array().is_some_and(Vec::is_empty), "{r:#}");
     assert!(r["warnings"].as_array().is_some_and(Vec::is_empty), "{r:#}");
+
+    // The preview video: an encode job that waits for the render and takes its frames from the
+    // render's outputs (the encoding node shares no disk with anyone).
+    let video = r["video_job"].as_str().expect("a video job").to_string();
+    let v = server.get(&format!("/v1/jobs/{video}")).await;
+    assert_eq!(v["type"], "ffmpeg", "{v:#}");
+    assert_eq!(v["after_jobs"], json!([job]), "{v:#}");
+    assert_eq!(v["params"]["from_job"], json!(job), "{v:#}");
+    assert_eq!(v["params"]["input"], "shot/frame_####.png", "{v:#}");
+    assert_eq!(v["params"]["output"], "shot/frame.mp4", "{v:#}");
+    assert_eq!(v["submitted_by"]["name"], "artist", "{v:#}");
 
     // The job: name, frames, chunks.
     let j = server.get(&format!("/v1/jobs/{job}")).await;
@@ -374,6 +400,41 @@ async fn the_addon_packs_uploads_and_submits_a_project_that_renders_on_nodes_wit
 
     let textured = frame_of(&server, &base, &job, 1).await;
     let _ = frame_of(&server, &base, &job, 2).await;
+    server
+        .wait_job_explained(&video, "completed", Duration::from_secs(120), || {
+            encoder.log()
+        })
+        .await;
+    let clip = base.join("fetched-video");
+    cli_json(
+        &server,
+        &base,
+        &["fetch", &video, "--to", clip.to_str().expect("utf-8")],
+        &[],
+    );
+    let probe = Command::new("/usr/bin/ffprobe")
+        .args(["-v", "error", "-select_streams", "v:0", "-count_frames"])
+        .args([
+            "-show_entries",
+            "stream=codec_name,nb_read_frames,r_frame_rate",
+            "-of",
+            "json",
+        ])
+        .arg(clip.join("shot/frame.mp4"))
+        .output()
+        .expect("run ffprobe (scripts/test installs ffmpeg)");
+    let probed: Value = serde_json::from_slice(&probe.stdout).unwrap_or(Value::Null);
+    let stream = &probed["streams"][0];
+    assert_eq!(
+        (
+            &stream["codec_name"],
+            &stream["nb_read_frames"],
+            &stream["r_frame_rate"]
+        ),
+        (&json!("h264"), &json!("2"), &json!("24/1")),
+        "the two frames at the scene's 24 fps: {probed:#} {}",
+        String::from_utf8_lossy(&probe.stderr)
+    );
 
     // A missing texture is reported by name and nothing is submitted; confirmed, it renders,
     // and the frame differs from the textured one. Each texture in turn (the library's too).

@@ -143,7 +143,8 @@ class EdgefarmSceneSettings(bpy.types.PropertyGroup):
     upload: bpy.props.BoolProperty(name="Upload files", default=True,
                                    description="Send the .blend and every file it needs (nodes share no disk)")
     preview_video: bpy.props.BoolProperty(name="Preview video", default=False,
-                                          description="Needs the farm's encode stage (not available yet)")
+                                          description="Then encode the frames into an H.264 MP4 beside them, at "
+                                          "the scene's frame rate (a second job, on a node with [types.ffmpeg])")
     project_root: bpy.props.StringProperty(name="Project folder", subtype="DIR_PATH",
                                            description="Files under it keep their layout on the farm. Empty: the "
                                            "folder holding the .blend and everything it reaches by a relative path")
@@ -180,6 +181,33 @@ def job_spec(scene, blend_path):
     if tags:
         spec["tags"] = tags
     return spec
+
+
+# Blender's file formats an encode reads, and the extension Blender gives their files.
+VIDEO_INPUTS = {"PNG": "png", "JPEG": "jpg", "TIFF": "tif", "OPEN_EXR": "exr", "OPEN_EXR_MULTILAYER": "exr"}
+
+
+def video_spec(scene, spec):
+    """The encode job of `spec` (without the render's id, set once it is known), or an error.
+
+    The frames are `spec`'s output pattern with the scene's file extension (Blender appends
+    #### to a pattern without #), the video sits beside them (frame_#### -> frame.mp4)."""
+    if "x" in spec["frames"]:  # job_spec writes a step only when it is above 1
+        return None, "Preview video needs every frame: set the frame step to 1"
+    ext = VIDEO_INPUTS.get(scene.render.image_settings.file_format)
+    if ext is None:
+        return None, "Preview video reads PNG, JPEG, TIFF or OpenEXR frames, not %s" % (
+            scene.render.image_settings.file_format)
+    folder, _sep, name = spec["params"]["output"].rpartition("/")
+    if "#" not in name:
+        name += "####"
+    stem = "".join(part for part in name.split("#")).rstrip("_.- ") or "video"
+    join = (lambda f: folder + "/" + f) if folder else (lambda f: f)
+    fps = scene.render.fps / (scene.render.fps_base or 1.0)
+    video = {"type": "ffmpeg", "name": spec["name"] + " (video)", "frames": spec["frames"],
+             "priority": spec["priority"], "on_dependency_failure": "cancel",
+             "params": {"input": join("%s.%s" % (name, ext)), "output": join(stem + ".mp4"), "fps": round(fps, 3)}}
+    return video, None
 
 
 # --- submit -----------------------------------------------------------------------------------------
@@ -231,12 +259,19 @@ class EDGEFARM_OT_submit(bpy.types.Operator):
                 os.makedirs(folder, exist_ok=True)
                 source = os.path.join(folder, "%d-%s" % (os.getpid(), os.path.basename(original)))
                 bpy.ops.wm.save_as_mainfile(filepath=source, copy=True, relative_remap=True, check_existing=False)
+        spec = job_spec(scene, original)
+        video = None
+        if st.preview_video:
+            video, why = video_spec(scene, spec)
+            if why:
+                self.report({"ERROR"}, why)
+                return {"CANCELLED"}
         root = bpy.path.abspath(st.project_root) if st.project_root else ""
         shared_root = root or os.path.dirname(original)
         settings = {
             "url": url, "token": token, "blender": bpy.app.binary_path, "source": source, "original": original,
             "root": root, "cache": cache, "upload": st.upload, "allow_missing": self.allow_missing,
-            "spec": job_spec(scene, original),
+            "spec": spec, "video": video,
             "shared_file": os.path.relpath(original, shared_root).replace(os.sep, "/"),
         }
         sub = Submission(settings)
@@ -456,9 +491,7 @@ class EDGEFARM_PT_render(bpy.types.Panel):
         col.prop(st, "upload")
         if st.upload:
             col.prop(st, "project_root")
-        sub = col.row()
-        sub.enabled = False
-        sub.prop(st, "preview_video")
+        col.prop(st, "preview_video")
         if st.busy:
             row = layout.row()
             row.prop(st, "progress", text=st.status or "Working", slider=True)

@@ -124,10 +124,22 @@ class Submission:
         job, retry = farm.submit(spec)
         result.update({"job": job.get("id"), "name": job.get("name"), "retry_after": retry,
                        "link": farm.dashboard_link(job.get("id", ""))})
+        video_note = ""
+        if s.get("video"):
+            # The encode waits for the render; with uploaded files its frames are the render's
+            # outputs (the encoding node downloads them) and the video is its output.
+            video = json.loads(json.dumps(s["video"]))
+            video["after_jobs"] = [job.get("id")]
+            if s["upload"]:
+                video["params"]["from_job"] = job.get("id")
+            encode, _retry = farm.submit(video)
+            result["video_job"] = encode.get("id")
+            video_note = " Preview video: job %s." % encode.get("id")
         self.result = result
         self.job = job
-        self._set("done", "Submitted job %s: uploaded %d files (%.1f MiB), %d already on the farm." % (
-            job.get("id"), result["uploaded_files"], result["uploaded_bytes"] / 1048576, result["skipped_files"]), 1.0)
+        self._set("done", "Submitted job %s: uploaded %d files (%.1f MiB), %d already on the farm.%s" % (
+            job.get("id"), result["uploaded_files"], result["uploaded_bytes"] / 1048576, result["skipped_files"],
+            video_note), 1.0)
 
     def _pack(self):
         s = self.s
