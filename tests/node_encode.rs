@@ -468,4 +468,13 @@ async fn bad_encode_jobs_are_refused_naming_the_field() {
         );
     }
     assert_eq!(server.get("/v1/jobs").await["jobs"], json!([]));
+
+    // A feature-length preview is still one task (over the usual chunk_size bound of 100,000).
+    let film = server
+        .submit(json!({"id": "film", "type": "ffmpeg", "frames": "1-172800",
+            "params": {"input": "film/f_######.png", "output": "film/preview.mp4"}}))
+        .await;
+    let j = server.get(&format!("/v1/jobs/{film}")).await;
+    assert_eq!(j["counts"]["total"], 1, "{j:#}");
+    assert_eq!(j["chunk_size"], 172800, "{j:#}");
 }

@@ -333,7 +333,13 @@ pub fn job_spec(
             format!("chunk_size: an ffmpeg job encodes its {frame_total} frames in one task; leave chunk_size out"),
         ));
     }
-    if !(1..=100_000).contains(&chunk_size) {
+    // An encode is one task however long the film (a two-hour preview is 172,800 frames).
+    let chunk_max = if sub.kind == JobType::Ffmpeg {
+        frame_total.max(100_000)
+    } else {
+        100_000
+    };
+    if !(1..=chunk_max).contains(&chunk_size) {
         return Err(Error::field(
             "chunk_size",
             "chunk_size must be from 1 to 100000",
