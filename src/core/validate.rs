@@ -253,6 +253,38 @@ fn ffmpeg_params(map: &serde_json::Map<String, Value>, limits: &Limits) -> Resul
     }
 }
 
+/// Frames per task: as asked (default 10, at most 100,000). An `ffmpeg` job is one task over
+/// one range of consecutive frames (FFmpeg reads a numbered sequence), however long the film:
+/// its default is the frame count and it may not be smaller.
+fn chunk_size(kind: JobType, runs: &[frames::FrameRange], asked: Option<u64>) -> Result<u64> {
+    let frame_total = frames::count(runs);
+    let (default, min, max) = if kind == JobType::Ffmpeg {
+        if !matches!(runs, [run] if run.step == 1) {
+            return Err(Error::field(
+                "frames",
+                "frames: an ffmpeg job needs one range of consecutive frames, e.g. 1-250",
+            ));
+        }
+        (frame_total, frame_total, frame_total.max(100_000))
+    } else {
+        (10, 1, 100_000)
+    };
+    let chunk_size = asked.unwrap_or(default);
+    if kind == JobType::Ffmpeg && chunk_size < min {
+        return Err(Error::field(
+            "chunk_size",
+            format!("chunk_size: an ffmpeg job encodes its {frame_total} frames in one task; leave chunk_size out"),
+        ));
+    }
+    if !(1..=max).contains(&chunk_size) {
+        return Err(Error::field(
+            "chunk_size",
+            format!("chunk_size must be from 1 to {max}"),
+        ));
+    }
+    Ok(chunk_size)
+}
+
 /// Most jobs one job may wait for.
 pub const MAX_AFTER_JOBS: usize = 32;
 
@@ -312,39 +344,7 @@ pub fn job_spec(
         }
     };
     let frame_total = frames::count(&runs);
-    // An encode is one task over consecutive frames (FFmpeg reads a numbered sequence).
-    let default_chunk = if sub.kind == JobType::Ffmpeg {
-        match runs.as_slice() {
-            [run] if run.step == 1 => frame_total.max(1),
-            _ => {
-                return Err(Error::field(
-                    "frames",
-                    "frames: an ffmpeg job needs one range of consecutive frames, e.g. 1-250",
-                ))
-            }
-        }
-    } else {
-        10
-    };
-    let chunk_size = sub.chunk_size.unwrap_or(default_chunk);
-    if sub.kind == JobType::Ffmpeg && chunk_size < frame_total {
-        return Err(Error::field(
-            "chunk_size",
-            format!("chunk_size: an ffmpeg job encodes its {frame_total} frames in one task; leave chunk_size out"),
-        ));
-    }
-    // An encode is one task however long the film (a two-hour preview is 172,800 frames).
-    let chunk_max = if sub.kind == JobType::Ffmpeg {
-        frame_total.max(100_000)
-    } else {
-        100_000
-    };
-    if !(1..=chunk_max).contains(&chunk_size) {
-        return Err(Error::field(
-            "chunk_size",
-            "chunk_size must be from 1 to 100000",
-        ));
-    }
+    let chunk_size = chunk_size(sub.kind, &runs, sub.chunk_size)?;
     let max_attempts = sub.max_attempts.unwrap_or(3);
     if !(1..=100).contains(&max_attempts) {
         return Err(Error::field(
