@@ -8,8 +8,9 @@
 //! 1. the Windows CLI submits a job; the Windows node enrols, claims the task, runs frames.exe
 //!    in its Job Object, heartbeats (the program's lines reach the task log, read back with the
 //!    Windows CLI's `log`), acks, and the job completes;
-//! 2. the Wine node is SIGKILLed mid-task: its Job Object takes frames.exe down with it (no
-//!    orphan), the lease lapses, and a native Linux node finishes the job;
+//! 2. the Wine node is SIGKILLed while frames.exe runs (it waits at a gate file): its Job
+//!    Object takes frames.exe down with it (no orphan), the lease lapses, and a native Linux
+//!    node finishes the job once the gate is open;
 //! 3. the node runs as a Windows service (`sc create`, `sc start`); `sc stop` drains it: the
 //!    running task finishes and is acked, and the service reports STOPPED with exit code 0.
 //!
@@ -290,9 +291,16 @@ fn processes_running(needles: &[&str]) -> Vec<u32> {
 }
 
 fn submit(win: &Windows, server: &Server, dir: &Path, id: &str, frames: &str, delay_ms: u32) {
+    submit_args(win, server, dir, id, frames, &[&delay_ms.to_string()]);
+}
+
+/// Submits `frames {output_root}/ID_{frame}.out ARGS...` (tests/windows/frames.c).
+fn submit_args(win: &Windows, server: &Server, dir: &Path, id: &str, frames: &str, args: &[&str]) {
+    let mut argv = vec![format!("{{output_root}}/{id}_{{frame}}.out")];
+    argv.extend(args.iter().map(|a| a.to_string()));
     let spec = serde_json::json!({
         "id": id, "type": "command", "frames": frames, "chunk_size": 100, "max_attempts": 3,
-        "params": {"program": "frames", "args": [format!("{{output_root}}/{id}_{{frame}}.out"), delay_ms.to_string()]}
+        "params": {"program": "frames", "args": argv}
     });
     let file = dir.join(format!("{id}.json"));
     std::fs::write(&file, spec.to_string()).expect("job file");
@@ -355,12 +363,21 @@ async fn windows_node_and_cli_under_wine() {
     assert!(listed.contains("w1"), "edgefarm.exe jobs:\n{listed}");
 
     // 2. Kill the Wine node mid-task: the Job Object ends frames.exe, the lease lapses, and a
-    //    native node finishes the job.
-    submit(&win, &server, &dir, "w2", "1-40", 500);
+    //    native node finishes the job. frames.exe waits at a gate, so the kill certainly lands
+    //    while it runs (not in the instant between its creation and its joining the job, which
+    //    no Job Object can cover: docs/NODE.md).
+    submit_args(
+        &win,
+        &server,
+        &dir,
+        "w2",
+        "1-3",
+        &["100", "{output_root}/w2.gate"],
+    );
     wait_until(
-        "the Wine node renders w2",
+        "frames.exe of w2 runs under the Wine node",
         Duration::from_secs(60),
-        || async { out.join("w2_1.out").is_file() },
+        || async { out.join("w2_1.out.started").is_file() },
     )
     .await;
     let unique = dir
@@ -369,25 +386,23 @@ async fn windows_node_and_cli_under_wine() {
         .expect("temp dir name")
         .to_string();
     let frames_exe = ["frames.exe", unique.as_str()];
-    // One frames.exe per frame: catch one while it runs.
-    wait_until(
-        "frames.exe runs under Wine",
-        Duration::from_secs(20),
-        || async { !processes_running(&frames_exe).is_empty() },
-    )
-    .await;
+    assert!(
+        !processes_running(&frames_exe).is_empty(),
+        "frames.exe waits at its gate under Wine"
+    );
     node.signal(libc::SIGKILL);
     node.wait_exit(Duration::from_secs(10)).await;
     wait_until(
         "Wine ends frames.exe with the killed node's Job Object",
-        Duration::from_secs(15),
+        Duration::from_secs(30),
         || async { processes_running(&frames_exe).is_empty() },
     )
     .await;
-    let done_by_wine = (1..=40)
-        .filter(|f| out.join(format!("w2_{f}.out")).is_file())
-        .count();
-    assert!(done_by_wine < 40, "the kill came too late to test anything");
+    assert!(
+        !out.join("w2_1.out").exists(),
+        "frames.exe was ended before it could write its frame"
+    );
+    std::fs::write(out.join("w2.gate"), b"open").expect("open the gate");
     let native_types = format!(
         "[types.command.programs]\nframes = {:?}\n",
         win.frames_linux
@@ -413,7 +428,7 @@ async fn windows_node_and_cli_under_wine() {
         Some(native_id.as_str()),
         "the native node finished it: {t:#}"
     );
-    let last = std::fs::read_to_string(out.join("w2_40.out")).unwrap_or_default();
+    let last = std::fs::read_to_string(out.join("w2_3.out")).unwrap_or_default();
     assert_eq!(last.trim(), "frame from linux");
     drop(native);
 
