@@ -176,6 +176,39 @@ async fn preview_video_is_encoded_after_the_render() {
     assert_eq!(stream["nb_read_frames"], "24", "{stream:#}");
     assert_eq!(stream["pix_fmt"], "yuv420p", "{stream:#}");
 
+    // The same frames again, by hand with `submit ffmpeg`, at another frame rate.
+    let again = cli_json(
+        &server,
+        &project,
+        &[
+            "submit",
+            "ffmpeg",
+            "shot/frame_####.png",
+            "--output",
+            "shot/slow.mp4",
+            "--frames",
+            "1-24",
+            "--fps",
+            "12",
+            "--id",
+            "slow",
+        ],
+        &[],
+    );
+    assert_eq!(
+        (&again["type"], &again["chunk_size"]),
+        (&json!("ffmpeg"), &json!(24))
+    );
+    server
+        .wait_job("slow", "completed", Duration::from_secs(120))
+        .await;
+    let slow = probe(&output.join("shot/slow.mp4"));
+    assert_eq!(
+        (&slow["r_frame_rate"], &slow["nb_read_frames"]),
+        (&json!("12/1"), &json!("24")),
+        "{slow:#}"
+    );
+
     // A render that fails cancels its encode; the encode never runs.
     let broken = cli_json(
         &server,

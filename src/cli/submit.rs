@@ -63,6 +63,21 @@ enum Kind {
         #[command(flatten)]
         opts: JobOpts,
     },
+    /// Encode rendered frames (under the nodes' output root) into an H.264 MP4, on a node with
+    /// [types.ffmpeg]: one task over one range of consecutive frames.
+    Ffmpeg {
+        /// The frames, relative to the output root, `#` for the frame number
+        /// (`shot12/frame_####.png`).
+        input: String,
+        /// The video, relative to the output root (`shot12/frame.mp4`).
+        #[arg(long)]
+        output: String,
+        /// Frame rate [default: 24].
+        #[arg(long)]
+        fps: Option<f64>,
+        #[command(flatten)]
+        opts: JobOpts,
+    },
     /// Run a program the nodes allow by name, once per task (or once per frame with {frame}).
     Command {
         /// Program name as the nodes' config lists it.
@@ -122,14 +137,14 @@ pub async fn run(args: SubmitArgs) -> anyhow::Result<ExitCode> {
         }
         (Some(_), Some(_)) => {
             return Err(UsageError(
-                "give either a job kind (`blender FILE`, `command PROGRAM`) or --file, not both"
+                "give either a job kind (`blender FILE`, `ffmpeg FRAMES`, `command PROGRAM`) or --file, not both"
                     .into(),
             )
             .into())
         }
         (None, None) => {
             return Err(UsageError(
-                "say what to submit: `blender FILE`, `command PROGRAM` or --file job.json".into(),
+                "say what to submit: `blender FILE`, `ffmpeg FRAMES --output VIDEO`, `command PROGRAM` or --file job.json".into(),
             )
             .into())
         }
@@ -335,6 +350,19 @@ fn spec_of(kind: &Kind) -> JobSubmit {
                 }
             }
             (JobType::Blender, p, opts)
+        }
+        Kind::Ffmpeg {
+            input,
+            output,
+            fps,
+            opts,
+        } => {
+            default_name = file_name(output);
+            let mut p = json!({"input": input, "output": output});
+            if let Some(fps) = fps {
+                p["fps"] = json!(fps);
+            }
+            (JobType::Ffmpeg, p, opts)
         }
         Kind::Command {
             program,
