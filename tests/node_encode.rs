@@ -168,6 +168,10 @@ async fn preview_video_is_encoded_after_the_render() {
     );
 
     let video = output.join("shot/frame.mp4");
+    assert!(
+        !output.join("shot/.frame.mp4.partial").exists(),
+        "FFmpeg wrote beside the video and the node moved it into place"
+    );
     let stream = probe(&video);
     assert_eq!(stream["codec_name"], "h264", "{stream:#}");
     assert_eq!(stream["width"], 64, "{stream:#}");

@@ -99,7 +99,7 @@ pub fn argv(
         "+faststart",
         "-f",
         "mp4",
-        &output.to_string_lossy(),
+        &partial_path(&output).to_string_lossy(),
     ]
     .map(String::from)
     .to_vec();
@@ -117,6 +117,29 @@ pub fn from_job(task: &crate::wire::queue::ClaimedTask) -> Option<&str> {
         return None;
     }
     task.params.get("from_job").and_then(Value::as_str)
+}
+
+/// Where FFmpeg writes the video until it has finished: a hidden file beside it, renamed into
+/// place by [`finish`], so nobody opens half a video (a killed encode leaves only this file,
+/// which the next attempt overwrites).
+pub fn partial_path(output: &Path) -> PathBuf {
+    let name = output
+        .file_name()
+        .map_or_else(|| "video".into(), |n| n.to_string_lossy().into_owned());
+    output.with_file_name(format!(".{name}.partial"))
+}
+
+/// After FFmpeg exited 0: the finished video moves into place; its path.
+pub fn finish(roots: &Roots, params: &Value) -> Result<PathBuf, NodeError> {
+    let video = output_path(roots, params)?;
+    let partial = partial_path(&video);
+    std::fs::rename(&partial, &video).map_err(|e| {
+        NodeError::io(
+            format!("moving {} to {}", partial.display(), video.display()),
+            e,
+        )
+    })?;
+    Ok(video)
 }
 
 /// The `.mp4` an `ffmpeg` task writes, for its outputs.
@@ -218,9 +241,10 @@ mod tests {
         assert_eq!(at("-frames:v"), "2");
         assert_eq!(at("-framerate"), "25");
         assert_eq!(at("-i"), format!("{}/r/f_%04d.png", root.display()));
+        // Written beside the video under a hidden name, moved into place when FFmpeg is done.
         assert_eq!(
             argv.last().cloned(),
-            Some(format!("{}/r/f.mp4", root.display()))
+            Some(format!("{}/r/.f.mp4.partial", root.display()))
         );
         let escape = serde_json::json!({"input": "../f_####.png", "output": "r/f.mp4"});
         assert!(argv_result_is_rejected(&roots, &escape));

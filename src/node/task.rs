@@ -220,8 +220,9 @@ pub async fn run(env: TaskEnv<'_>, task: &ClaimedTask) -> Outcome {
             project: run.env.config.project_root.clone(),
             output: run.env.config.output_root.clone(),
         };
-        if let Ok(video) = ffmpeg::output_path(&roots, &task.params) {
-            run.tracker.saved.push(video);
+        match ffmpeg::finish(&roots, &task.params) {
+            Ok(video) => run.tracker.saved.push(video),
+            Err(e) => return Outcome::Failed(e.report()),
         }
     }
     let output_root = &run.env.config.output_root;
