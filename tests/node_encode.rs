@@ -66,44 +66,67 @@ fn task_times(tasks: &[Value]) -> Vec<(u64, u64)> {
         .collect()
 }
 
+/// A render node (Blender) and an encode node (FFmpeg only), each with its (project, output)
+/// roots.
+struct Pair {
+    renderer: Node,
+    encoder: Node,
+}
+
+impl Pair {
+    fn start(server: &Server, names: [&str; 2], render: [&Path; 2], encode: [&Path; 2]) -> Pair {
+        let blender = blender().expect("checked by the caller");
+        let start = |name: &str, [project, output]: [&Path; 2], types: String| {
+            Node::start(
+                server,
+                NodeSpec {
+                    name,
+                    slots: 1,
+                    project,
+                    output,
+                    types: &types,
+                },
+            )
+        };
+        Pair {
+            renderer: start(
+                names[0],
+                render,
+                format!("[types.blender]\nprogram = {blender:?}\nthreads = 1\n"),
+            ),
+            encoder: start(
+                names[1],
+                encode,
+                format!("[types.ffmpeg]\nprogram = {:?}\n", ffmpeg()),
+            ),
+        }
+    }
+
+    /// Both nodes' logs, for a failure's message.
+    fn logs(&self) -> String {
+        format!(
+            "render node:\n{}\nencode node:\n{}",
+            self.renderer.log(),
+            self.encoder.log()
+        )
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn preview_video_is_encoded_after_the_render() {
     let Some(blender) = blender() else { return };
-    let ffmpeg = ffmpeg();
     let server = Server::start().await;
     let project = server.dir.path().join("project");
     let output = server.dir.path().join("renders");
     std::fs::create_dir_all(&project).expect("project dir");
     make_scene(&blender, &project);
-    let render_types = format!("[types.blender]\nprogram = {blender:?}\nthreads = 1\n");
-    let encode_types = format!("[types.ffmpeg]\nprogram = {ffmpeg:?}\n");
-    let renderer = Node::start(
+    let pair = Pair::start(
         &server,
-        NodeSpec {
-            name: "render-a",
-            slots: 1,
-            project: &project,
-            output: &output,
-            types: &render_types,
-        },
+        ["render-a", "encode-b"],
+        [&project, &output],
+        [&project, &output],
     );
-    let encoder = Node::start(
-        &server,
-        NodeSpec {
-            name: "encode-b",
-            slots: 1,
-            project: &project,
-            output: &output,
-            types: &encode_types,
-        },
-    );
-    let explain = || {
-        format!(
-            "render node:\n{}\nencode node:\n{}",
-            renderer.log(),
-            encoder.log()
-        )
-    };
+    let explain = || pair.logs();
 
     let submitted = cli_json(
         &server,
@@ -158,7 +181,7 @@ async fn preview_video_is_encoded_after_the_render() {
         "the encode began at {encode_start}, before the render ended at {render_end}"
     );
     let encode = &encode_tasks[0];
-    let encoder_id = encoder.id().await;
+    let encoder_id = pair.encoder.id().await;
     assert_eq!(encode["history"][0]["node"], encoder_id.as_str());
     assert_eq!(encode["progress"]["done"], 24, "{encode:#}");
     assert_eq!(
@@ -256,7 +279,6 @@ async fn preview_video_is_encoded_after_the_render() {
 #[tokio::test(flavor = "multi_thread")]
 async fn preview_video_of_an_uploaded_render_comes_back_by_fetch() {
     let Some(blender) = blender() else { return };
-    let ffmpeg = ffmpeg();
     let server = Server::start().await;
     let base = server.dir.path().to_path_buf();
     let project = base.join("artist");
@@ -273,35 +295,13 @@ async fn preview_video_of_an_uploaded_render_comes_back_by_fetch() {
     };
     let (render_project, render_out) = roots("render");
     let (encode_project, encode_out) = roots("encode");
-    let render_types = format!("[types.blender]\nprogram = {blender:?}\nthreads = 1\n");
-    let encode_types = format!("[types.ffmpeg]\nprogram = {ffmpeg:?}\n");
-    let renderer = Node::start(
+    let pair = Pair::start(
         &server,
-        NodeSpec {
-            name: "far-render",
-            slots: 1,
-            project: &render_project,
-            output: &render_out,
-            types: &render_types,
-        },
+        ["far-render", "far-encode"],
+        [&render_project, &render_out],
+        [&encode_project, &encode_out],
     );
-    let encoder = Node::start(
-        &server,
-        NodeSpec {
-            name: "far-encode",
-            slots: 1,
-            project: &encode_project,
-            output: &encode_out,
-            types: &encode_types,
-        },
-    );
-    let explain = || {
-        format!(
-            "render node:\n{}\nencode node:\n{}",
-            renderer.log(),
-            encoder.log()
-        )
-    };
+    let explain = || pair.logs();
     let submitted = cli_json(
         &server,
         &project,
