@@ -373,6 +373,81 @@ async fn preview_video_of_an_uploaded_render_comes_back_by_fetch() {
     }
 }
 
+/// Mean luma (0-255) of a video's first frame, by FFmpeg's signalstats filter.
+fn mean_luma(video: &Path) -> f64 {
+    let out = Command::new(ffmpeg())
+        .args(["-v", "info", "-i"])
+        .arg(video)
+        .args([
+            "-frames:v",
+            "1",
+            "-vf",
+            "signalstats,metadata=print",
+            "-f",
+            "null",
+            "-",
+        ])
+        .output()
+        .expect("run ffmpeg");
+    let text = String::from_utf8_lossy(&out.stderr);
+    text.split("lavfi.signalstats.YAVG=")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no YAVG for {}: {text}", video.display()))
+}
+
+/// Blender's OpenEXR frames are scene-linear; the encode applies the sRGB curve, so their video
+/// is about as bright as the one of the same frames saved as PNG (as stored: about 40 %).
+#[tokio::test(flavor = "multi_thread")]
+async fn exr_frames_make_a_video_as_bright_as_png_frames() {
+    let Some(blender) = blender() else { return };
+    let server = Server::start().await;
+    let project = server.dir.path().join("project");
+    let output = server.dir.path().join("renders");
+    std::fs::create_dir_all(&project).expect("project dir");
+    make_scene(&blender, &project);
+    for (format, dir) in [("PNG", "png"), ("OPEN_EXR", "exr")] {
+        let rendered = Command::new(&blender)
+            .arg("-b")
+            .arg(project.join("scene.blend"))
+            .arg("-o")
+            .arg(output.join(format!("{dir}/f_####")))
+            .args(["-F", format, "-s", "1", "-e", "2", "-a"])
+            .output()
+            .expect("run blender");
+        assert!(rendered.status.success(), "blender -F {format}");
+    }
+    let types = format!("[types.ffmpeg]\nprogram = {:?}\n", ffmpeg());
+    let node = Node::start(
+        &server,
+        NodeSpec {
+            name: "enc",
+            slots: 1,
+            project: &project,
+            output: &output,
+            types: &types,
+        },
+    );
+    for ext in ["png", "exr"] {
+        let id = server
+            .submit(json!({"id": ext, "type": "ffmpeg", "frames": "1-2",
+                "params": {"input": format!("{ext}/f_####.{ext}"), "output": format!("{ext}.mp4")}}))
+            .await;
+        server
+            .wait_job_explained(&id, "completed", Duration::from_secs(60), || node.log())
+            .await;
+    }
+    let (png, exr) = (
+        mean_luma(&output.join("png.mp4")),
+        mean_luma(&output.join("exr.mp4")),
+    );
+    assert!(
+        (0.8..1.25).contains(&(exr / png)),
+        "mean luma: EXR video {exr}, PNG video {png}"
+    );
+}
+
 /// An encode whose frames are not all there fails naming the missing frame (FFmpeg alone would
 /// stop at the gap, exit 0 and leave a short video).
 #[tokio::test(flavor = "multi_thread")]
