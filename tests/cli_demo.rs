@@ -237,6 +237,28 @@ fn demo_with_blender_renders_real_frames_of_the_sample_scene() {
             png.display()
         );
     }
+    // FFmpeg is on PATH here (scripts/test installs it): the sample gets its preview video.
+    let video = dir.path().join("renders/demo/frame.mp4");
+    assert!(
+        stderr.contains(&format!("demo: preview video: {}", video.display())),
+        "{stderr}"
+    );
+    let probe = std::process::Command::new("ffprobe")
+        .args(["-v", "error", "-count_frames", "-select_streams", "v:0"])
+        .args([
+            "-show_entries",
+            "stream=codec_name,nb_read_frames",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(&video)
+        .output()
+        .expect("run ffprobe");
+    assert_eq!(
+        String::from_utf8_lossy(&probe.stdout).trim(),
+        "h264,2",
+        "{stderr}"
+    );
 }
 
 #[test]

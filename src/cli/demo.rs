@@ -199,6 +199,12 @@ impl Farm {
             .env_remove("EDGEFARM_NODE_TOKEN")
             .stdout(Stdio::null())
             .stderr(log_file(dir, "node.log")?);
+        // With Blender and FFmpeg the sample also gets its preview video: a second job that
+        // waits for the render (`submit --preview-video` does the same).
+        let ffmpeg = match sample {
+            Sample::Blender(_) => find_in_path("ffmpeg"),
+            Sample::Touch(_) => None,
+        };
         let spec = match sample {
             Sample::Blender(blender) => {
                 tokio::select! {
@@ -206,6 +212,14 @@ impl Farm {
                     () = stop.recv() => return Ok(stopped_early()),
                 }
                 node.arg("--blender").arg(blender);
+                match &ffmpeg {
+                    Some(ffmpeg) => {
+                        node.arg("--ffmpeg").arg(ffmpeg);
+                    }
+                    None => eprintln!(
+                        "demo: no ffmpeg in PATH, so no preview video (Debian/Ubuntu: apt install ffmpeg)"
+                    ),
+                }
                 json!({"name": "demo render", "type": "blender", "frames": args.frames, "chunk_size": 4,
                        "params": {"file": "scene.blend", "output": "demo/frame_####", "engine": "CYCLES"}})
             }
@@ -226,10 +240,45 @@ impl Farm {
         let job: Job = api::post(&client, "/v1/jobs", &spec).await?;
         let id = job.spec.id.clone();
         eprintln!("demo: submitted {} job {id}", job.spec.kind.as_str());
-        let code = tokio::select! {
+        let video = match &ffmpeg {
+            Some(_) => {
+                let encode = json!({"name": "demo preview video", "type": "ffmpeg", "frames": args.frames,
+                    "after_jobs": [id], "on_dependency_failure": "cancel",
+                    "params": {"input": "demo/frame_####.png", "output": "demo/frame.mp4", "fps": 24}});
+                match api::post::<_, Job>(&client, "/v1/jobs", &encode).await {
+                    Ok(v) => {
+                        eprintln!(
+                            "demo: submitted ffmpeg job {} (the preview video, after {id})",
+                            v.spec.id
+                        );
+                        Some(v.spec.id)
+                    }
+                    // Frames that are no single range (e.g. 1-24x2) make no video; the render
+                    // still runs.
+                    Err(e) => {
+                        eprintln!("demo: no preview video: {e:#}");
+                        None
+                    }
+                }
+            }
+            None => None,
+        };
+        let mut code = tokio::select! {
             code = follow::follow(&client, &id, false) => code?,
             () = stop.recv() => return Ok(stopped_early()),
         };
+        if let (Some(video), true) = (&video, code == ExitCode::SUCCESS) {
+            code = tokio::select! {
+                code = follow::follow(&client, video, false) => code?,
+                () = stop.recv() => return Ok(stopped_early()),
+            };
+            if code == ExitCode::SUCCESS {
+                eprintln!(
+                    "demo: preview video: {}",
+                    renders.join("demo/frame.mp4").display()
+                );
+            }
+        }
         let out = match sample {
             Sample::Blender(_) => renders.join("demo"),
             Sample::Touch(_) => renders,
