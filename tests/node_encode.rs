@@ -348,6 +348,23 @@ async fn preview_video_of_an_uploaded_render_comes_back_by_fetch() {
         .collect();
     assert_eq!(paths, ["shot/frame.mp4"], "{outputs:#}");
 
+    // An encode of part of the render gets only those frames (3 of the 12 outputs).
+    let part = server
+        .submit(json!({"id": "far1-part", "type": "ffmpeg", "frames": "3-5", "after_jobs": ["far1"],
+            "params": {"input": "shot/frame_####.png", "output": "shot/part.mp4", "from_job": "far1"}}))
+        .await;
+    server
+        .wait_job_explained(&part, "completed", Duration::from_secs(120), || pair.logs())
+        .await;
+    let part_task = &server.tasks(&part).await[0];
+    let moved = &part_task["result"]["transfer"];
+    assert_eq!(
+        moved["downloaded_files"].as_u64().unwrap_or(0)
+            + moved["cached_files"].as_u64().unwrap_or(0),
+        3,
+        "frames 3-5 only: {part_task:#}"
+    );
+
     let back = base.join("back");
     let fetched = cli_json(
         &server,

@@ -31,6 +31,13 @@ impl FrameRange {
         u32::try_from((self.to - self.from) / self.step + 1).unwrap_or(u32::MAX)
     }
 
+    /// Whether `frame` is one of the range's frames.
+    pub fn contains(&self, frame: i64) -> bool {
+        self.step >= 1
+            && (self.from..=self.to).contains(&frame)
+            && (frame - self.from) % self.step == 0
+    }
+
     /// Whether the range holds no frame (never true for a parsed range).
     pub fn is_empty(&self) -> bool {
         self.to < self.from
@@ -104,6 +111,21 @@ pub fn parse(spec: &str) -> Result<Vec<FrameRange>, FrameError> {
 /// Total number of frames in the runs.
 pub fn count(runs: &[FrameRange]) -> u64 {
     runs.iter().map(FrameRange::len).sum()
+}
+
+/// The frame number in `path` when it is a file of `pattern` (`shot/f_####.png`: the last run
+/// of `#` in the file name stands for the frame, zero-padded to at least its width, as Blender
+/// writes it): `shot/f_0012.png` → 12.
+pub fn frame_in_name(pattern: &str, path: &str) -> Option<i64> {
+    let name_at = pattern.rfind('/').map_or(0, |i| i + 1);
+    let end = name_at + pattern[name_at..].rfind('#')? + 1;
+    let start = pattern[..end].trim_end_matches('#').len();
+    let (prefix, width, suffix) = (&pattern[..start], end - start, &pattern[end..]);
+    let digits = path.strip_prefix(prefix)?.strip_suffix(suffix)?;
+    if digits.len() < width || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
 }
 
 /// Splits runs into chunks of at most `chunk` frames each.
@@ -191,5 +213,36 @@ mod tests {
             20,
             "chunks cover every frame once"
         );
+    }
+
+    #[test]
+    fn frame_numbers_are_read_from_names_of_a_pattern() {
+        let p = "shot/f_####.png";
+        assert_eq!(frame_in_name(p, "shot/f_0012.png"), Some(12));
+        assert_eq!(
+            frame_in_name(p, "shot/f_12345.png"),
+            Some(12345),
+            "past the padding"
+        );
+        for other in [
+            "shot/f_012.png",
+            "shot/f_0012.exr",
+            "shot/g_0012.png",
+            "other/f_0012.png",
+            "shot/f_00a2.png",
+            "shot/f_.png",
+            "shot/sub/f_0012.png",
+        ] {
+            assert_eq!(frame_in_name(p, other), None, "{other}");
+        }
+        assert_eq!(frame_in_name("a##b/x_##.exr", "a##b/x_07.exr"), Some(7));
+        assert_eq!(frame_in_name("no-hashes.png", "no-hashes.png"), None);
+    }
+
+    #[test]
+    fn ranges_know_their_frames() {
+        let run = r(1, 11, 5);
+        assert!(run.contains(1) && run.contains(6) && run.contains(11));
+        assert!(!run.contains(2) && !run.contains(0) && !run.contains(16));
     }
 }

@@ -93,6 +93,20 @@ pub async fn list<S: Store>(
         // (complete: the source is among `after_jobs`, so this job runs after it completed).
         let (files, next) =
             super::outputs::page(ctx, source, &query(q), super::outputs::PAGE_MAX as usize).await?;
+        // Only the frames it encodes: a render's other outputs (passes written elsewhere,
+        // frames outside the range) are not downloaded for nothing.
+        let pattern = job.spec.params["input"].as_str().unwrap_or("");
+        let runs = job
+            .spec
+            .frames
+            .as_deref()
+            .and_then(|f| crate::core::frames::parse(f).ok())
+            .unwrap_or_default();
+        let wanted = |path: &str| {
+            crate::core::frames::frame_in_name(pattern, path)
+                .is_some_and(|f| runs.iter().any(|r| r.contains(f)))
+        };
+        let files: Vec<_> = files.into_iter().filter(|(_, f)| wanted(&f.path)).collect();
         let page = InputsPage {
             total_files: files.len() as u64,
             total_bytes: files.iter().map(|(_, f)| f.size).sum(),
