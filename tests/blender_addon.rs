@@ -435,6 +435,32 @@ async fn the_addon_packs_uploads_and_submits_a_project_that_renders_on_nodes_wit
         "the two frames at the scene's 24 fps: {probed:#} {}",
         String::from_utf8_lossy(&probe.stderr)
     );
+    // The panel's "Get preview video": downloaded beside the .blend, the same bytes as the
+    // farm's; asked of a job that made no video, it says so.
+    let got = artist.drive(json!([
+        {"op": "video", "url": url, "token": token, "job": video, "wait": 60},
+        {"op": "video", "url": url, "token": token, "job": job, "wait": 0},
+    ]));
+    assert!(got[0]["ok"] == true, "{:#}", got[0]);
+    let path = PathBuf::from(got[0]["video"].as_str().unwrap_or(""));
+    assert!(
+        path.starts_with(proj.join("shots/edgefarm-previews")),
+        "beside the .blend: {path:?}"
+    );
+    assert_eq!(
+        std::fs::read(&path).ok(),
+        std::fs::read(clip.join("shot/frame.mp4")).ok(),
+        "the add-on's copy is the farm's video"
+    );
+    assert!(
+        got[1]["ok"] == false
+            && got[1]["error"]
+                .as_str()
+                .unwrap_or("")
+                .contains("made no video"),
+        "{:#}",
+        got[1]
+    );
 
     // A missing texture is reported by name and nothing is submitted; confirmed, it renders,
     // and the frame differs from the textured one. Each texture in turn (the library's too).

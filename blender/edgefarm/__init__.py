@@ -160,6 +160,8 @@ class EdgefarmSceneSettings(bpy.types.PropertyGroup):
     busy: bpy.props.BoolProperty(name="Busy")
     missing: bpy.props.StringProperty(name="Missing files")
     last_result: bpy.props.StringProperty(name="Last result (JSON)")
+    video_job: bpy.props.StringProperty(name="Preview video job")
+    video_path: bpy.props.StringProperty(name="Preview video", subtype="FILE_PATH")
 
 
 def _safe(name):
@@ -309,6 +311,51 @@ class EDGEFARM_OT_cancel(bpy.types.Operator):
         return {"FINISHED"}
 
 
+class EDGEFARM_OT_get_video(bpy.types.Operator):
+    """Download the preview video of the last submit (checked against its hash) and open it"""
+
+    bl_idname = "edgefarm.get_video"
+    bl_label = "Get preview video"
+
+    job: bpy.props.StringProperty(name="Video job", default="", options={"SKIP_SAVE"})
+    open: bpy.props.BoolProperty(name="Open it", default=True, options={"SKIP_SAVE"})
+
+    def execute(self, context):
+        st = context.scene.edgefarm
+        job_id = self.job or st.video_job
+        if not job_id:
+            self.report({"ERROR"}, "No preview video was asked for: tick Preview video and submit")
+            return {"CANCELLED"}
+        url, token = farm_settings(context)
+        try:
+            farm = farm_api.Farm(url, token)
+            job, _retry = farm.job(job_id)
+            if job.get("state") != "completed":
+                self.report({"WARNING"}, "The preview video is not ready: job %s is %s" % (job_id, job.get("state")))
+                return {"CANCELLED"}
+            videos = [f for f in farm.outputs(job_id) if f.get("path", "").lower().endswith(".mp4")]
+            if not videos:
+                self.report({"ERROR"}, "Job %s made no video the farm keeps: with Upload files off it is %s under "
+                            "the nodes' output folder" % (job_id, (job.get("params") or {}).get("output")))
+                return {"CANCELLED"}
+            video = videos[0]
+            # Beside the .blend (an artist looks there first), else in the add-on's cache.
+            base = os.path.dirname(bpy.data.filepath) if bpy.data.filepath else pack.default_cache_dir()
+            folder = os.path.join(base, "edgefarm-previews")
+            os.makedirs(folder, exist_ok=True)
+            dest = os.path.join(folder, "%s-%s" % (_safe(job_id), os.path.basename(video["path"])))
+            if not (os.path.isfile(dest) and os.path.getsize(dest) == video["size"]):
+                farm.download(video["sha256"], video["size"], dest)
+        except (farm_api.FarmError, OSError) as e:
+            self.report({"ERROR"}, str(e))
+            return {"CANCELLED"}
+        st.video_path = dest
+        if self.open:
+            bpy.ops.wm.path_open(filepath=dest)
+        self.report({"INFO"}, "Preview video: %s" % dest)
+        return {"FINISHED"}
+
+
 class EDGEFARM_OT_open_dashboard(bpy.types.Operator):
     """Open the farm's dashboard on this job"""
 
@@ -334,6 +381,8 @@ def _apply(scene, sub):
         st.last_result = json.dumps(sub.result)
         if stage == "done":
             st.job_id = sub.result.get("job") or ""
+            st.video_job = sub.result.get("video_job") or ""
+            st.video_path = ""
             st.job_link = sub.result.get("link") or ""
             job = getattr(sub, "job", {})
             _apply_job(st, job)
@@ -516,6 +565,10 @@ class EDGEFARM_PT_render(bpy.types.Panel):
             if st.frames_total:
                 box.label(text="%.0f%% done" % (100.0 * st.frames_done / st.frames_total))
             box.operator("edgefarm.open_dashboard", icon="URL")
+            if st.video_job:
+                box.operator("edgefarm.get_video", icon="FILE_MOVIE")
+                if st.video_path:
+                    box.label(text=st.video_path)
 
 
 classes = (
@@ -525,6 +578,7 @@ classes = (
     EDGEFARM_OT_submit,
     EDGEFARM_OT_cancel,
     EDGEFARM_OT_open_dashboard,
+    EDGEFARM_OT_get_video,
     EDGEFARM_PT_render,
 )
 

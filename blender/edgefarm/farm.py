@@ -1,7 +1,9 @@
 # The farm's HTTP API as the add-on uses it (docs/API.md, docs/ASSETS.md), standard library only.
 # Every failure becomes a FarmError whose message says what is wrong in words an artist can act on.
 
+import hashlib
 import ipaddress
+import os
 import json
 import socket
 import ssl
@@ -187,6 +189,44 @@ class Farm:
     def job(self, job_id):
         _s, headers, job = self.json("GET", "/v1/jobs/" + urllib.parse.quote(job_id, safe=""), what="Reading the job")
         return job, _retry_after(headers)
+
+    def outputs(self, job_id):
+        """Every output file of a job ([{path, sha256, size, url, task}]), page by page."""
+        files, cursor = [], "0"
+        while cursor is not None:
+            path = "/v1/jobs/%s/outputs?cursor=%s" % (urllib.parse.quote(job_id, safe=""), cursor)
+            _s, _h, page = self.json("GET", path, what="Listing the outputs")
+            files.extend(page.get("outputs", []))
+            cursor = page.get("next")
+        return files
+
+    def download(self, sha256, size, dest):
+        """Downloads blob `sha256` to `dest` (through a .part file, checked against the hash and
+        size before it takes the name)."""
+        resp = self._open("GET", "/v1/blobs/" + sha256)
+        status = resp.status if hasattr(resp, "status") else resp.code
+        if status != 200:
+            self._answer(resp, "Downloading %s" % os.path.basename(dest))
+            raise FarmError("Downloading %s failed (%d)" % (os.path.basename(dest), status))
+        part = dest + ".part"
+        digest, got = hashlib.sha256(), 0
+        try:
+            with open(part, "wb") as out:
+                while True:
+                    chunk = resp.read(1 << 20)
+                    if not chunk:
+                        break
+                    digest.update(chunk)
+                    got += len(chunk)
+                    out.write(chunk)
+            if digest.hexdigest() != sha256 or got != size:
+                raise FarmError("The download of %s does not match its hash; nothing kept." % os.path.basename(dest))
+            os.replace(part, dest)
+        except OSError as e:
+            raise FarmError("Cannot write %s: %s" % (dest, e)) from None
+        finally:
+            if os.path.exists(part):
+                os.remove(part)
 
     def dashboard_link(self, job_id):
         return "%s/#job=%s" % (self.base, urllib.parse.quote(job_id, safe=""))
