@@ -415,7 +415,95 @@ async fn a_lease_expired_max_attempts_times_fails_the_task(f: &Farm) {
     assert!(t["error"].as_str().unwrap_or("").contains("lease expired"));
 }
 
+/// An `ffmpeg` job (a preview video) is one task over its frames, waits for the render it
+/// names, and goes only to nodes that run FFmpeg; malformed ones are refused by field with the
+/// store unchanged.
+async fn an_encode_job_is_one_task_for_ffmpeg_nodes_after_its_render(f: &Farm) {
+    let render = f.submit(json!({"frames": "1-3"})).await;
+    let encode = f
+        .submit(
+            json!({"type": "ffmpeg", "frames": "1-3", "chunk_size": null,
+            "after_jobs": [render["id"]], "on_dependency_failure": "cancel",
+            "params": {"input": "shot/f_####.png", "output": "shot/f.mp4", "fps": 24,
+                       "from_job": render["id"]}}),
+        )
+        .await;
+    assert_eq!(encode["counts"]["total"], 1, "{encode:#}");
+    assert_eq!(encode["state"], "waiting", "{encode:#}");
+    let q = format!("/v1/queue/{}", f.queue());
+    let as_ffmpeg = || Some(json!({"node": "enc", "types": ["ffmpeg"], "max": 5}));
+    assert_eq!(
+        f.call("POST", &q, as_ffmpeg()).await.status,
+        204,
+        "it waits"
+    );
+    for t in f.claim("n1", 5).await {
+        assert_eq!(
+            t["job"], render["id"],
+            "a command node never gets the encode"
+        );
+        assert_eq!(f.done(&t).await.status, 200);
+    }
+    assert!(
+        f.claim("n1", 5).await.is_empty(),
+        "a command node takes no ffmpeg task"
+    );
+    let r = f.call("POST", &q, as_ffmpeg()).await.json();
+    let tasks = r["tasks"].as_array().cloned().unwrap_or_default();
+    assert_eq!(tasks.len(), 1, "{r:#}");
+    assert_eq!(tasks[0]["job"], encode["id"]);
+    assert_eq!(
+        tasks[0]["frames"],
+        json!({"from": 1, "to": 3, "step": 1}),
+        "{r:#}"
+    );
+    // Its inputs are the render's outputs that are frames of `input` (none were uploaded here).
+    let inputs = f
+        .call(
+            "GET",
+            &format!("/v1/jobs/{}/inputs", encode["id"].as_str().unwrap_or("")),
+            None,
+        )
+        .await;
+    assert_eq!(inputs.status, 200);
+    assert_eq!(inputs.json()["files"], json!([]));
+
+    let s = f.secret();
+    let spec = |frames: &str, params: Value, after: Value| {
+        serde_json::to_vec(
+            &json!({"type": "ffmpeg", "queue": f.queue(), "frames": frames,
+            "params": params, "after_jobs": after}),
+        )
+        .unwrap_or_default()
+    };
+    let good = json!({"input": "s/f_####.png", "output": "s/f.mp4"});
+    let with = |k: &str, v: Value| {
+        let mut p = good.clone();
+        p[k] = v;
+        p
+    };
+    for (body, field) in [
+        (spec("1-9x2", good.clone(), json!([])), "frames"),
+        (
+            spec("1-3", with("output", json!("s/f.mov")), json!([])),
+            "params.output",
+        ),
+        (
+            spec("1-3", with("input", json!("s/f.png")), json!([])),
+            "params.input",
+        ),
+        (spec("1-3", with("fps", json!(-1)), json!([])), "params.fps"),
+        (
+            spec("1-3", with("from_job", render["id"].clone()), json!([])),
+            "params.from_job",
+        ),
+    ] {
+        crate::errors::rejected(f, "POST", "/v1/jobs", &body, Some(&s), 400, Some(field)).await;
+    }
+}
+
 crate::cases!(
+    an_encode_job_is_one_task_for_ffmpeg_nodes_after_its_render,
     claims_go_by_priority_then_age,
     claim_answers_the_task_with_lease_and_settings,
     tasks_go_only_to_nodes_with_the_type_and_tags,
