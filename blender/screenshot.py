@@ -17,7 +17,10 @@ st.job_id = "0192f0c4-7b6e-7c4a-9d1e-3f5a2b8c9d10"
 st.job_state = "active"
 st.frames_done = 1
 st.frames_total = 2
-st.status = "Submitted job 0192f0c4-...: uploaded 5 files (0.9 MiB), 0 already on the farm."
+st.preview_video = True
+st.video_job = "0192f0c4-7b6e-7c4a-9d1e-3f5a2b8c9d11"
+st.status = ("Submitted job 0192f0c4-...: uploaded 5 files (0.9 MiB), 0 already on the farm. "
+             "Preview video: job 0192f0c4-...d11.")
 
 def props_area(win):
     for area in win.screen.areas:
