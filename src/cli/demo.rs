@@ -263,19 +263,23 @@ impl Farm {
             }
             None => None,
         };
-        let mut code = tokio::select! {
+        let code = tokio::select! {
             code = follow::follow(&client, &id, false) => code?,
             () = stop.recv() => return Ok(stopped_early()),
         };
         if let (Some(video), true) = (&video, code == ExitCode::SUCCESS) {
-            code = tokio::select! {
-                code = follow::follow(&client, video, false) => code?,
+            // The render decides the demo's exit code: an FFmpeg without libx264 (some
+            // distributions ship one) fails only the video.
+            let made = tokio::select! {
+                made = follow::follow(&client, video, false) => made?,
                 () = stop.recv() => return Ok(stopped_early()),
             };
-            if code == ExitCode::SUCCESS {
+            if made == ExitCode::SUCCESS {
+                let path = renders.join("demo/frame.mp4");
+                eprintln!("demo: preview video: {}", path.display());
+            } else {
                 eprintln!(
-                    "demo: preview video: {}",
-                    renders.join("demo/frame.mp4").display()
+                    "demo: the preview video failed (see `edgefarm job {video}`); the frames are fine"
                 );
             }
         }
