@@ -118,3 +118,32 @@ fn service_flag_outside_windows_exits_2() {
     );
     assert!(!dir.path().join("state/node.json").exists());
 }
+
+/// An FFmpeg without libx264 cannot make the H.264 previews: refused at start, named.
+#[cfg(unix)]
+#[test]
+fn an_ffmpeg_without_libx264_exits_2_naming_it() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Lists encoders, but not libx264 (as a build without it does).
+    let fake = dir.path().join("ffmpeg");
+    std::fs::write(
+        &fake,
+        "#!/bin/sh\necho ' V....D libvpx-vp9           libvpx VP9'\n",
+    )
+    .expect("write");
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let (code, err) = node_with(&format!("{BASE}[types.ffmpeg]\nprogram = {fake:?}\n"));
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("libx264") && err.contains("types.ffmpeg.program"),
+        "{err}"
+    );
+    // Debian's FFmpeg has it (scripts/test installs it): the check passes and the next one
+    // (the tags, checked after the types) is what fails.
+    let (code, err) = node_with(&format!(
+        "{BASE}tags = [\"bad tag\"]\n[types.ffmpeg]\nprogram = \"/usr/bin/ffmpeg\"\n"
+    ));
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("bad tag") && !err.contains("libx264"), "{err}");
+}

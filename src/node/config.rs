@@ -190,7 +190,7 @@ pub fn validate(file: FileConfig) -> Result<NodeConfig, NodeError> {
     }
     let ffmpeg = match file.types.ffmpeg {
         None => None,
-        Some(f) => Some(program_path("types.ffmpeg.program", &f.program)?),
+        Some(f) => Some(ffmpeg_program(&f.program)?),
     };
     if blender.is_none() && programs.is_empty() && ffmpeg.is_none() {
         return Err(bad(
@@ -248,6 +248,27 @@ fn existing_dir(field: &str, dir: Option<PathBuf>) -> Result<PathBuf, NodeError>
         return Err(bad(format!("{field} {} is not a directory", dir.display())));
     }
     Ok(canonical)
+}
+
+/// `program` for `[types.ffmpeg]`: an executable whose encoders include libx264 (asked once,
+/// `ffmpeg -hide_banner -encoders`), so a node never claims an encode it cannot make (some
+/// distributions ship an FFmpeg without it).
+fn ffmpeg_program(program: &Path) -> Result<PathBuf, NodeError> {
+    const FIELD: &str = "types.ffmpeg.program";
+    let path = program_path(FIELD, program)?;
+    let out = std::process::Command::new(&path)
+        .args(["-hide_banner", "-encoders"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| bad(format!("{FIELD}: {} does not run: {e}", path.display())))?;
+    let listed = String::from_utf8_lossy(&out.stdout);
+    if !listed.split_whitespace().any(|w| w == "libx264") {
+        return Err(bad(format!(
+            "{FIELD}: {} has no libx264 encoder (`ffmpeg -encoders`); preview videos are H.264: install an FFmpeg built with it (Debian's is)",
+            path.display()
+        )));
+    }
+    Ok(path)
 }
 
 /// `program` for `[types.blender]`: a path (or a name in PATH), or `auto` for [`find_blender`].
