@@ -390,6 +390,70 @@ async fn preview_video_of_an_uploaded_render_comes_back_by_fetch() {
     }
 }
 
+/// One machine that renders and encodes, sharing no disk with the submitter: the frames it
+/// rendered and uploaded stay in its content cache, so the encode downloads nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_node_that_rendered_the_frames_encodes_them_without_downloading() {
+    let Some(blender) = blender() else { return };
+    let server = Server::start().await;
+    let base = server.dir.path().to_path_buf();
+    let project = base.join("artist");
+    std::fs::create_dir_all(&project).expect("project dir");
+    make_scene(&blender, &project);
+    let (root, out) = (base.join("solo-project"), base.join("solo-out"));
+    std::fs::create_dir_all(&root).expect("root");
+    let types = format!(
+        "[types.blender]\nprogram = {blender:?}\nthreads = 1\n[types.ffmpeg]\nprogram = {:?}\n",
+        ffmpeg()
+    );
+    let node = Node::start(
+        &server,
+        NodeSpec {
+            name: "solo",
+            slots: 1,
+            project: &root,
+            output: &out,
+            types: &types,
+        },
+    );
+    cli_json(
+        &server,
+        &project,
+        &[
+            "submit",
+            "blender",
+            "scene.blend",
+            "--upload",
+            "--output",
+            "shot/frame_####",
+            "--frames",
+            "1-6",
+            "--chunk",
+            "3",
+            "--preview-video",
+            "--id",
+            "solo1",
+        ],
+        &[],
+    );
+    server
+        .wait_job_explained("solo1-video", "completed", Duration::from_secs(300), || {
+            node.log()
+        })
+        .await;
+    let encode = &server.tasks("solo1-video").await[0];
+    let moved = &encode["result"]["transfer"];
+    assert_eq!(
+        (
+            moved["downloaded_files"].as_u64(),
+            moved["cached_files"].as_u64()
+        ),
+        (Some(0), Some(6)),
+        "the 6 frames came from this node's cache: {encode:#}"
+    );
+    assert_eq!(moved["uploaded_files"], 1, "{encode:#}");
+}
+
 /// Mean luma (0-255) of a video's first frame, by FFmpeg's signalstats filter.
 fn mean_luma(video: &Path) -> f64 {
     let out = Command::new(ffmpeg())

@@ -182,6 +182,42 @@ impl Cache {
         Ok(path)
     }
 
+    /// Keeps a file this node made (an output it just uploaded as `entry`) as a cache entry too:
+    /// a later task on this node that needs it, such as the encode of the frames it rendered,
+    /// then downloads nothing. A hard link where the file system allows (no copy), read-only
+    /// like every entry; nothing when the entry is there already. Best effort: a failure only
+    /// means a download later.
+    pub fn keep_output(&self, file: &Path, entry: &FileEntry) {
+        let path = self.path(&entry.sha256);
+        if path.is_file() {
+            return;
+        }
+        let n = NEXT_TMP.fetch_add(1, Ordering::Relaxed);
+        let part =
+            self.dir
+                .join("tmp")
+                .join(format!("{}.{}.{n}", entry.sha256, std::process::id()));
+        let kept = (|| -> std::io::Result<()> {
+            if std::fs::hard_link(file, &part).is_err() {
+                std::fs::copy(file, &part)?;
+            }
+            let mut perms = std::fs::metadata(&part)?.permissions();
+            perms.set_readonly(true);
+            std::fs::set_permissions(&part, perms)?;
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            std::fs::rename(&part, &path)
+        })();
+        match kept {
+            Ok(()) => set_verified(&path, true),
+            Err(e) => {
+                let _ = std::fs::remove_file(&part);
+                tracing::debug!(blob = %entry.sha256, error = %e, "output not kept in the cache");
+            }
+        }
+    }
+
     /// Evicts least recently used entries until the cache holds at most its bound, sparing
     /// `keep` and every blob a running task has pinned ([`Pin`]).
     pub fn evict(&self, keep: &HashSet<String>) {

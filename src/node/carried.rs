@@ -121,6 +121,14 @@ async fn run_carried(env: TaskEnv<'_>, task: &ClaimedTask) -> Result<Outcome, St
     write_pending(&work, &pending)?;
     let upload = upload_outputs(&transfer, &work);
     let (outputs, uploaded) = beating(&env, task, "uploading outputs", upload).await?;
+    // The outputs stay on this node as cache entries (hard links): the encode of these frames,
+    // or any task that needs them, downloads nothing here.
+    let made: HashMap<&str, &FileEntry> = outputs.iter().map(|e| (e.path.as_str(), e)).collect();
+    for (rel, path) in work.outputs().unwrap_or_default() {
+        if let Some(entry) = made.get(rel.as_str()) {
+            cache.keep_output(&path, entry);
+        }
+    }
     cache.evict(&keep);
     if let Some(obj) = result.as_object_mut() {
         obj.insert(
