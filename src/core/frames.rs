@@ -113,13 +113,21 @@ pub fn count(runs: &[FrameRange]) -> u64 {
     runs.iter().map(FrameRange::len).sum()
 }
 
+/// Where the frame number goes in a frame pattern: the byte range of the last run of `#` in its
+/// file name (after the last `/`, or `\` in a Windows path a node built from it), as Blender
+/// reads `-o` patterns. `None` without one.
+pub fn frame_run(pattern: &str) -> Option<(usize, usize)> {
+    let name_at = pattern.rfind(['/', '\\']).map_or(0, |i| i + 1);
+    let end = name_at + pattern[name_at..].rfind('#')? + 1;
+    let start = pattern[..end].trim_end_matches('#').len();
+    Some((start, end))
+}
+
 /// The frame number in `path` when it is a file of `pattern` (`shot/f_####.png`: the last run
 /// of `#` in the file name stands for the frame, zero-padded to at least its width, as Blender
 /// writes it): `shot/f_0012.png` → 12.
 pub fn frame_in_name(pattern: &str, path: &str) -> Option<i64> {
-    let name_at = pattern.rfind('/').map_or(0, |i| i + 1);
-    let end = name_at + pattern[name_at..].rfind('#')? + 1;
-    let start = pattern[..end].trim_end_matches('#').len();
+    let (start, end) = frame_run(pattern)?;
     let (prefix, width, suffix) = (&pattern[..start], end - start, &pattern[end..]);
     let digits = path.strip_prefix(prefix)?.strip_suffix(suffix)?;
     if digits.len() < width || !digits.bytes().all(|b| b.is_ascii_digit()) {

@@ -32,6 +32,16 @@ pub struct Roots {
     pub output: PathBuf,
 }
 
+impl Roots {
+    /// The roots of a node's config.
+    pub fn of(config: &super::config::NodeConfig) -> Roots {
+        Roots {
+            project: config.project_root.clone(),
+            output: config.output_root.clone(),
+        }
+    }
+}
+
 /// Builds `blender -Y -b FILE [-S scene] -o OUT [-E engine] [-F format] -s A -e B -j S -t T -a`.
 pub fn argv(
     cfg: &BlenderType,

@@ -17,7 +17,8 @@ use serde_json::Value;
 use super::blender::{required_str, Launch, Roots};
 use super::error::NodeError;
 use super::paths;
-use crate::core::frames::FrameRange as Frames;
+use crate::core::frames::{frame_run, FrameRange as Frames};
+use crate::core::model::JobType;
 
 /// Frame rate when the job gives none.
 pub const DEFAULT_FPS: f64 = 24.0;
@@ -35,22 +36,21 @@ pub fn argv(
             NodeError::Rejected("an ffmpeg task needs a range of consecutive frames".into())
         })?;
     let input = required_str(params, "input")?;
-    let output = paths::confine_output("output", &roots.output, required_str(params, "output")?)?;
+    let output = output_path(roots, params)?;
     // Downloaded frames are inputs (the work dir's project root); else they were rendered here.
-    let frames_root = if params.get("from_job").is_some_and(|v| !v.is_null()) {
+    let downloaded = crate::core::blobs::inputs::from_job(JobType::Ffmpeg, params).is_some();
+    let frames_root = if downloaded {
         &roots.project
     } else {
         &roots.output
     };
     let pattern = paths::confine_output("input", frames_root, input)?;
-    let (printf, width) = printf_pattern(&pattern.to_string_lossy())
+    let printf = printf_pattern(&pattern.to_string_lossy())
         .ok_or_else(|| NodeError::Rejected(format!("params.input {input:?} has no `#` run")))?;
-    if let Some(missing) =
-        (frames.from..=frames.to).find(|f| !frame_file(&pattern, *f, width).is_file())
-    {
+    if let Some(missing) = (frames.from..=frames.to).find(|f| !frame_file(&pattern, *f).is_file()) {
         return Err(NodeError::Rejected(format!(
             "frame {missing} is missing: {} (FFmpeg would stop there)",
-            frame_file(&pattern, missing, width).display()
+            frame_file(&pattern, missing).display()
         )));
     }
     // FFmpeg does not make the video's folder (Blender does make the frames').
@@ -98,14 +98,6 @@ pub fn argv(
     })
 }
 
-/// The job whose outputs an `ffmpeg` task encodes (`params.from_job`), if any.
-pub fn from_job(task: &crate::wire::queue::ClaimedTask) -> Option<&str> {
-    if task.kind != crate::core::model::JobType::Ffmpeg {
-        return None;
-    }
-    task.params.get("from_job").and_then(Value::as_str)
-}
-
 /// Where FFmpeg writes the video until it has finished: a hidden file beside it, renamed into
 /// place by [`finish`], so nobody opens half a video (a killed encode leaves only this file,
 /// which the next attempt overwrites).
@@ -134,32 +126,29 @@ pub fn output_path(roots: &Roots, params: &Value) -> Result<PathBuf, NodeError> 
     paths::confine_output("output", &roots.output, required_str(params, "output")?)
 }
 
-/// `…/frame_####.png` → (`…/frame_%04d.png`, 4): FFmpeg's numbered-sequence pattern, with any
-/// `%` of the path itself doubled. Only the file name's last `#` run is the frame number.
-fn printf_pattern(path: &str) -> Option<(String, usize)> {
-    let name_start = path.rfind(['/', '\\']).map_or(0, |i| i + 1);
-    let name = &path[name_start..];
-    let end = name_start + name.rfind('#')? + 1;
-    let start = path[..end].trim_end_matches('#').len();
-    let width = end - start;
+/// `…/frame_####.png` → `…/frame_%04d.png`: FFmpeg's numbered-sequence pattern, with any `%`
+/// of the path itself doubled. Only the file name's last `#` run is the frame number.
+fn printf_pattern(path: &str) -> Option<String> {
+    let (start, end) = frame_run(path)?;
     let escape = |s: &str| s.replace('%', "%%");
-    Some((
-        format!(
-            "{}%0{width}d{}",
-            escape(&path[..start]),
-            escape(&path[end..])
-        ),
-        width,
+    let width = end - start;
+    Some(format!(
+        "{}%0{width}d{}",
+        escape(&path[..start]),
+        escape(&path[end..])
     ))
 }
 
 /// The file of frame `frame` for a `#` pattern (as Blender names it: zero-padded to the run).
-fn frame_file(pattern: &Path, frame: i64, width: usize) -> PathBuf {
+fn frame_file(pattern: &Path, frame: i64) -> PathBuf {
     let s = pattern.to_string_lossy();
-    let hashes = "#".repeat(width);
-    let name_start = s.rfind(['/', '\\']).map_or(0, |i| i + 1);
-    let at = name_start + s[name_start..].rfind(&hashes).unwrap_or(0);
-    PathBuf::from(format!("{}{frame:0width$}{}", &s[..at], &s[at + width..]))
+    match frame_run(&s) {
+        Some((start, end)) => {
+            let width = end - start;
+            PathBuf::from(format!("{}{frame:0width$}{}", &s[..start], &s[end..]))
+        }
+        None => pattern.to_path_buf(),
+    }
 }
 
 /// `24.0` → `24`, `29.97` → `29.97`.
@@ -179,11 +168,11 @@ mod tests {
     fn hash_run_becomes_a_printf_pattern() {
         assert_eq!(
             printf_pattern("/out/shot 50%/f_####.png"),
-            Some(("/out/shot 50%%/f_%04d.png".into(), 4))
+            Some("/out/shot 50%%/f_%04d.png".into())
         );
         assert_eq!(
             printf_pattern("/o/a##b/x_##.exr"),
-            Some(("/o/a##b/x_%02d.exr".into(), 2))
+            Some("/o/a##b/x_%02d.exr".into())
         );
         assert_eq!(printf_pattern("/o/a##/x.png"), None);
     }
@@ -191,11 +180,11 @@ mod tests {
     #[test]
     fn frame_files_are_zero_padded_like_blender() {
         assert_eq!(
-            frame_file(Path::new("/o/f_####.png"), 7, 4),
+            frame_file(Path::new("/o/f_####.png"), 7),
             PathBuf::from("/o/f_0007.png")
         );
         assert_eq!(
-            frame_file(Path::new("/o/f_##.png"), 123, 2),
+            frame_file(Path::new("/o/f_##.png"), 123),
             PathBuf::from("/o/f_123.png")
         );
     }

@@ -73,7 +73,8 @@ pub fn runner(shared: Arc<Shared>) -> Runner {
             };
             // A job that carries its files, or the encode of one (its frames come from the
             // render's outputs): both run in a work dir of their own.
-            if claimed.inputs.is_some() || super::ffmpeg::from_job(&claimed).is_some() {
+            let from_job = crate::core::blobs::inputs::from_job(claimed.kind, &claimed.params);
+            if claimed.inputs.is_some() || from_job.is_some() {
                 super::carried::run(env, &claimed).await
             } else {
                 task::run(env, &claimed).await

@@ -59,10 +59,7 @@ pub struct TaskEnv<'a> {
 
 /// The argv for a task, or why this node refuses it.
 pub fn launch_for(config: &NodeConfig, task: &ClaimedTask) -> Result<Launch, NodeError> {
-    let roots = Roots {
-        project: config.project_root.clone(),
-        output: config.output_root.clone(),
-    };
+    let roots = Roots::of(config);
     match (task.kind.as_str(), &config.blender) {
         ("blender", Some(b)) => blender::argv(b, &roots, &task.params, task.frames),
         ("command", _) if !config.programs.is_empty() => {
@@ -86,10 +83,7 @@ async fn already_rendered(env: &TaskEnv<'_>, task: &ClaimedTask) -> Vec<(i64, st
     else {
         return Vec::new();
     };
-    let roots = Roots {
-        project: env.config.project_root.clone(),
-        output: env.config.output_root.clone(),
-    };
+    let roots = Roots::of(env.config);
     let Ok(output) = blender::output_path(&roots, &task.params) else {
         return Vec::new();
     };
@@ -132,10 +126,7 @@ pub async fn run(env: TaskEnv<'_>, task: &ClaimedTask) -> Outcome {
         let todo: Vec<i64> = rendered::all(frames)
             .filter(|f| !done.contains(f))
             .collect();
-        let roots = Roots {
-            project: env.config.project_root.clone(),
-            output: env.config.output_root.clone(),
-        };
+        let roots = Roots::of(env.config);
         launch = match blender::argv_for_ranges(b, &roots, &task.params, Some(frames), Some(ranges))
         {
             Ok(l) => l,
@@ -216,10 +207,7 @@ pub async fn run(env: TaskEnv<'_>, task: &ClaimedTask) -> Outcome {
     run.final_flush().await;
     run.previews.finish().await;
     if run.tracker.ffmpeg {
-        let roots = Roots {
-            project: run.env.config.project_root.clone(),
-            output: run.env.config.output_root.clone(),
-        };
+        let roots = Roots::of(run.env.config);
         match ffmpeg::finish(&roots, &task.params) {
             Ok(video) => run.tracker.saved.push(video),
             Err(e) => return Outcome::Failed(e.report()),

@@ -70,12 +70,14 @@ pub async fn accept<S: Store>(
     })
 }
 
-/// The job whose outputs are `spec`'s inputs: `params.from_job` of an `ffmpeg` job.
-pub fn from_job(spec: &JobSpec) -> Option<&str> {
-    if spec.kind != JobType::Ffmpeg {
+/// The job whose outputs are the inputs of a job of `kind` with `params`: `params.from_job` of
+/// an `ffmpeg` job. The one place for this rule (the server lists those outputs, the node runs
+/// such a task in a work dir and reads its frames there).
+pub fn from_job(kind: JobType, params: &serde_json::Value) -> Option<&str> {
+    if kind != JobType::Ffmpeg {
         return None;
     }
-    spec.params.get("from_job").and_then(|v| v.as_str())
+    params.get("from_job").and_then(|v| v.as_str())
 }
 
 /// `GET /v1/jobs/{id}/inputs?cursor=N`: one page of the job's input manifest, with the cursor
@@ -88,7 +90,7 @@ pub async fn list<S: Store>(
     let job = crate::core::scheduler::task_ref::load_job(ctx, job)
         .await?
         .value;
-    if let (None, Some(source)) = (&job.spec.inputs, from_job(&job.spec)) {
+    if let (None, Some(source)) = (&job.spec.inputs, from_job(job.spec.kind, &job.spec.params)) {
         // An encode of a render that carried its files: its inputs are that render's outputs
         // (complete: the source is among `after_jobs`, so this job runs after it completed).
         let (files, next) =
