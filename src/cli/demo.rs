@@ -242,10 +242,22 @@ impl Farm {
         eprintln!("demo: submitted {} job {id}", job.spec.kind.as_str());
         let video = match &ffmpeg {
             Some(_) => {
-                let encode = json!({"name": "demo preview video", "type": "ffmpeg", "frames": args.frames,
-                    "after_jobs": [id], "on_dependency_failure": "cancel",
-                    "params": {"input": "demo/frame_####.png", "output": "demo/frame.mp4", "fps": 24}});
-                match api::post::<_, Job>(&client, "/v1/jobs", &encode).await {
+                // Frames that are no single range (e.g. 1-24x2) make no video; the render
+                // still runs.
+                let params = super::submit::video_params(
+                    "demo/frame_####",
+                    None,
+                    crate::node::ffmpeg::DEFAULT_FPS,
+                    Some(&args.frames),
+                );
+                let submitted = match params {
+                    Ok(params) => {
+                        let encode = super::submit::preview_job(&job, params);
+                        api::post::<_, Job>(&client, "/v1/jobs", &encode).await
+                    }
+                    Err(e) => Err(e.into()),
+                };
+                match submitted {
                     Ok(v) => {
                         eprintln!(
                             "demo: submitted ffmpeg job {} (the preview video, after {id})",
@@ -253,8 +265,6 @@ impl Farm {
                         );
                         Some(v.spec.id)
                     }
-                    // Frames that are no single range (e.g. 1-24x2) make no video; the render
-                    // still runs.
                     Err(e) => {
                         eprintln!("demo: no preview video: {e:#}");
                         None

@@ -199,30 +199,14 @@ pub async fn run(args: SubmitArgs) -> anyhow::Result<ExitCode> {
             eprintln!("warning: job {id} is waiting: {why}");
         }
     }
-    let mut video_id = None;
     let mut video_job = None;
     if let (Some(mut params), Some(Kind::Blender { opts, .. })) = (video, &args.kind) {
         if args.upload.upload {
             // The nodes share no disk: the encoding node downloads the render's outputs.
             params["from_job"] = json!(id);
         }
-        let encode = JobSubmit {
-            id: opts.id.as_ref().map(|id| format!("{id}-video")),
-            name: Some(format!("{} (video)", job.spec.name)),
-            kind: JobType::Ffmpeg,
-            queue: opts.queue.clone(),
-            priority: opts.priority,
-            tags: None,
-            params: Some(params),
-            frames: opts.frames.clone(),
-            chunk_size: None,
-            max_attempts: opts.max_attempts,
-            task_timeout_s: opts.timeout,
-            on_failure: None,
-            inputs: None,
-            after_jobs: Some(vec![id.clone()]),
-            on_dependency_failure: Some(crate::core::model::DependencyFailure::Cancel),
-        };
+        let mut encode = preview_job(&job, params);
+        encode.id = opts.id.as_ref().map(|id| format!("{id}-video"));
         let video: Job = api::post(&client, "/v1/jobs", &encode).await?;
         if !args.client.json {
             let fetch = if args.upload.upload {
@@ -237,7 +221,6 @@ pub async fn run(args: SubmitArgs) -> anyhow::Result<ExitCode> {
                 video.spec.params["output"].as_str().unwrap_or("the video")
             );
         }
-        video_id = Some(video.spec.id.clone());
         video_job = Some(video);
     }
     // With --json: the job, with what --upload moved and the encode job of --preview-video.
@@ -247,7 +230,7 @@ pub async fn run(args: SubmitArgs) -> anyhow::Result<ExitCode> {
             if let Some(m) = moved {
                 obj.insert("upload".into(), serde_json::to_value(m)?);
             }
-            if let Some(video) = video_job {
+            if let Some(video) = &video_job {
                 obj.insert("video_job".into(), serde_json::to_value(video)?);
             }
         }
@@ -255,9 +238,9 @@ pub async fn run(args: SubmitArgs) -> anyhow::Result<ExitCode> {
     }
     if args.follow {
         let code = follow::follow(&client, &id, args.client.json).await?;
-        return match video_id {
+        return match video_job {
             Some(video) if code == ExitCode::SUCCESS => {
-                follow::follow(&client, &video, args.client.json).await
+                follow::follow(&client, &video.spec.id, args.client.json).await
             }
             _ => Ok(code),
         };
@@ -265,9 +248,33 @@ pub async fn run(args: SubmitArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The encode job of `render` (its preview video, `params` from [`video_params`]): the same
+/// frames, queue, priority, attempts and timeout; it waits for the render and is canceled if the
+/// render fails. `submit --preview-video` and `demo` submit it.
+pub(super) fn preview_job(render: &Job, params: serde_json::Value) -> JobSubmit {
+    let spec = &render.spec;
+    JobSubmit {
+        id: None,
+        name: Some(format!("{} (video)", spec.name)),
+        kind: JobType::Ffmpeg,
+        queue: Some(spec.queue.clone()),
+        priority: Some(spec.priority),
+        tags: None,
+        params: Some(params),
+        frames: spec.frames.clone(),
+        chunk_size: None,
+        max_attempts: Some(spec.max_attempts),
+        task_timeout_s: Some(spec.task_timeout_s),
+        on_failure: None,
+        inputs: None,
+        after_jobs: Some(vec![spec.id.clone()]),
+        on_dependency_failure: Some(crate::core::model::DependencyFailure::Cancel),
+    }
+}
+
 /// The params of the encode job for a render with output pattern `output` (Blender appends
 /// `####` to a pattern without `#`) and image format `format`.
-fn video_params(
+pub(super) fn video_params(
     output: &str,
     format: Option<&str>,
     fps: f64,
