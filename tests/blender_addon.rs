@@ -412,19 +412,7 @@ async fn the_addon_packs_uploads_and_submits_a_project_that_renders_on_nodes_wit
         &["fetch", &video, "--to", clip.to_str().expect("utf-8")],
         &[],
     );
-    let probe = Command::new("/usr/bin/ffprobe")
-        .args(["-v", "error", "-select_streams", "v:0", "-count_frames"])
-        .args([
-            "-show_entries",
-            "stream=codec_name,nb_read_frames,r_frame_rate",
-            "-of",
-            "json",
-        ])
-        .arg(clip.join("shot/frame.mp4"))
-        .output()
-        .expect("run ffprobe (scripts/test installs ffmpeg)");
-    let probed: Value = serde_json::from_slice(&probe.stdout).unwrap_or(Value::Null);
-    let stream = &probed["streams"][0];
+    let stream = node_support::probe(&clip.join("shot/frame.mp4"));
     assert_eq!(
         (
             &stream["codec_name"],
@@ -432,8 +420,7 @@ async fn the_addon_packs_uploads_and_submits_a_project_that_renders_on_nodes_wit
             &stream["r_frame_rate"]
         ),
         (&json!("h264"), &json!("2"), &json!("24/1")),
-        "the two frames at the scene's 24 fps: {probed:#} {}",
-        String::from_utf8_lossy(&probe.stderr)
+        "the two frames at the scene's 24 fps: {stream:#}"
     );
     // The panel's "Get preview video": downloaded beside the .blend, the same bytes as the
     // farm's; asked of a job that made no video, it says so.

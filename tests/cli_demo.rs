@@ -243,20 +243,10 @@ fn demo_with_blender_renders_real_frames_of_the_sample_scene() {
         stderr.contains(&format!("demo: preview video: {}", video.display())),
         "{stderr}"
     );
-    let probe = std::process::Command::new("ffprobe")
-        .args(["-v", "error", "-count_frames", "-select_streams", "v:0"])
-        .args([
-            "-show_entries",
-            "stream=codec_name,nb_read_frames",
-            "-of",
-            "csv=p=0",
-        ])
-        .arg(&video)
-        .output()
-        .expect("run ffprobe");
+    let stream = node_support::probe(&video);
     assert_eq!(
-        String::from_utf8_lossy(&probe.stdout).trim(),
-        "h264,2",
+        (&stream["codec_name"], &stream["nb_read_frames"]),
+        (&serde_json::json!("h264"), &serde_json::json!("2")),
         "{stderr}"
     );
 }

@@ -8,6 +8,9 @@ pub use blender::{blender, blender_running_for, make_scene, make_textured_scene,
 mod spin;
 #[allow(unused_imports)]
 pub use spin::SpinHost;
+mod video;
+#[allow(unused_imports)]
+pub use video::{ffmpeg, probe};
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
