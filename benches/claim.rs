@@ -72,6 +72,7 @@ impl<S: Bench> Farm<S> {
             config: &self.config,
             now_ms: self.now.get(),
             ids: &self.ids,
+            notes: Default::default(),
         };
         let resp = self.store.around(|| block_on(handle(req, &ctx)));
         (

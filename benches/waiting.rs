@@ -45,6 +45,7 @@ impl Farm {
             config: &self.config,
             now_ms: self.now.get(),
             ids: &self.ids,
+            notes: Default::default(),
         };
         let resp = block_on(handle(req, &ctx));
         (

@@ -60,6 +60,7 @@ fn run<S: Store>(
         config: &config,
         now_ms,
         ids,
+        notes: Default::default(),
     };
     let bytes = if body.is_null() {
         Bytes::new()
@@ -163,6 +164,7 @@ impl Farm {
             config: &config,
             now_ms: self.now.get(),
             ids: &self.ids,
+            notes: Default::default(),
         };
         let Ok(req) = http::Request::builder()
             .uri("/v1/metrics")

@@ -138,6 +138,7 @@ impl Sim {
             config: &self.config,
             now_ms: self.now.get(),
             ids: &self.ids,
+            notes: Default::default(),
         };
         let resp = self.rt.block_on(handle(req, &ctx));
         let status = resp.status().as_u16();
@@ -796,6 +797,7 @@ fn an_attempts_log_is_bounded_and_the_lease_lives_on() {
         config: &sim.config,
         now_ms: sim.now.get(),
         ids: &sim.ids,
+        notes: Default::default(),
     };
     let log = sim.rt.block_on(handle(req, &ctx));
     assert_eq!(

@@ -97,6 +97,7 @@ pub async fn run(args: GcArgs) -> anyhow::Result<ExitCode> {
         config: &config,
         now_ms,
         ids: &ids,
+        notes: Default::default(),
     };
     let referenced = gc::referenced(&ctx).await?;
     let files = crate::blob::fs::FsBlobs::existing(&args.data.join("blobs"));

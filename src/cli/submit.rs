@@ -269,6 +269,7 @@ pub(super) fn preview_job(render: &Job, params: serde_json::Value) -> JobSubmit 
         inputs: None,
         after_jobs: Some(vec![spec.id.clone()]),
         on_dependency_failure: Some(crate::core::model::DependencyFailure::Cancel),
+        webhooks: None,
     }
 }
 
@@ -403,6 +404,7 @@ fn spec_of(kind: &Kind) -> JobSubmit {
         inputs: None,
         after_jobs: (!opts.after.is_empty()).then(|| opts.after.clone()),
         on_dependency_failure: None,
+        webhooks: None,
     }
 }
 

@@ -19,6 +19,8 @@
 //! | `Enrol` (a node) | – | – | yes | yes | – | uses |
 //! | `Work` (poll, heartbeat, ack, release, preview upload, leave) | – | – | – | yes | own | – |
 //! | `Tokens` (create, list, revoke) | – | – | – | yes | – | – |
+//! | `Webhooks` (the deliveries list) | – | – | yes | yes | – | – |
+//! | `Deliver` (take due webhook requests, report them: the runtimes' own delivery) | – | – | – | yes | – | – |
 //! | `WhoAmI` | yes | yes | yes | yes | yes | yes |
 
 use super::auth::Caller;
@@ -54,6 +56,10 @@ pub enum Permission {
     Work,
     /// Create, list and revoke tokens.
     Tokens,
+    /// Read the webhook deliveries (their URLs may be credentials: not for viewers).
+    Webhooks,
+    /// Take due webhook requests and report how they went.
+    Deliver,
     /// Ask who the credential is.
     WhoAmI,
 }
@@ -77,7 +83,7 @@ pub fn grant(role: Role, perm: Permission) -> Grant {
     match (role, perm) {
         (_, P::WhoAmI) => Yes,
         (Role::Admin, _) => Yes,
-        (Role::Operator, P::Tokens | P::Work) => No,
+        (Role::Operator, P::Tokens | P::Work | P::Deliver) => No,
         (Role::Operator, _) => Yes,
         (Role::Submitter, P::Read | P::ReadTask | P::ReadInputs | P::Upload) => Yes,
         (Role::Submitter, P::Submit | P::Steer) => Own,
@@ -123,6 +129,8 @@ pub fn permission_of(method: &Method, parts: &[&str]) -> Option<Permission> {
         ["nodes", _] if m(&Method::DELETE) => P::Nodes,
         ["nodes", _, "leave"] if m(&Method::POST) => P::Work,
         ["nodes", _, _] if m(&Method::POST) => P::Nodes,
+        ["webhooks", "deliveries"] if m(&Method::GET) => P::Webhooks,
+        ["webhooks", "due" | "report"] if m(&Method::POST) => P::Deliver,
         _ => return None,
     })
 }
@@ -140,6 +148,8 @@ fn refused(role: Role, perm: Permission) -> Error {
         Permission::Enrol => "enrol nodes",
         Permission::Work => "poll or report tasks (node tokens do)",
         Permission::Tokens => "manage tokens",
+        Permission::Webhooks => "read webhook deliveries",
+        Permission::Deliver => "deliver webhooks",
         Permission::WhoAmI => "ask who it is",
     };
     Error::Forbidden(format!("a {} credential cannot {what}", role.as_str()))

@@ -149,6 +149,7 @@ fn call(
         config: &config,
         now_ms: 1_800_000_000_000,
         ids: &ids,
+        notes: Default::default(),
     };
     let req = http::Request::builder()
         .method(if body.is_null() { "GET" } else { "POST" })

@@ -118,6 +118,7 @@ mod tests {
             config: &config,
             now_ms: 1,
             ids: &ids,
+            notes: Default::default(),
         };
         for n in 0..40 {
             let one = Tally {

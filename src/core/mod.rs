@@ -23,6 +23,7 @@
 //! | nexrender's `PUT` asks as task events | `nexrender/lease.rs` |
 //! | who may do what: the permission table of every route and role | `access.rs` |
 //! | failed authentications per client address (429) | `auth_limit.rs` |
+//! | webhooks: the event of a job's end, its outbox, signing, retries, allowed receivers | `webhooks/` |
 //! | request parsing and answer shapes only | `api/`, `nexrender/routes.rs` |
 #![deny(missing_docs)]
 
@@ -49,10 +50,11 @@ pub mod router;
 pub mod scheduler;
 pub mod validate;
 pub mod wake;
+pub mod webhooks;
 
 pub use error::{Error, Result};
 pub use router::handle;
-pub use wake::{JobEvent, LongPoll, Wake};
+pub use wake::{JobEvent, LongPoll, Notes, Wake};
 
 use crate::store::Store;
 use std::cell::Cell;
@@ -148,6 +150,8 @@ pub struct Config {
     pub bucket: Option<std::sync::Arc<blobs::s3::Bucket>>,
     /// Failed authentications allowed per client address and window (`auth_limit`).
     pub auth_limit: auth_limit::AuthLimit,
+    /// Webhooks: the farm's own receivers, the private-address rule, retries (`webhooks`).
+    pub webhooks: webhooks::Settings,
 }
 
 impl Config {
@@ -163,6 +167,7 @@ impl Config {
             started_ms: 0,
             bucket: None,
             auth_limit: auth_limit::AuthLimit::default(),
+            webhooks: webhooks::Settings::default(),
         }
     }
 }
@@ -197,6 +202,8 @@ pub struct Ctx<'a, S: Store> {
     pub now_ms: u64,
     /// Randomness.
     pub ids: &'a dyn Ids,
+    /// What the request leaves for its shell to do later (`handle()` puts it on the answer).
+    pub notes: Notes,
 }
 
 impl<S: Store> Ctx<'_, S> {

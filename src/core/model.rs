@@ -88,6 +88,9 @@ pub struct JobSpec {
     /// What this job does when one of `after_jobs` fails or is canceled.
     #[serde(default, skip_serializing_if = "DependencyFailure::is_default")]
     pub on_dependency_failure: DependencyFailure,
+    /// Receivers told when the job completes, fails or is canceled (`core::webhooks`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub webhooks: Vec<crate::wire::webhooks::Webhook>,
 }
 
 /// What a waiting job does when a job it waits for fails, is canceled or is deleted.
@@ -149,6 +152,14 @@ pub struct JobRecord {
     /// Why a job waiting on others ended without running (a dependency failed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dependency_error: Option<String>,
+    /// How many times the job was requeued: a job that ends again after a requeue has new
+    /// webhook events (`keys::webhook_event`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub round: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl JobRecord {

@@ -96,7 +96,10 @@ pub fn view<'a>(job: &JobRecord, tasks: impl Iterator<Item = &'a Task>) -> JobVi
         .is_finished()
         .then(|| job.ended_ms.unwrap_or(last_end.max(job.created_ms)));
     JobView {
-        spec: job.spec.clone(),
+        spec: crate::core::model::JobSpec {
+            webhooks: crate::core::webhooks::target::shown(&job.spec.webhooks),
+            ..job.spec.clone()
+        },
         state,
         paused: job.paused,
         counts: c,

@@ -32,6 +32,9 @@ pub async fn handle<S: Store>(req: Request<Bytes>, ctx: &Ctx<'_, S>) -> Response
             wake::of_request(req.method(), &parts, status, leases, ctx.now_ms)
         }
     };
+    // Even a rejected request may have recorded a webhook event before it failed.
+    let mut wake = wake;
+    wake.webhook_due_ms = ctx.notes.webhook_due_ms();
     resp.extensions_mut().insert(wake);
     resp
 }
@@ -113,7 +116,7 @@ async fn v1<S: Store>(
     parts: &[&str],
 ) -> Result<Response<Bytes>> {
     use crate::core::blobs::{inputs, outputs};
-    use api::{blobs, jobs, metrics, nodes, previews, queue, tasks, tokens};
+    use api::{blobs, jobs, metrics, nodes, previews, queue, tasks, tokens, webhooks};
     let body = req.body();
     let query = req.uri().query();
     super::access::authorize(ctx, caller, method, parts).await?;
@@ -154,10 +157,13 @@ async fn v1<S: Store>(
         (&Method::DELETE, ["nodes", id]) => nodes::delete(ctx, id).await,
         (&Method::POST, ["nodes", id, "leave"]) => nodes::leave(ctx, caller, id).await,
         (&Method::POST, ["nodes", id, action]) => nodes::action(ctx, id, action).await,
+        (&Method::GET, ["webhooks", "deliveries"]) => webhooks::deliveries(ctx).await,
+        (&Method::POST, ["webhooks", "due"]) => webhooks::due(ctx).await,
+        (&Method::POST, ["webhooks", "report"]) => webhooks::report(ctx, body).await,
         (
             m,
             ["jobs" | "tasks" | "queue" | "nodes" | "preview" | "metrics" | "blobs" | "tokens"
-            | "whoami", ..],
+            | "whoami" | "webhooks", ..],
         ) => Err(Error::MethodNotAllowed(m.to_string())),
         _ => Err(Error::NotFound(format!("route /v1/{}", parts.join("/")))),
     }

@@ -397,6 +397,7 @@ pub fn job_spec(
         inputs: None,
         after_jobs,
         on_dependency_failure: sub.on_dependency_failure.unwrap_or_default(),
+        webhooks: sub.webhooks.unwrap_or_default(),
     };
     Ok((spec, runs))
 }

@@ -31,12 +31,38 @@ pub struct Wake {
     /// streams read their job again. An empty queue poll (only the node's last-seen time) and
     /// every rejected request say `false`.
     pub store_changed: bool,
+    /// A webhook delivery is due at this time (ms since the epoch): the shell asks
+    /// `POST /v1/webhooks/due` then (`core::webhooks`).
+    pub webhook_due_ms: Option<u64>,
 }
 
 impl Wake {
     /// Whether the signal says anything at all.
     pub fn is_some(&self) -> bool {
-        self.claimable || self.lease_expires_ms.is_some() || self.store_changed
+        self.claimable
+            || self.lease_expires_ms.is_some()
+            || self.store_changed
+            || self.webhook_due_ms.is_some()
+    }
+}
+
+/// What a request noted for its shell while it ran, deep in the core (`Ctx::notes`);
+/// `handle()` copies it into the answer's [`Wake`].
+#[derive(Debug, Default)]
+pub struct Notes {
+    webhook_due_ms: std::cell::Cell<Option<u64>>,
+}
+
+impl Notes {
+    /// A webhook delivery is due at `at_ms` (the earliest noted wins).
+    pub fn webhook_due(&self, at_ms: u64) {
+        let earliest = self.webhook_due_ms.get().map_or(at_ms, |t| t.min(at_ms));
+        self.webhook_due_ms.set(Some(earliest));
+    }
+
+    /// The earliest webhook delivery noted.
+    pub fn webhook_due_ms(&self) -> Option<u64> {
+        self.webhook_due_ms.get()
     }
 }
 
@@ -105,6 +131,7 @@ pub fn of_request(
         claimable,
         lease_expires_ms: lease.map(|ms| now_ms.saturating_add(ms)),
         store_changed,
+        webhook_due_ms: None,
     }
 }
 
@@ -149,6 +176,7 @@ mod tests {
             config: &config,
             now_ms: 1_000,
             ids: &ids,
+            notes: Default::default(),
         };
         let call = |method: Method, uri: &str, body: &str, accept: Option<&str>| {
             let mut req = http::Request::new(bytes::Bytes::from(body.to_string()));

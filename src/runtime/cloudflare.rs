@@ -186,6 +186,7 @@ async fn answer_over_kv(env: &Env, mut req: Request) -> Result<Response> {
         config: &config,
         now_ms,
         ids: &WebIds,
+        notes: Default::default(),
     };
     let mut resp = edge::run_core(http_req, &ctx).await;
     edge::job_event_to_header(&mut resp);
@@ -440,6 +441,7 @@ impl DurableObject for EdgefarmFarm {
             config: &config,
             now_ms,
             ids: &WebIds,
+            notes: Default::default(),
         };
         let mut resp = edge::run_core(http_req, &ctx).await;
         self.note_lease(resp.extensions().get::<Wake>().copied(), now_ms)

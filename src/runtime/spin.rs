@@ -87,6 +87,7 @@ async fn answer(req: http::Request<Bytes>, config: &Config) -> http::Response<By
         config,
         now_ms,
         ids: &WasiIds,
+        notes: Default::default(),
     };
     edge::run_core(req, &ctx).await
 }

@@ -114,3 +114,20 @@ pub fn job_preview(job: &str) -> String {
 pub fn farm_preview() -> String {
     "preview/farm".to_string()
 }
+
+/// One event of one job's end, for its webhooks: the delivery record, written once
+/// (create-if-absent), which makes the event exactly-once. `round` counts the job's requeues,
+/// so a job that ends again after a requeue has new events.
+pub fn webhook_event(job: &str, gen: &str, round: u32, event: &str) -> String {
+    format!("hook/{job}/{gen}/{round}/{event}")
+}
+
+/// The deliveries not finished yet (keys of [`webhook_event`] records and when each is due).
+pub fn webhook_outbox() -> String {
+    "hooks/outbox".to_string()
+}
+
+/// The latest finished deliveries, for `GET /v1/webhooks/deliveries`.
+pub fn webhook_finished() -> String {
+    "hooks/finished".to_string()
+}

@@ -55,6 +55,10 @@ pub struct JobSubmit {
     /// When one of `after_jobs` fails or is canceled: `fail` (default) or `cancel` this job.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_dependency_failure: Option<DependencyFailure>,
+    /// Receivers told when the job completes, fails or is canceled (`url` and a `whsec_`
+    /// `secret` each).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhooks: Option<Vec<crate::wire::webhooks::Webhook>>,
 }
 
 /// Tasks by state.

@@ -32,6 +32,7 @@ pub mod previews;
 pub mod queue;
 pub mod tasks;
 pub mod tokens;
+pub mod webhooks;
 
 #[cfg(test)]
 mod openapi_check;

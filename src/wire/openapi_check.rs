@@ -143,6 +143,10 @@ fn spec() -> JobSpec {
         }),
         after_jobs: vec!["j0".into()],
         on_dependency_failure: crate::core::model::DependencyFailure::Cancel,
+        webhooks: vec![crate::wire::webhooks::Webhook {
+            url: "https://hooks.example.com/…".into(),
+            secret: String::new(),
+        }],
     }
 }
 
@@ -312,6 +316,10 @@ fn every_wire_type_matches_its_openapi_schema_field_for_field() {
         inputs: Some(vec![file_entry()]),
         after_jobs: Some(vec!["j0".into()]),
         on_dependency_failure: Some(crate::core::model::DependencyFailure::Fail),
+        webhooks: Some(vec![crate::wire::webhooks::Webhook {
+            url: "https://hooks.example.com/edgefarm".into(),
+            secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into(),
+        }]),
     };
     let mut all = Vec::new();
     all.extend(problems(&d, &c("JobSpec"), &submit));

@@ -304,6 +304,7 @@ impl Farm {
                     config,
                     now_ms: now.get(),
                     ids,
+                    notes: Default::default(),
                 };
                 let resp = edgefarm::core::handle(req, &ctx).await;
                 let (parts, body) = resp.into_parts();

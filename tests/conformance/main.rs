@@ -17,3 +17,4 @@ mod nexrender;
 mod nodes;
 mod openapi;
 mod previews;
+mod webhooks;

@@ -66,6 +66,7 @@ pub async fn submit<S: Store>(
     let mut sub: JobSubmit = body(bytes)?;
     let inputs = sub.inputs.take();
     let (mut spec, runs) = validate::job_spec(sub, || ctx.uuid_v7(), &ctx.config.limits)?;
+    crate::core::webhooks::target::check_job(&spec.webhooks, &ctx.config.webhooks)?;
     access::allow_submit(caller, &spec)?;
     let by = caller.token().map(|t| SubmittedBy {
         token_id: t.id.clone(),
@@ -101,6 +102,10 @@ pub async fn get<S: Store>(
         job = load_job(ctx, id).await?.value;
     }
     let view = explained_view(ctx, &job).await?;
+    if view.state.is_finished() {
+        // Records its webhook event if a request cut short did not (`core::webhooks`).
+        crate::core::webhooks::emit(ctx, &job, &view).await?;
+    }
     let wants_events = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())

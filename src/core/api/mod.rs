@@ -9,6 +9,7 @@ pub mod previews;
 pub mod queue;
 pub mod tasks;
 pub mod tokens;
+pub mod webhooks;
 
 use super::http::json;
 use super::Ctx;

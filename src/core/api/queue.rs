@@ -165,6 +165,8 @@ pub async fn poll<S: Store>(
             .iter()
             .filter_map(|c| c.task.lease.as_ref().map(|l| l.expires_ms))
             .min(),
+        // Filled in by `handle()` from what the acks noted.
+        webhook_due_ms: None,
     };
     // A claim always grants a lease (`scheduler::claim`); a claimed task is never without one.
     let tasks: Vec<ClaimedTask> = claimed

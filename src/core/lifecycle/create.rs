@@ -74,6 +74,7 @@ pub async fn submit<S: Store>(
         submitted_by,
         waiting_on: spec_after.clone(),
         dependency_error: None,
+        round: 0,
     };
     // Listed as a dependent before the commit point, checked after it (`depend`).
     Box::pin(super::depend::register(ctx, &record)).await?;

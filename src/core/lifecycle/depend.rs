@@ -150,8 +150,8 @@ pub async fn check_waiting<S: Store>(ctx: &Ctx<'_, S>, id: &str) -> Result<()> {
         })
         .await?;
         cancel_remaining(ctx, &ended, &why).await?;
-        // This job ended too: whoever waits for it learns it now.
-        return Box::pin(settle_dependents(ctx, id)).await;
+        // This job ended too: whoever waits for it (or its webhooks) learns it now.
+        return Box::pin(super::ended(ctx, &ended)).await;
     }
     if done.len() == job.waiting_on.len() {
         // Entries first, then the record that makes them valid (`index_segments` indexes

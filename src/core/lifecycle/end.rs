@@ -20,7 +20,8 @@ use crate::core::Ctx;
 use crate::store::{keys, Store};
 
 /// Marks a job failed (a task ran out of attempts under `on_failure = fail`) and cancels what
-/// is left of it. Nothing when the job is gone, already failed, or continues on failure.
+/// is left of it; then, as under `continue`, settles what follows a job's end (`ended`).
+/// Nothing when the job is gone.
 pub async fn fail_job<S: Store>(ctx: &Ctx<'_, S>, job_id: &str) -> Result<()> {
     let what = format!("job {job_id}");
     let key = keys::job(job_id);
@@ -33,20 +34,23 @@ pub async fn fail_job<S: Store>(ctx: &Ctx<'_, S>, job_id: &str) -> Result<()> {
                 return Ok(Step::Stop(None));
             };
             if job.failed || job.spec.on_failure != OnFailure::Fail {
-                return Ok(Step::Stop(None));
+                return Ok(Step::Stop(Some((false, job))));
             }
             job.failed = true;
             job.ended_ms = Some(ctx.now_ms);
             job.updated_ms = ctx.now_ms;
-            Ok(Step::Write(job.clone(), Some(job)))
+            Ok(Step::Write(job.clone(), Some((true, job))))
         },
     )
     .await;
-    let Some(Some(job)) = cas::best_effort(marked, "fail-fast of a job")? else {
+    let Some(Some((marked, job))) = cas::best_effort(marked, "fail-fast of a job")? else {
         return Ok(());
     };
-    cancel_remaining(ctx, &job, "another task of the job failed").await?;
-    Box::pin(super::depend::settle_dependents(ctx, job_id)).await
+    if marked {
+        cancel_remaining(ctx, &job, "another task of the job failed").await?;
+    }
+    // Under `continue` the job ends failed once nothing else is left to run.
+    Box::pin(super::ended(ctx, &job)).await
 }
 
 /// Cancels every queued or leased task of a job (their nodes learn it at the next heartbeat).

@@ -7,6 +7,7 @@
 //! - `steer.rs`: cancel, pause, resume, requeue, priority and tags, delete.
 //! - `depend.rs`: jobs waiting for other jobs (`after_jobs`): released when those complete,
 //!   ended when one fails.
+//! - `ended.rs`: the one hook after any change that may have ended a job (dependents, webhooks).
 //! - `end.rs`: a job ending early: fail-fast after a task ran out of attempts (the ack path and
 //!   the claim), and the cancel of its remaining tasks.
 //!
@@ -20,10 +21,12 @@
 mod create;
 pub mod depend;
 mod end;
+mod ended;
 mod steer;
 
 pub use create::{create, index_segments, submit, Submitted};
 pub use end::{cancel_remaining, fail_job};
+pub use ended::ended;
 pub use steer::{act, delete, steer, Action};
 
 use crate::core::cas::{self, Step};

@@ -56,7 +56,7 @@ pub async fn act<S: Store>(ctx: &Ctx<'_, S>, job: &JobRecord, action: Action) ->
             })
             .await?;
             cancel_remaining(ctx, &job, "the job was canceled").await?;
-            Box::pin(super::depend::settle_dependents(ctx, id)).await?;
+            Box::pin(super::ended(ctx, &job)).await?;
             Ok(job)
         }
         Action::Pause => {
@@ -94,6 +94,8 @@ async fn requeue<S: Store>(ctx: &Ctx<'_, S>, id: &str, completed_too: bool) -> R
     let job = update_job(ctx, id, |j| {
         reopen(j);
         j.paused = false;
+        // Its next end is a new webhook event.
+        j.round += 1;
         Ok(())
     })
     .await?;
@@ -162,5 +164,6 @@ pub async fn delete<S: Store>(ctx: &Ctx<'_, S>, id: &str) -> Result<()> {
             .await?;
     }
     ctx.store.delete(&keys::job_preview(id), Cond::Any).await?;
+    crate::core::webhooks::outbox::forget(ctx, &rec.value).await?;
     Box::pin(super::depend::forget(ctx, id)).await
 }

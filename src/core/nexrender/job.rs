@@ -178,6 +178,7 @@ pub fn spec(uid: &str, job: &Map<String, Value>, settings: &Settings) -> JobSpec
         inputs: None,
         after_jobs: Vec::new(),
         on_dependency_failure: Default::default(),
+        webhooks: Vec::new(),
         id: uid.to_string(),
         name: uid.to_string(),
         kind: JobType::Nexrender,

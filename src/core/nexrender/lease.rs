@@ -286,5 +286,9 @@ pub async fn apply<'a, S: Store>(
         Ok(())
     })
     .await?;
+    if t.state.is_terminal() {
+        // `finished` or `error`: the job ended (webhooks, waiting jobs).
+        Box::pin(crate::core::lifecycle::ended(ctx, &job)).await?;
+    }
     Ok((job, t, effect))
 }

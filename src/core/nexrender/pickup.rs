@@ -46,6 +46,7 @@ pub async fn pickup<S: Store>(
         config: &config,
         now_ms: ctx.now_ms,
         ids: ctx.ids,
+        notes: Default::default(),
     };
     let wanted: Vec<String> = if selector.is_empty() {
         vec![NEXRENDER_ANY.to_string()]

@@ -112,6 +112,7 @@ async fn create<S: Store>(
         submitted_by: None,
         waiting_on: Vec::new(),
         dependency_error: None,
+        round: 0,
     };
     let task = Task::new(0, None, ctx.now_ms);
     let job = lifecycle::create(ctx, record, vec![task.clone()])

@@ -42,12 +42,9 @@ pub async fn complete_if_lease<S: Store>(
         ..Tally::default()
     };
     counters::record(ctx, node.unwrap_or(&current_node(&current)), tally).await;
-    // The last task of its job may have completed it: release the jobs waiting for it.
-    Box::pin(crate::core::lifecycle::depend::settle_dependents(
-        ctx,
-        &done.0.spec.id,
-    ))
-    .await?;
+    // The last task of its job may have completed it: release the jobs waiting for it, tell
+    // its webhooks.
+    Box::pin(crate::core::lifecycle::ended(ctx, &done.0)).await?;
     Ok(done)
 }
 
@@ -90,11 +87,7 @@ pub async fn fail_if_lease<S: Store>(
         crate::core::lifecycle::fail_job(ctx, &job.spec.id).await?;
     } else if t.state == TaskState::Failed {
         // Under `continue` the job ends failed once nothing is left to run.
-        Box::pin(crate::core::lifecycle::depend::settle_dependents(
-            ctx,
-            &job.spec.id,
-        ))
-        .await?;
+        Box::pin(crate::core::lifecycle::ended(ctx, &job)).await?;
     }
     Ok((job, t))
 }

@@ -37,6 +37,7 @@ fn call(store: &Reads, path: &str, body: Value) -> Value {
         config: &config,
         now_ms: 1_800_000_000_000,
         ids: &ids,
+        notes: Default::default(),
     };
     let req = http::Request::builder()
         .method("POST")

@@ -73,6 +73,7 @@ async fn core(env: &Env, mut req: http::Request<Bytes>) -> Result<http::Response
             config: &config,
             now_ms,
             ids: &WebIds,
+            notes: Default::default(),
         };
         return Ok(edge::run_core(req, &ctx).await);
     }

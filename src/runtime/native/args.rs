@@ -51,6 +51,57 @@ pub struct ServeArgs {
     pub net: NetArgs,
     #[command(flatten)]
     pub s3: S3Args,
+    #[command(flatten)]
+    pub webhooks: WebhookArgs,
+}
+
+/// Webhooks (docs/WEBHOOKS.md): receivers told about every job, and the farm's rules for all
+/// receivers (jobs name their own with `webhooks` in the spec).
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct WebhookArgs {
+    /// A receiver told when any job completes, fails or is canceled (repeat for more).
+    #[arg(long = "webhook", env = "EDGEFARM_WEBHOOKS", value_delimiter = ',')]
+    pub urls: Vec<String>,
+    /// The signing secret of the --webhook receivers: whsec_ and the base64 of 24 to 64 bytes.
+    #[arg(long, env = "EDGEFARM_WEBHOOK_SECRET", hide_env_values = true)]
+    pub webhook_secret: Option<String>,
+    /// Allow receivers on loopback and private addresses (refused by default: a submitter could
+    /// otherwise make the farm call its own network).
+    #[arg(long, env = "EDGEFARM_WEBHOOKS_ALLOW_PRIVATE")]
+    pub webhooks_allow_private: bool,
+    /// Delay before the first retry of a failed delivery, ms; each next one is 4 times longer,
+    /// up to 720 times this.
+    #[arg(long, env = "EDGEFARM_WEBHOOK_FIRST_RETRY_MS", default_value_t = 5_000)]
+    pub webhook_first_retry_ms: u64,
+    /// Attempts per event and receiver before it is given up.
+    #[arg(long, env = "EDGEFARM_WEBHOOK_ATTEMPTS", default_value_t = 12)]
+    pub webhook_attempts: u32,
+}
+
+impl WebhookArgs {
+    /// The core's settings, each farm receiver checked like a job's.
+    pub fn settings(&self) -> anyhow::Result<crate::core::webhooks::Settings> {
+        use crate::core::webhooks::{target, Settings};
+        let mut s = Settings {
+            farm: Vec::new(),
+            allow_private: self.webhooks_allow_private,
+            first_retry_ms: self.webhook_first_retry_ms.max(10),
+            attempts: self.webhook_attempts.clamp(1, 100),
+        };
+        for (i, url) in self.urls.iter().enumerate() {
+            let secret = self.webhook_secret.clone().ok_or_else(|| {
+                anyhow::anyhow!("--webhook needs --webhook-secret (EDGEFARM_WEBHOOK_SECRET)")
+            })?;
+            let hook = crate::wire::webhooks::Webhook {
+                url: url.clone(),
+                secret,
+            };
+            target::check(&format!("--webhook {}", i + 1), &hook, &s)
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            s.farm.push(hook);
+        }
+        Ok(s)
+    }
 }
 
 /// An S3-compatible bucket for blob bytes (docs/ASSETS.md): clients upload and download by

@@ -79,6 +79,7 @@ pub fn core_loop<S: Batching>(
                 config: &config,
                 now_ms: now_ms(),
                 ids: &ids,
+                notes: Default::default(),
             };
             answers.push((exec.run(handle(req, &ctx)), reply));
         }

@@ -20,8 +20,9 @@ mod requests;
 mod server;
 mod tls;
 mod wakes;
+mod webhooks;
 
-pub use args::{NetArgs, S3Args, ServeArgs};
+pub use args::{NetArgs, S3Args, ServeArgs, WebhookArgs};
 
 use crate::core::{Config, Ids};
 use crate::store::{Memory, Sqlite};
@@ -113,6 +114,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .s3
         .bucket()
         .map_err(|e| anyhow::anyhow!("{e} (the --s3-* flags / EDGEFARM_S3_* variables)"))?;
+    config.webhooks = args.webhooks.settings()?;
     let certs = match (&args.net.tls_cert, &args.net.tls_key) {
         (Some(cert), Some(key)) => Some(tls::Certs::load(cert, key)?),
         _ => None,
@@ -182,6 +184,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
             latency: Default::default(),
             blobs,
         };
+        tokio::spawn(webhooks::run(shell.clone(), shell.wakes.clone()));
         let scheme = if acceptor.is_some() { "https" } else { "http" };
         tracing::info!(%addr, store = %store_desc, "edgefarm serving");
         println!("edgefarm listening on {scheme}://{addr} (store: {store_desc})");

@@ -30,6 +30,10 @@ pub struct Wakes {
     expiries: Mutex<BTreeSet<u64>>,
     /// An expiry earlier than every other was added.
     earlier: Notify,
+    /// The earliest webhook delivery due that a committed answer noted (`webhooks.rs` takes it).
+    webhook_due: Mutex<Option<u64>>,
+    /// A webhook delivery was noted.
+    pub webhook: Notify,
 }
 
 impl Wakes {
@@ -37,6 +41,11 @@ impl Wakes {
     pub fn after_batch(&self, signals: impl IntoIterator<Item = Wake>) {
         let (mut claimable, mut written) = (false, false);
         for w in signals {
+            if let Some(at) = w.webhook_due_ms {
+                let mut due = self.webhook_due.lock().unwrap_or_else(|e| e.into_inner());
+                *due = Some(due.map_or(at, |d| d.min(at)));
+                self.webhook.notify_one();
+            }
             claimable |= w.claimable;
             written |= w.store_changed;
             if let Some(at) = w.lease_expires_ms {
@@ -54,6 +63,14 @@ impl Wakes {
         if written {
             self.written.notify_waiters();
         }
+    }
+
+    /// Takes the earliest webhook delivery time noted since the last take.
+    pub fn take_webhook_due(&self) -> Option<u64> {
+        self.webhook_due
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
     }
 
     /// Wakes the long polls at each lease expiry, for ever.
