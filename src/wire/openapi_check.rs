@@ -607,6 +607,7 @@ fn every_wire_type_matches_its_openapi_schema_field_for_field() {
             node_id: Some("n1".into()),
         },
     ));
+    all.extend(webhook_problems(&d));
     assert!(
         all.is_empty(),
         "wire types vs openapi.json:\n{}",
@@ -642,4 +643,80 @@ fn wire_types_read_back_what_they_write() {
     let back: NodeList = serde_json::from_value(serde_json::to_value(&n).unwrap_or_default())
         .expect("nodes read back");
     assert_eq!(back, n);
+}
+
+fn webhook_problems(d: &Value) -> Vec<String> {
+    use crate::wire::jobs::{Counts, JobState};
+    use crate::wire::webhooks::*;
+    let c = |name: &str| format!("#/components/schemas/{name}");
+    let mut all = Vec::new();
+    let event = Event {
+        kind: "job.completed".into(),
+        timestamp: "2026-12-02T17:00:00Z".into(),
+        data: EventJob {
+            id: "j1".into(),
+            name: "shot 1".into(),
+            kind: JobType::Blender,
+            queue: "default".into(),
+            state: JobState::Completed,
+            counts: Counts::default(),
+            frames_total: 9,
+            frames_done: 9,
+            created_ms: 1,
+            finished_ms: Some(2),
+            error: None,
+            submitted_by: None,
+            round: 0,
+        },
+    };
+    all.extend(problems(d, &c("WebhookEvent"), &event));
+    let delivery = Delivery {
+        id: "msg_0".into(),
+        event: "job.completed".into(),
+        job: "j1".into(),
+        url: "https://hooks.example.com/x".into(),
+        state: DeliveryState::Pending,
+        attempts: 1,
+        created_ms: 1,
+        last_attempt_ms: Some(2),
+        last_status: Some(500),
+        last_error: Some("the receiver answered 500".into()),
+        next_attempt_ms: Some(3),
+        delivered_ms: None,
+    };
+    all.extend(problems(
+        d,
+        "#/paths/~1v1~1webhooks~1deliveries/get/responses/200/content/application~1json/schema",
+        &DeliveryList {
+            deliveries: vec![delivery],
+        },
+    ));
+    all.extend(problems(
+        d,
+        &c("Due"),
+        &Due {
+            requests: vec![Outgoing {
+                delivery: "hook/j1/g/0/job.completed".into(),
+                target: 0,
+                url: "https://hooks.example.com/x".into(),
+                headers: vec![["webhook-id".into(), "msg_0".into()]],
+                body: "{}".into(),
+            }],
+            next_due_ms: Some(1),
+        },
+    ));
+    all.extend(problems(d, &c("Reported"), &Reported { next_due_ms: None }));
+    all.extend(problems(
+        d,
+        &request("/v1/webhooks/report", "post"),
+        &Reports {
+            reports: vec![Report {
+                delivery: "hook/j1/g/0/job.completed".into(),
+                target: 0,
+                status: Some(204),
+                error: Some("refused".into()),
+            }],
+        },
+    ));
+    all
 }

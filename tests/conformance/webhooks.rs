@@ -68,8 +68,12 @@ async fn due_of(f: &Farm, job: &str) -> Vec<Value> {
             .iter()
             .map(|o| json!({"delivery": o["delivery"], "target": o["target"], "error": "not this case's"}))
             .collect();
-        f.call("POST", "/v1/webhooks/report", Some(json!({"reports": reports})))
-            .await;
+        f.call(
+            "POST",
+            "/v1/webhooks/report",
+            Some(json!({"reports": reports})),
+        )
+        .await;
     }
     mine
 }
@@ -101,17 +105,37 @@ async fn ack_all(f: &Farm, job: &str) {
 async fn a_job_end_is_one_signed_delivery(f: &Farm) {
     // Bad receivers: refused by field, nothing stored.
     let refused = [
-        (json!([{"url": "http://127.0.0.1:9/x", "secret": SECRET}]), "webhooks[0].url"),
-        (json!([{"url": "http://169.254.169.254/", "secret": SECRET}]), "webhooks[0].url"),
-        (json!([{"url": "ftp://example.com/", "secret": SECRET}]), "webhooks[0].url"),
-        (json!([{"url": "https://hooks.example.com/a", "secret": "hunter2"}]), "webhooks[0].secret"),
-        (json!([{"url": "https://hooks.example.com/a"}]), "webhooks[0].secret"),
+        (
+            json!([{"url": "http://127.0.0.1:9/x", "secret": SECRET}]),
+            "webhooks[0].url",
+        ),
+        (
+            json!([{"url": "http://169.254.169.254/", "secret": SECRET}]),
+            "webhooks[0].url",
+        ),
+        (
+            json!([{"url": "ftp://example.com/", "secret": SECRET}]),
+            "webhooks[0].url",
+        ),
+        (
+            json!([{"url": "https://hooks.example.com/a", "secret": "hunter2"}]),
+            "webhooks[0].secret",
+        ),
+        (
+            json!([{"url": "https://hooks.example.com/a"}]),
+            "webhooks[0].secret",
+        ),
         (
             json!([{"url": "https://hooks.example.com/a", "secret": SECRET},
                    {"url": "https://hooks.example.com/a", "secret": SECRET}]),
             "webhooks",
         ),
-        (json!((0..5).map(|i| json!({"url": format!("https://h.example.com/{i}"), "secret": SECRET})).collect::<Vec<_>>()), "webhooks"),
+        (
+            json!((0..5)
+                .map(|i| json!({"url": format!("https://h.example.com/{i}"), "secret": SECRET}))
+                .collect::<Vec<_>>()),
+            "webhooks",
+        ),
     ];
     for (i, (bad, field)) in refused.iter().enumerate() {
         let id = format!("{}-badhook-{i}", f.queue());
@@ -120,22 +144,33 @@ async fn a_job_end_is_one_signed_delivery(f: &Farm) {
         let r = f.call("POST", "/v1/jobs", Some(spec)).await;
         assert_eq!(r.status, 400, "{bad}: {}", String::from_utf8_lossy(&r.body));
         assert_eq!(r.json()["error"]["field"], *field, "{bad}");
-        assert_eq!(f.call("GET", &format!("/v1/jobs/{id}"), None).await.status, 404);
+        assert_eq!(
+            f.call("GET", &format!("/v1/jobs/{id}"), None).await.status,
+            404
+        );
     }
 
     let job = f
-        .submit(json!({"frames": "1-2", "webhooks": hooks("https://hooks.example.com/edgefarm/T0KEN")}))
+        .submit(
+            json!({"frames": "1-2", "webhooks": hooks("https://hooks.example.com/edgefarm/T0KEN")}),
+        )
         .await;
     let id = job["id"].as_str().unwrap_or_default().to_string();
     for path in [format!("/v1/jobs/{id}"), "/v1/jobs".to_string()] {
         let text = String::from_utf8_lossy(&f.call("GET", &path, None).await.body).to_string();
-        assert!(!text.contains(SECRET) && !text.contains("T0KEN"), "{path} shows the secret: {text}");
+        assert!(
+            !text.contains(SECRET) && !text.contains("T0KEN"),
+            "{path} shows the secret: {text}"
+        );
     }
     assert_eq!(
         f.job(&id).await["webhooks"],
         json!([{"url": "https://hooks.example.com/…"}])
     );
-    assert!(deliveries_of(f, &id).await.is_empty(), "nothing before the job ends");
+    assert!(
+        deliveries_of(f, &id).await.is_empty(),
+        "nothing before the job ends"
+    );
     ack_all(f, &id).await;
     assert_eq!(f.job(&id).await["state"], "completed");
     // Reads of the ended job repeat the emit: still one event.
@@ -156,7 +191,10 @@ async fn a_job_end_is_one_signed_delivery(f: &Farm) {
         let body = q["body"].as_str().unwrap_or_default();
         let (msg_id, ts) = (header(q, "webhook-id"), header(q, "webhook-timestamp"));
         assert!(msg_id.starts_with("msg_"), "{q:#}");
-        assert_eq!(header(q, "webhook-signature"), expected_signature(&msg_id, &ts, body));
+        assert_eq!(
+            header(q, "webhook-signature"),
+            expected_signature(&msg_id, &ts, body)
+        );
         assert_ne!(
             header(q, "webhook-signature"),
             expected_signature(&msg_id, &ts, &body.replace("completed", "failed")),
@@ -168,11 +206,16 @@ async fn a_job_end_is_one_signed_delivery(f: &Farm) {
         assert_eq!(event["data"]["state"], "completed");
         assert_eq!(event["data"]["counts"]["completed"], 2);
         assert_eq!(event["data"]["round"], 0);
-        assert!(due_of(f, &id).await.is_empty(), "handed out once, then leased");
+        assert!(
+            due_of(f, &id).await.is_empty(),
+            "handed out once, then leased"
+        );
 
         // A failed attempt is retried later under the same webhook-id.
         let report = |status: u16| json!({"reports": [{"delivery": q["delivery"], "target": q["target"], "status": status}]});
-        let r = f.call("POST", "/v1/webhooks/report", Some(report(500))).await;
+        let r = f
+            .call("POST", "/v1/webhooks/report", Some(report(500)))
+            .await;
         assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
         let d = deliveries_of(f, &id).await;
         assert_eq!(d[0]["state"], "pending", "{d:#?}");
@@ -188,11 +231,18 @@ async fn a_job_end_is_one_signed_delivery(f: &Farm) {
             let r = f.call("POST", "/v1/webhooks/report", Some(json!({"reports": [{"delivery": again[0]["delivery"], "target": 0, "status": 204}]}))).await;
             assert_eq!(r.status, 200);
             let d = deliveries_of(f, &id).await;
-            assert_eq!((d[0]["state"].clone(), d[0]["attempts"].clone()), (json!("delivered"), json!(2)));
+            assert_eq!(
+                (d[0]["state"].clone(), d[0]["attempts"].clone()),
+                (json!("delivered"), json!(2))
+            );
             assert!(due_of(f, &id).await.is_empty(), "delivered: never again");
         }
         let bad = f
-            .call("POST", "/v1/webhooks/report", Some(json!({"reports": [{"delivery": "job/x", "target": 0, "status": 200}]})))
+            .call(
+                "POST",
+                "/v1/webhooks/report",
+                Some(json!({"reports": [{"delivery": "job/x", "target": 0, "status": 200}]})),
+            )
             .await;
         assert_eq!(bad.status, 400);
         assert_eq!(bad.json()["error"]["field"], "reports[0].delivery");
@@ -203,9 +253,24 @@ async fn a_job_end_is_one_signed_delivery(f: &Farm) {
         .submit(json!({"frames": "1-2", "webhooks": hooks("https://hooks.example.com/k")}))
         .await;
     let kid = k["id"].as_str().unwrap_or_default().to_string();
-    assert_eq!(f.call("POST", &format!("/v1/jobs/{kid}/cancel"), None).await.status, 200);
-    assert_eq!(f.call("POST", &format!("/v1/jobs/{kid}/requeue"), Some(json!({}))).await.status, 200);
-    assert_eq!(f.call("POST", &format!("/v1/jobs/{kid}/cancel"), None).await.status, 200);
+    assert_eq!(
+        f.call("POST", &format!("/v1/jobs/{kid}/cancel"), None)
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        f.call("POST", &format!("/v1/jobs/{kid}/requeue"), Some(json!({})))
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        f.call("POST", &format!("/v1/jobs/{kid}/cancel"), None)
+            .await
+            .status,
+        200
+    );
     let d = deliveries_of(f, &kid).await;
     assert_eq!(d.len(), 2, "two ends, two events: {d:#?}");
     assert!(d.iter().all(|d| d["event"] == "job.canceled"));

@@ -195,7 +195,10 @@ pub async fn emit<S: Store>(ctx: &Ctx<'_, S>, job: &JobRecord, view: &JobView) -
             })
             .collect(),
     };
-    if save(ctx.store, &key, &record, Cond::Absent).await?.is_none() {
+    if save(ctx.store, &key, &record, Cond::Absent)
+        .await?
+        .is_none()
+    {
         // Another request recorded this end first: it enqueues it.
         return Ok(());
     }
@@ -348,7 +351,10 @@ pub async fn due<S: Store>(ctx: &Ctx<'_, S>) -> Result<Due> {
 /// Brings the outbox in line with records just changed (`None`: the record has nothing
 /// pending, or is gone): moves finished ones to the finished log. Returns when the next
 /// pending event is due.
-async fn settle<S: Store>(ctx: &Ctx<'_, S>, changed: &[(String, Option<u64>)]) -> Result<Option<u64>> {
+async fn settle<S: Store>(
+    ctx: &Ctx<'_, S>,
+    changed: &[(String, Option<u64>)],
+) -> Result<Option<u64>> {
     let (next, done) = cas::update(
         ctx.store,
         &keys::webhook_outbox(),

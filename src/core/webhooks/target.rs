@@ -90,7 +90,9 @@ pub fn check(field: &str, hook: &Webhook, settings: &Settings) -> Result<()> {
     if !url.username().is_empty() || url.password().is_some() {
         return Err(bad(
             "url",
-            format!("{field}.url: credentials in the URL are not allowed; sign with the secret instead"),
+            format!(
+                "{field}.url: credentials in the URL are not allowed; sign with the secret instead"
+            ),
         ));
     }
     let private = match url.host() {
