@@ -123,6 +123,13 @@ struct JobOpts {
     /// canceled, this job fails.
     #[arg(long = "after", value_name = "JOB_ID")]
     after: Vec<String>,
+    /// POST a signed event to this URL when the job completes, fails or is canceled
+    /// (repeatable; docs/WEBHOOKS.md). Needs --webhook-secret.
+    #[arg(long = "webhook", value_name = "URL", requires = "webhook_secret")]
+    webhooks: Vec<String>,
+    /// The signing secret of --webhook: whsec_ and the base64 of 24 to 64 bytes.
+    #[arg(long, env = "EDGEFARM_WEBHOOK_SECRET", hide_env_values = true)]
+    webhook_secret: Option<String>,
 }
 
 /// Runs `edgefarm submit`.
@@ -404,7 +411,16 @@ fn spec_of(kind: &Kind) -> JobSubmit {
         inputs: None,
         after_jobs: (!opts.after.is_empty()).then(|| opts.after.clone()),
         on_dependency_failure: None,
-        webhooks: None,
+        webhooks: (!opts.webhooks.is_empty()).then(|| {
+            let secret = opts.webhook_secret.clone().unwrap_or_default();
+            opts.webhooks
+                .iter()
+                .map(|url| crate::wire::webhooks::Webhook {
+                    url: url.clone(),
+                    secret: secret.clone(),
+                })
+                .collect()
+        }),
     }
 }
 

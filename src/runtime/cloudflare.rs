@@ -77,7 +77,10 @@ const NEXRENDER_BODY_BYTES: usize = 3 << 19;
 /// Settings from wrangler vars; the secret from `wrangler secret put` (or `.dev.vars`).
 fn config(env: &Env) -> std::result::Result<Config, String> {
     edge::config_from_vars(|name| {
-        let secret = matches!(name, "EDGEFARM_SECRET" | "EDGEFARM_S3_SECRET_KEY")
+        let secret = matches!(
+            name,
+            "EDGEFARM_SECRET" | "EDGEFARM_S3_SECRET_KEY" | "EDGEFARM_WEBHOOK_SECRET"
+        )
             .then(|| env.secret(name).ok().map(|s| s.to_string()))
             .flatten();
         let body = (name == "EDGEFARM_NEXRENDER_BODY_BYTES")
@@ -373,17 +376,23 @@ pub struct EdgefarmFarm {
 }
 
 impl EdgefarmFarm {
-    /// Sets an alarm at the expiry of a lease just granted or renewed (the core's `Wake` says
-    /// when), unless one is due sooner.
-    async fn note_lease(&self, wake: Option<Wake>, now_ms: u64) {
-        let Some(expires_ms) = wake.and_then(|w| w.lease_expires_ms) else {
+    /// Sets an alarm at the expiry of a lease just granted or renewed, or when a webhook
+    /// delivery is due (the core's `Wake` says when), unless one is due sooner.
+    async fn note_wake(&self, wake: Option<Wake>, now_ms: u64) {
+        let lease = wake.and_then(|w| w.lease_expires_ms).map(|t| t + 1000);
+        let webhook = wake.and_then(|w| w.webhook_due_ms);
+        let Some(at) = lease.into_iter().chain(webhook).min() else {
             return;
         };
+        self.alarm_at_least(at, now_ms).await;
+    }
+
+    async fn alarm_at_least(&self, at: u64, now_ms: u64) {
         let pending = self.alarm_at.get();
-        if pending > now_ms && pending <= expires_ms {
+        if pending > now_ms && pending <= at {
             return;
         }
-        let at = expires_ms.max(now_ms) + 1000;
+        let at = at.max(now_ms);
         if self
             .state
             .storage()
@@ -394,6 +403,97 @@ impl EdgefarmFarm {
             self.alarm_at.set(at);
         }
     }
+}
+
+impl EdgefarmFarm {
+    /// A request of the object's own to the core, with the farm secret.
+    async fn core_call<T: serde::de::DeserializeOwned>(
+        &self,
+        config: &Config,
+        path: &str,
+        body: Vec<u8>,
+    ) -> std::result::Result<T, String> {
+        let req = http::Request::builder()
+            .method("POST")
+            .uri(path)
+            .header("authorization", format!("Bearer {}", config.secret))
+            .body(Bytes::from(body))
+            .map_err(|e| e.to_string())?;
+        let now_ms = Date::now().as_millis();
+        let store = DurableObjectStore::new(self.state.storage(), &self.versions, now_ms);
+        let ctx = Ctx {
+            store: &store,
+            config,
+            now_ms,
+            ids: &WebIds,
+            notes: Default::default(),
+        };
+        let resp = crate::core::handle(req, &ctx).await;
+        if resp.status() != http::StatusCode::OK {
+            return Err(format!("{path} answered {}", resp.status()));
+        }
+        serde_json::from_slice(resp.body()).map_err(|e| e.to_string())
+    }
+
+    /// Sends the webhook requests due now and reports how they went (`core::webhooks`);
+    /// returns when the next one is due.
+    async fn deliver_webhooks(&self) -> Option<u64> {
+        use crate::wire::webhooks::{Due, Report, Reported, Reports};
+        let config = config(&self.env).ok()?;
+        let due: Due = match self
+            .core_call(&config, "/v1/webhooks/due", Vec::new())
+            .await
+        {
+            Ok(d) => d,
+            Err(e) => {
+                worker::console_error!("edgefarm: webhooks due: {e}");
+                return Some(Date::now().as_millis() + 5_000);
+            }
+        };
+        if due.requests.is_empty() {
+            return due.next_due_ms;
+        }
+        let mut reports = Vec::new();
+        for out in &due.requests {
+            let (status, error) = match send_webhook(out).await {
+                Ok(s) => (Some(s), None),
+                Err(e) => (None, Some(e.to_string())),
+            };
+            reports.push(Report {
+                delivery: out.delivery.clone(),
+                target: out.target,
+                status,
+                error,
+            });
+        }
+        let body = serde_json::to_vec(&Reports { reports }).unwrap_or_default();
+        match self
+            .core_call::<Reported>(&config, "/v1/webhooks/report", body)
+            .await
+        {
+            Ok(r) => r.next_due_ms,
+            Err(e) => {
+                worker::console_error!("edgefarm: webhooks report: {e}");
+                Some(Date::now().as_millis() + 5_000)
+            }
+        }
+    }
+}
+
+/// POSTs one signed webhook request; its HTTP status. Redirects are not followed.
+async fn send_webhook(out: &crate::wire::webhooks::Outgoing) -> Result<u16> {
+    let headers = Headers::new();
+    for [k, v] in &out.headers {
+        headers.set(k, v)?;
+    }
+    let mut init = RequestInit::new();
+    init.with_method(worker::Method::Post)
+        .with_headers(headers)
+        .with_redirect(worker::RequestRedirect::Manual)
+        .with_body(Some(wasm_bindgen::JsValue::from_str(&out.body)));
+    let req = Request::new_with_init(&out.url, &init)?;
+    let resp = worker::Fetch::Request(req).send().await?;
+    Ok(resp.status_code())
 }
 
 impl DurableObject for EdgefarmFarm {
@@ -444,7 +544,7 @@ impl DurableObject for EdgefarmFarm {
             notes: Default::default(),
         };
         let mut resp = edge::run_core(http_req, &ctx).await;
-        self.note_lease(resp.extensions().get::<Wake>().copied(), now_ms)
+        self.note_wake(resp.extensions().get::<Wake>().copied(), now_ms)
             .await;
         edge::job_event_to_header(&mut resp);
         edge::transfer_to_header(&mut resp);
@@ -453,9 +553,12 @@ impl DurableObject for EdgefarmFarm {
 
     async fn alarm(&self) -> Result<Response> {
         // Leases granted before now may have lapsed; the next claim of their queue settles
-        // them (lazy expiry), so nothing has to happen here for correctness.
+        // them (lazy expiry), so nothing has to happen here for correctness. Webhooks due now
+        // are sent from here.
         self.alarm_at.set(0);
-        worker::console_log!("edgefarm: lease alarm at {}", Date::now().as_millis());
+        if let Some(next) = self.deliver_webhooks().await {
+            self.alarm_at_least(next, Date::now().as_millis()).await;
+        }
         Response::empty()
     }
 }

@@ -58,7 +58,52 @@ pub fn config_from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Config, 
     c.auth_limit.failures = u32::try_from(failures).unwrap_or(u32::MAX);
     // Blobs in an S3-compatible bucket by presigned URLs (the only blob store on Spin).
     c.bucket = crate::core::blobs::s3::S3Settings::from_vars(&var)?;
+    c.webhooks = webhook_settings(&var)?;
     Ok(c)
+}
+
+/// Webhook settings from vars (the same names as `edgefarm serve`'s environment):
+/// `EDGEFARM_WEBHOOKS` (comma-separated farm receivers) with `EDGEFARM_WEBHOOK_SECRET`,
+/// `EDGEFARM_WEBHOOKS_ALLOW_PRIVATE`, `EDGEFARM_WEBHOOK_FIRST_RETRY_MS`,
+/// `EDGEFARM_WEBHOOK_ATTEMPTS`.
+fn webhook_settings(
+    var: &impl Fn(&str) -> Option<String>,
+) -> Result<crate::core::webhooks::Settings, String> {
+    use crate::core::webhooks::{target, Settings};
+    let mut s = Settings {
+        allow_private: var("EDGEFARM_WEBHOOKS_ALLOW_PRIVATE")
+            .is_some_and(|v| matches!(v.trim(), "1" | "true" | "yes")),
+        ..Settings::default()
+    };
+    if let Some(v) = var("EDGEFARM_WEBHOOK_FIRST_RETRY_MS") {
+        s.first_retry_ms = v.trim().parse::<u64>().map_err(|_| {
+            format!("EDGEFARM_WEBHOOK_FIRST_RETRY_MS: not a whole number of milliseconds: {v:?}")
+        })?;
+    }
+    if let Some(v) = var("EDGEFARM_WEBHOOK_ATTEMPTS") {
+        s.attempts = v
+            .trim()
+            .parse::<u32>()
+            .map_err(|_| format!("EDGEFARM_WEBHOOK_ATTEMPTS: not a whole number: {v:?}"))?
+            .clamp(1, 100);
+    }
+    let urls = var("EDGEFARM_WEBHOOKS").unwrap_or_default();
+    for (i, url) in urls
+        .split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .enumerate()
+    {
+        let secret = var("EDGEFARM_WEBHOOK_SECRET")
+            .ok_or("EDGEFARM_WEBHOOKS needs EDGEFARM_WEBHOOK_SECRET")?;
+        let hook = crate::wire::webhooks::Webhook {
+            url: url.to_string(),
+            secret,
+        };
+        target::check(&format!("EDGEFARM_WEBHOOKS[{i}]"), &hook, &s).map_err(|e| e.to_string())?;
+        s.farm.push(hook);
+    }
+    Ok(s)
 }
 
 /// Runs the core. A request cannot be held open cheaply at the edge, so an answer the core
