@@ -123,6 +123,11 @@ struct JobOpts {
     /// canceled, this job fails.
     #[arg(long = "after", value_name = "JOB_ID")]
     after: Vec<String>,
+    /// With --after: wait frame by frame, not for the whole job: each task starts as soon as
+    /// the tasks of the --after jobs that render its frames completed (a comp of frame 10
+    /// starts once frame 10 is rendered).
+    #[arg(long = "per-frame", requires = "after")]
+    per_frame: bool,
 }
 
 /// Runs `edgefarm submit`.
@@ -269,6 +274,7 @@ pub(super) fn preview_job(render: &Job, params: serde_json::Value) -> JobSubmit 
         inputs: None,
         after_jobs: Some(vec![spec.id.clone()]),
         on_dependency_failure: Some(crate::core::model::DependencyFailure::Cancel),
+        after_frames: None,
     }
 }
 
@@ -403,6 +409,7 @@ fn spec_of(kind: &Kind) -> JobSubmit {
         inputs: None,
         after_jobs: (!opts.after.is_empty()).then(|| opts.after.clone()),
         on_dependency_failure: None,
+        after_frames: opts.per_frame.then_some(true),
     }
 }
 

@@ -88,6 +88,16 @@ pub struct JobSpec {
     /// What this job does when one of `after_jobs` fails or is canceled.
     #[serde(default, skip_serializing_if = "DependencyFailure::is_default")]
     pub on_dependency_failure: DependencyFailure,
+    /// Wait for `after_jobs` frame by frame (`lifecycle::per_frame`): a task is handed out as
+    /// soon as every task of each of `after_jobs` that renders one of its frames completed,
+    /// not only once those jobs completed. Left out of the spec when false, so older digests
+    /// stay the same.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub after_frames: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// What a waiting job does when a job it waits for fails, is canceled or is deleted.
@@ -282,6 +292,12 @@ pub struct Task {
     /// still ack (or heartbeat) it, e.g. after a server outage. Cleared by the next grant.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lapsed: Option<Lapsed>,
+    /// Held back until the frames it waits for are rendered (a task of an `after_frames` job,
+    /// from its creation until `transition::Event::Covered`): never claimable while set
+    /// (`claimable::claimable`). Only a queued task is released; a job no longer waiting has
+    /// no queued task held (`lifecycle::depend::check_waiting` clears the rest first).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub held: bool,
 }
 
 /// A lease that ran out before its holder was heard from, kept until the task is claimed again.
@@ -315,6 +331,7 @@ impl Task {
             history: Vec::new(),
             updated_ms: now_ms,
             lapsed: None,
+            held: false,
         }
     }
 

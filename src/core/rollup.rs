@@ -34,7 +34,8 @@ pub fn state(job: &JobRecord, c: &Counts, started: bool) -> JobState {
     } else if c.queued + c.leased == 0 {
         // Every task finished and some did not complete.
         JobState::Failed
-    } else if !job.waiting_on.is_empty() {
+    } else if !job.waiting_on.is_empty() && !(job.spec.after_frames && started) {
+        // Frame by frame, a job runs as soon as one of its tasks did (the rest may still wait).
         JobState::Waiting
     } else if job.paused {
         JobState::Paused
@@ -107,9 +108,18 @@ pub fn view<'a>(job: &JobRecord, tasks: impl Iterator<Item = &'a Task>) -> JobVi
         updated_ms: updated,
         finished_ms,
         error: error.or_else(|| job.dependency_error.clone()),
-        waiting: (state == JobState::Waiting)
-            .then(|| format!("waits for job {}", job.waiting_on.join(", "))),
+        waiting: waiting(job, state),
         submitted_by: job.submitted_by.clone(),
+    }
+}
+
+/// What a job waiting for others says it waits for.
+fn waiting(job: &JobRecord, state: JobState) -> Option<String> {
+    let deps = job.waiting_on.join(", ");
+    if job.spec.after_frames && !job.waiting_on.is_empty() && !state.is_finished() {
+        Some(format!("waits for job {deps} frame by frame"))
+    } else {
+        (state == JobState::Waiting).then(|| format!("waits for job {deps}"))
     }
 }
 

@@ -143,6 +143,7 @@ fn spec() -> JobSpec {
         }),
         after_jobs: vec!["j0".into()],
         on_dependency_failure: crate::core::model::DependencyFailure::Cancel,
+        after_frames: true,
     }
 }
 
@@ -198,6 +199,7 @@ fn task() -> Task {
             outcome: Some(Outcome::Completed),
             log_chunks: 1,
         }],
+        held: true,
         updated_ms: 2,
     }
 }
@@ -312,6 +314,7 @@ fn every_wire_type_matches_its_openapi_schema_field_for_field() {
         inputs: Some(vec![file_entry()]),
         after_jobs: Some(vec!["j0".into()]),
         on_dependency_failure: Some(crate::core::model::DependencyFailure::Fail),
+        after_frames: Some(true),
     };
     let mut all = Vec::new();
     all.extend(problems(&d, &c("JobSpec"), &submit));

@@ -41,7 +41,9 @@ async fn explain<S: Store>(ctx: &Ctx<'_, S>, views: &mut [JobView]) -> Result<()
     }
     let nodes = reach::load_nodes(ctx).await?;
     for v in views.iter_mut().filter(|v| needs(v)) {
-        v.waiting = reach::waiting(&v.spec, &nodes, ctx.config, ctx.now_ms);
+        // A job waiting frame by frame keeps saying so when no node is missing.
+        let own = v.waiting.take().filter(|_| v.spec.after_frames);
+        v.waiting = reach::waiting(&v.spec, &nodes, ctx.config, ctx.now_ms).or(own);
     }
     Ok(())
 }

@@ -178,6 +178,7 @@ pub fn spec(uid: &str, job: &Map<String, Value>, settings: &Settings) -> JobSpec
         inputs: None,
         after_jobs: Vec::new(),
         on_dependency_failure: Default::default(),
+        after_frames: false,
         id: uid.to_string(),
         name: uid.to_string(),
         kind: JobType::Nexrender,

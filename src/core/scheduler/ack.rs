@@ -42,10 +42,10 @@ pub async fn complete_if_lease<S: Store>(
         ..Tally::default()
     };
     counters::record(ctx, node.unwrap_or(&current_node(&current)), tally).await;
-    // The last task of its job may have completed it: release the jobs waiting for it.
-    Box::pin(crate::core::lifecycle::depend::settle_dependents(
-        ctx,
-        &done.0.spec.id,
+    // Jobs waiting for its frames may run them now; the last task of its job may have
+    // completed it: release the jobs waiting for it.
+    Box::pin(crate::core::lifecycle::depend::settle_after_ack(
+        ctx, &done.0, &done.1,
     ))
     .await?;
     Ok(done)
