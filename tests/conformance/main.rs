@@ -16,4 +16,5 @@ mod late_acks;
 mod nexrender;
 mod nodes;
 mod openapi;
+mod per_frame;
 mod previews;
