@@ -34,8 +34,7 @@ pub fn state(job: &JobRecord, c: &Counts, started: bool) -> JobState {
     } else if c.queued + c.leased == 0 {
         // Every task finished and some did not complete.
         JobState::Failed
-    } else if !job.waiting_on.is_empty() && !(job.spec.after_frames && started) {
-        // Frame by frame, a job runs as soon as one of its tasks did (the rest may still wait).
+    } else if waits_whole(job, started) {
         JobState::Waiting
     } else if job.paused {
         JobState::Paused
@@ -44,6 +43,13 @@ pub fn state(job: &JobRecord, c: &Counts, started: bool) -> JobState {
     } else {
         JobState::Queued
     }
+}
+
+/// Whether a job shows as `waiting`: it waits for other jobs and, frame by frame, none of its
+/// tasks ran yet (once one did, it is `active` while the rest may still wait).
+fn waits_whole(job: &JobRecord, started: bool) -> bool {
+    let runs_already = job.spec.after_frames && started;
+    !job.waiting_on.is_empty() && !runs_already
 }
 
 /// Rolls a job and its tasks up into the view.
