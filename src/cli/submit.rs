@@ -130,6 +130,11 @@ struct JobOpts {
     /// The signing secret of --webhook: whsec_ and the base64 of 24 to 64 bytes.
     #[arg(long, env = "EDGEFARM_WEBHOOK_SECRET", hide_env_values = true)]
     webhook_secret: Option<String>,
+    /// With --after: wait frame by frame, not for the whole job: each task starts as soon as
+    /// the tasks of the --after jobs that render its frames completed (a comp of frame 10
+    /// starts once frame 10 is rendered).
+    #[arg(long = "per-frame", requires = "after")]
+    per_frame: bool,
 }
 
 /// Runs `edgefarm submit`.
@@ -277,6 +282,7 @@ pub(super) fn preview_job(render: &Job, params: serde_json::Value) -> JobSubmit 
         after_jobs: Some(vec![spec.id.clone()]),
         on_dependency_failure: Some(crate::core::model::DependencyFailure::Cancel),
         webhooks: None,
+        after_frames: None,
     }
 }
 
@@ -421,6 +427,7 @@ fn spec_of(kind: &Kind) -> JobSubmit {
                 })
                 .collect()
         }),
+        after_frames: opts.per_frame.then_some(true),
     }
 }
 

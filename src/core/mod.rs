@@ -16,6 +16,7 @@
 //! | removed nodes' leases | `scheduler/revoked.rs` |
 //! | the claim index (partitions, priority buckets, pages) | `scheduler/index.rs` |
 //! | a job's life: create + index, cancel, pause/resume, requeue, priority/tags, delete, fail-fast | `lifecycle/` |
+//! | a job waiting frame by frame: which held task an ack releases | `lifecycle/per_frame.rs` (which task renders which frame: `task_map.rs`) |
 //! | a job's state and counts, rolled up from its tasks | `rollup.rs` |
 //! | the compare-and-swap loop and what a client gets when its retries run out | `cas.rs` |
 //! | which nodes can reach a job, offline nodes, no node left for a task | `reach.rs` |
@@ -48,6 +49,7 @@ pub mod records;
 pub mod rollup;
 pub mod router;
 pub mod scheduler;
+pub mod task_map;
 pub mod validate;
 pub mod wake;
 pub mod webhooks;

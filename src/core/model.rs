@@ -91,6 +91,16 @@ pub struct JobSpec {
     /// Receivers told when the job completes, fails or is canceled (`core::webhooks`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub webhooks: Vec<crate::wire::webhooks::Webhook>,
+    /// Wait for `after_jobs` frame by frame (`lifecycle::per_frame`): a task is handed out as
+    /// soon as every task of each of `after_jobs` that renders one of its frames completed,
+    /// not only once those jobs completed. Left out of the spec when false, so older digests
+    /// stay the same.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub after_frames: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// What a waiting job does when a job it waits for fails, is canceled or is deleted.
@@ -293,6 +303,12 @@ pub struct Task {
     /// still ack (or heartbeat) it, e.g. after a server outage. Cleared by the next grant.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lapsed: Option<Lapsed>,
+    /// Held back until the frames it waits for are rendered (a task of an `after_frames` job,
+    /// from its creation until `transition::Event::Covered`): never claimable while set
+    /// (`claimable::claimable`). Only a queued task is released; a job no longer waiting has
+    /// no queued task held (`lifecycle::depend::check_waiting` clears the rest first).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub held: bool,
 }
 
 /// A lease that ran out before its holder was heard from, kept until the task is claimed again.
@@ -326,6 +342,7 @@ impl Task {
             history: Vec::new(),
             updated_ms: now_ms,
             lapsed: None,
+            held: false,
         }
     }
 

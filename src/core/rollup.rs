@@ -34,7 +34,7 @@ pub fn state(job: &JobRecord, c: &Counts, started: bool) -> JobState {
     } else if c.queued + c.leased == 0 {
         // Every task finished and some did not complete.
         JobState::Failed
-    } else if !job.waiting_on.is_empty() {
+    } else if waits_whole(job, started) {
         JobState::Waiting
     } else if job.paused {
         JobState::Paused
@@ -43,6 +43,13 @@ pub fn state(job: &JobRecord, c: &Counts, started: bool) -> JobState {
     } else {
         JobState::Queued
     }
+}
+
+/// Whether a job shows as `waiting`: it waits for other jobs and, frame by frame, none of its
+/// tasks ran yet (once one did, it is `active` while the rest may still wait).
+fn waits_whole(job: &JobRecord, started: bool) -> bool {
+    let runs_already = job.spec.after_frames && started;
+    !job.waiting_on.is_empty() && !runs_already
 }
 
 /// Rolls a job and its tasks up into the view.
@@ -110,9 +117,18 @@ pub fn view<'a>(job: &JobRecord, tasks: impl Iterator<Item = &'a Task>) -> JobVi
         updated_ms: updated,
         finished_ms,
         error: error.or_else(|| job.dependency_error.clone()),
-        waiting: (state == JobState::Waiting)
-            .then(|| format!("waits for job {}", job.waiting_on.join(", "))),
+        waiting: waiting(job, state),
         submitted_by: job.submitted_by.clone(),
+    }
+}
+
+/// What a job waiting for others says it waits for.
+fn waiting(job: &JobRecord, state: JobState) -> Option<String> {
+    let deps = job.waiting_on.join(", ");
+    if job.spec.after_frames && !job.waiting_on.is_empty() && !state.is_finished() {
+        Some(format!("waits for job {deps} frame by frame"))
+    } else {
+        (state == JobState::Waiting).then(|| format!("waits for job {deps}"))
     }
 }
 

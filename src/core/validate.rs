@@ -381,6 +381,19 @@ pub fn job_spec(
             ));
         }
     }
+    let after_frames = sub.after_frames.unwrap_or(false);
+    if after_frames && after_jobs.is_empty() {
+        return Err(Error::field(
+            "after_frames",
+            "after_frames needs after_jobs: the jobs whose frames this one waits for",
+        ));
+    }
+    if after_frames && runs.is_empty() {
+        return Err(Error::field(
+            "after_frames",
+            "after_frames needs frames: a job without frames can only wait for whole jobs",
+        ));
+    }
     let spec = JobSpec {
         id,
         name,
@@ -398,6 +411,7 @@ pub fn job_spec(
         after_jobs,
         on_dependency_failure: sub.on_dependency_failure.unwrap_or_default(),
         webhooks: sub.webhooks.unwrap_or_default(),
+        after_frames,
     };
     Ok((spec, runs))
 }

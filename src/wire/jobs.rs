@@ -59,6 +59,11 @@ pub struct JobSubmit {
     /// `secret` each).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webhooks: Option<Vec<crate::wire::webhooks::Webhook>>,
+    /// Wait for `after_jobs` frame by frame (false): each task is handed out as soon as the
+    /// tasks of those jobs that render its frames completed. Needs `after_jobs` and `frames`,
+    /// and every job named must have frames.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after_frames: Option<bool>,
 }
 
 /// Tasks by state.
@@ -158,8 +163,9 @@ pub struct Job {
     pub finished_ms: Option<u64>,
     /// Why it failed (or what failed in it): the first failed task's error, with its frames.
     pub error: Option<String>,
-    /// Why its queued tasks wait, when no online node could take them (`core::reach::waiting`);
-    /// filled in by the API, which reads the nodes.
+    /// Why its queued tasks wait, when no online node could take them (`core::reach::waiting`;
+    /// filled in by the API, which reads the nodes), or which jobs it waits for ("waits for job
+    /// X", "waits for job X frame by frame" while an `after_frames` job is still waiting).
     pub waiting: Option<String>,
     /// The personal token that submitted it (null: the farm secret).
     #[serde(default)]

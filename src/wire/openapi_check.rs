@@ -147,6 +147,7 @@ fn spec() -> JobSpec {
             url: "https://hooks.example.com/…".into(),
             secret: String::new(),
         }],
+        after_frames: true,
     }
 }
 
@@ -202,6 +203,7 @@ fn task() -> Task {
             outcome: Some(Outcome::Completed),
             log_chunks: 1,
         }],
+        held: true,
         updated_ms: 2,
     }
 }
@@ -320,6 +322,7 @@ fn every_wire_type_matches_its_openapi_schema_field_for_field() {
             url: "https://hooks.example.com/edgefarm".into(),
             secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into(),
         }]),
+        after_frames: Some(true),
     };
     let mut all = Vec::new();
     all.extend(problems(&d, &c("JobSpec"), &submit));

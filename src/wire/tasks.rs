@@ -41,6 +41,10 @@ pub struct Task {
     pub history: Vec<Attempt>,
     /// Last change.
     pub updated_ms: u64,
+    /// Queued but held back until the frames it waits for are rendered (a task of a job
+    /// waiting frame by frame, `after_frames`): no node gets it yet.
+    #[serde(default)]
+    pub held: bool,
 }
 
 /// A task's current lease, without its token.

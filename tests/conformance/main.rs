@@ -16,5 +16,6 @@ mod late_acks;
 mod nexrender;
 mod nodes;
 mod openapi;
+mod per_frame;
 mod previews;
 mod webhooks;

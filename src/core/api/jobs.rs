@@ -41,7 +41,13 @@ async fn explain<S: Store>(ctx: &Ctx<'_, S>, views: &mut [JobView]) -> Result<()
     }
     let nodes = reach::load_nodes(ctx).await?;
     for v in views.iter_mut().filter(|v| needs(v)) {
-        v.waiting = reach::waiting(&v.spec, &nodes, ctx.config, ctx.now_ms);
+        // A job waiting frame by frame keeps saying so, after what its nodes lack.
+        let own = v.waiting.take().filter(|_| v.spec.after_frames);
+        let reach = reach::waiting(&v.spec, &nodes, ctx.config, ctx.now_ms);
+        v.waiting = match (reach, own) {
+            (Some(r), Some(o)) => Some(format!("{r}; {o}")),
+            (r, o) => r.or(o),
+        };
     }
     Ok(())
 }

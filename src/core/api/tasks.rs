@@ -36,6 +36,7 @@ pub fn view(job: &JobRecord, t: &Task) -> wire::Task {
         error: t.error.clone(),
         history: t.history.clone(),
         updated_ms: t.updated_ms,
+        held: t.held,
     }
 }
 

@@ -48,13 +48,18 @@ pub async fn submit<S: Store>(
     }
     let spec_after = spec.after_jobs.clone();
     let chunks = frames::chunks(runs, spec.chunk_size);
+    // A job waiting frame by frame starts with every task held (`per_frame`).
+    let held = spec.after_frames;
     let tasks: Vec<Task> = if chunks.is_empty() {
         vec![Task::new(0, None, ctx.now_ms)]
     } else {
         chunks
             .into_iter()
             .enumerate()
-            .map(|(i, f)| Task::new(i as u32, Some(f), ctx.now_ms))
+            .map(|(i, f)| Task {
+                held,
+                ..Task::new(i as u32, Some(f), ctx.now_ms)
+            })
             .collect()
     };
     let record = JobRecord {
@@ -93,17 +98,20 @@ pub async fn submit<S: Store>(
 
 /// Appends index entries for every segment of `job` that still has queued or leased tasks
 /// (`live`; `None`: every segment, for a fresh job). Nothing for a job still waiting for
-/// others: `depend::check_waiting` indexes it when it is released.
+/// whole jobs: `depend::check_waiting` indexes it when it is released. A job waiting frame by
+/// frame is indexed segment by segment as its tasks are released (`per_frame`): a fresh one
+/// has every task held, so nothing.
 pub async fn index_segments<S: Store>(
     ctx: &Ctx<'_, S>,
     job: &JobRecord,
     live: Option<&[u32]>,
 ) -> Result<()> {
-    if !job.waiting_on.is_empty() {
+    if !job.waiting_on.is_empty() && !job.spec.after_frames {
         return Ok(());
     }
     let segs: Vec<u32> = match live {
         Some(l) => l.to_vec(),
+        None if job.spec.after_frames => Vec::new(),
         None => (0..job.segments()).collect(),
     };
     let entries: Vec<Entry> = segs

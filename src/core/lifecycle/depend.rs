@@ -22,7 +22,7 @@
 //!
 //! Cycles are impossible by construction: a job may only name jobs that already exist.
 
-use super::{cancel_remaining, index_segments, update_job};
+use super::{cancel_remaining, index_segments, per_frame, update_job};
 use crate::core::cas::{self, Step};
 use crate::core::error::{Error, Result};
 use crate::core::model::{DependencyFailure, JobRecord};
@@ -42,16 +42,20 @@ struct Dependents {
 }
 
 /// Before a waiting job is committed: every job it names exists (400 naming the first that
-/// does not) and lists it as a dependent.
+/// does not) and, for a job waiting frame by frame, has frames (400 naming `after_frames`),
+/// and lists it as a dependent. Nothing is written before every check passed.
 pub async fn register<S: Store>(ctx: &Ctx<'_, S>, job: &JobRecord) -> Result<()> {
     for (i, dep) in job.spec.after_jobs.iter().enumerate() {
-        if load::<JobRecord, _>(ctx.store, &keys::job(dep))
-            .await?
-            .is_none()
-        {
+        let Some(found) = load::<JobRecord, _>(ctx.store, &keys::job(dep)).await? else {
             return Err(Error::field(
                 "after_jobs",
                 format!("after_jobs[{i}]: there is no job {dep}"),
+            ));
+        };
+        if job.spec.after_frames && found.value.frames_total == 0 {
+            return Err(Error::field(
+                "after_frames",
+                format!("after_frames: job {dep} (after_jobs[{i}]) has no frames to wait for"),
             ));
         }
     }
@@ -81,13 +85,40 @@ pub async fn register<S: Store>(ctx: &Ctx<'_, S>, job: &JobRecord) -> Result<()>
     Ok(())
 }
 
+/// After an ack completed `task` of `job` (written before this reads anything): releases the
+/// held tasks of jobs waiting for its frames (`per_frame::after_ack`), then re-checks the
+/// jobs waiting for it if it may have completed. One read when nobody waits for it (the common
+/// case); else one more read (the acked task's segment) when that segment still has work, so
+/// the job cannot have completed.
+pub async fn settle_after_ack<S: Store>(
+    ctx: &Ctx<'_, S>,
+    job: &JobRecord,
+    task: &crate::core::model::Task,
+) -> Result<()> {
+    let id = &job.spec.id;
+    let Some(list) = load::<Dependents, _>(ctx.store, &keys::dependents(id)).await? else {
+        return Ok(());
+    };
+    super::per_frame::after_ack(ctx, job, task, &list.value.jobs).await?;
+    let seg = task.index / crate::core::model::SEGMENT_TASKS;
+    let key = keys::segment(id, &job.gen, seg);
+    let segment = load::<crate::core::model::Segment, _>(ctx.store, &key).await?;
+    if segment.is_some_and(|s| crate::core::scheduler::claimable::is_live(&s.value)) {
+        return Ok(());
+    }
+    settle_list(ctx, id, &list.value).await
+}
+
 /// After `job_id` changed in a way that may have ended it (a job that is gone counts as
-/// ended): re-checks the jobs waiting for it. One read when nobody waits for it (the common
-/// case, on every ack).
+/// ended): re-checks the jobs waiting for it. One read when nobody waits for it.
 pub async fn settle_dependents<S: Store>(ctx: &Ctx<'_, S>, job_id: &str) -> Result<()> {
     let Some(list) = load::<Dependents, _>(ctx.store, &keys::dependents(job_id)).await? else {
         return Ok(());
     };
+    settle_list(ctx, job_id, &list.value).await
+}
+
+async fn settle_list<S: Store>(ctx: &Ctx<'_, S>, job_id: &str, list: &Dependents) -> Result<()> {
     if let Some(job) = load::<JobRecord, _>(ctx.store, &keys::job(job_id)).await? {
         if !rollup::load_view(ctx.store, &job.value)
             .await?
@@ -97,7 +128,7 @@ pub async fn settle_dependents<S: Store>(ctx: &Ctx<'_, S>, job_id: &str) -> Resu
             return Ok(());
         }
     }
-    for waiting in &list.value.jobs {
+    for waiting in &list.jobs {
         cas::best_effort(
             check_waiting(ctx, waiting).await,
             "release of a waiting job",
@@ -154,20 +185,37 @@ pub async fn check_waiting<S: Store>(ctx: &Ctx<'_, S>, id: &str) -> Result<()> {
         return Box::pin(super::ended(ctx, &ended)).await;
     }
     if done.len() == job.waiting_on.len() {
-        // Entries first, then the record that makes them valid (`index_segments` indexes
-        // nothing for a job still waiting, so it is given the job as it is about to be).
-        let mut released = job.clone();
-        released.waiting_on.clear();
-        index_segments(ctx, &released, None).await?;
+        if job.spec.after_frames {
+            // Every task still held is released (entries first), so that a job no longer
+            // waiting has no queued task held.
+            per_frame::release_all(ctx, &job).await?;
+        } else {
+            // Entries first, then the record that makes them valid (`index_segments` indexes
+            // nothing for a job still waiting, so it is given the job as it is about to be).
+            let mut released = job.clone();
+            released.waiting_on.clear();
+            index_segments(ctx, &released, None).await?;
+        }
     }
-    if done.is_empty() {
-        return Ok(());
+    let job = if done.is_empty() {
+        job
+    } else {
+        update_job(ctx, id, |j| {
+            // Ended meanwhile (a cancel racing the release): it keeps waiting, and a requeue
+            // releases it again — which, frame by frame, also releases the tasks the cancel
+            // left held.
+            if !j.canceled && !j.failed {
+                j.waiting_on.retain(|d| !done.contains(d));
+            }
+            Ok(())
+        })
+        .await?
+    };
+    if !job.waiting_on.is_empty() {
+        // Frame by frame: what is rendered already runs (a submit after part of it was
+        // rendered, a job waited for that completed, a release a crash cut short).
+        per_frame::sweep(ctx, &job).await?;
     }
-    update_job(ctx, id, |j| {
-        j.waiting_on.retain(|d| !done.contains(d));
-        Ok(())
-    })
-    .await?;
     Ok(())
 }
 

@@ -8,6 +8,8 @@
 //! - `depend.rs`: jobs waiting for other jobs (`after_jobs`): released when those complete,
 //!   ended when one fails.
 //! - `ended.rs`: the one hook after any change that may have ended a job (dependents, webhooks).
+//! - `per_frame.rs`: jobs waiting frame by frame (`after_frames`): each held task released
+//!   by the ack that completes the last task rendering its frames.
 //! - `end.rs`: a job ending early: fail-fast after a task ran out of attempts (the ack path and
 //!   the claim), and the cancel of its remaining tasks.
 //!
@@ -22,11 +24,12 @@ mod create;
 pub mod depend;
 mod end;
 mod ended;
+pub mod per_frame;
 mod steer;
 
 pub use create::{create, index_segments, submit, Submitted};
 pub use end::{cancel_remaining, fail_job};
-pub use ended::ended;
+pub use ended::{ended, ended_after_ack};
 pub use steer::{act, delete, steer, Action};
 
 use crate::core::cas::{self, Step};
@@ -68,7 +71,8 @@ pub fn reopen(job: &mut JobRecord) {
     job.ended_ms = None;
 }
 
-/// Segments that still have queued or leased tasks.
+/// Segments that still have queued or leased tasks (held ones do not count: a segment whose
+/// only work is held gets its entry when a task of it is released, `per_frame`).
 async fn live_segments<S: Store>(ctx: &Ctx<'_, S>, job: &JobRecord) -> Result<Vec<u32>> {
     let segs = rollup::segments(ctx.store, job).await?;
     Ok((0..job.segments())
@@ -77,7 +81,7 @@ async fn live_segments<S: Store>(ctx: &Ctx<'_, S>, job: &JobRecord) -> Result<Ve
             s.value
                 .tasks
                 .iter()
-                .any(|t| matches!(t.state, TaskState::Queued | TaskState::Leased))
+                .any(|t| matches!(t.state, TaskState::Queued | TaskState::Leased) && !t.held)
         })
         .map(|(k, _)| k)
         .collect())

@@ -42,9 +42,12 @@ pub async fn complete_if_lease<S: Store>(
         ..Tally::default()
     };
     counters::record(ctx, node.unwrap_or(&current_node(&current)), tally).await;
-    // The last task of its job may have completed it: release the jobs waiting for it, tell
-    // its webhooks.
-    Box::pin(crate::core::lifecycle::ended(ctx, &done.0)).await?;
+    // Jobs waiting for its frames may run them now; the last task of its job may have
+    // completed it: release the jobs waiting for it, tell its webhooks.
+    Box::pin(crate::core::lifecycle::ended_after_ack(
+        ctx, &done.0, &done.1,
+    ))
+    .await?;
     Ok(done)
 }
 

@@ -10,7 +10,8 @@
 //! 2. **Job** ([`job_open`]): not canceled, not failed fast, not paused; the entry is of the
 //!    job's current generation and priority (a PATCH or requeue wrote new entries).
 //! 3. **Task** ([`claimable`]): queued, or leased with a lapsed lease (settled as `Expired`
-//!    first), and not failed by this node before.
+//!    first), not held back for its frames (`Task::held`, `after_frames`), and not failed by
+//!    this node before.
 //!
 //! **A pause or cancel racing a claim.** Rules 1 and 2 are read from the job record, outside
 //! the compare-and-swap of the segment that decides the claim: a claim that read the job just
@@ -47,8 +48,10 @@ pub fn claimable(task: &Task, node: &str, now_ms: u64) -> bool {
         TaskState::Leased => task.lease.as_ref().is_none_or(|l| l.expires_ms <= now_ms),
         TaskState::Completed | TaskState::Failed | TaskState::Canceled => false,
     };
+    // Held back until its frames are rendered (`after_frames`; never set on a leased task).
+    let released = !task.held;
     // Never hand a task back to a node that failed it.
-    free && !failed_by(task, node)
+    free && released && !failed_by(task, node)
 }
 
 fn failed_by(task: &Task, node: &str) -> bool {
@@ -71,11 +74,19 @@ pub fn job_open(job: &JobRecord, entry: &Entry, part: &str, priority: i64) -> bo
         && index::parts_of(&job.spec).iter().any(|p| p == part)
 }
 
-/// The job waits for others (`after_jobs`) and is being released: its entries are written
-/// just before `waiting_on` is cleared (`lifecycle::depend`), so a claim skips them without
-/// dropping them. A job that waits has no other entries.
+/// The job waits for others (`after_jobs`) and the claim must skip the entry without dropping
+/// it. A job waiting for whole jobs is being released: its entries are written just before
+/// `waiting_on` is cleared (`lifecycle::depend`), and it has no other entries. A job waiting
+/// frame by frame (`after_frames`) is claimed from while it waits (its held tasks are guarded
+/// by the task rule, and a segment with held tasks is live, so its entry stays); only while it
+/// is paused are its entries kept rather than dropped, since a release may have written one
+/// just before the resume read its segments (`lifecycle::per_frame`).
 pub fn job_waiting(job: &JobRecord, entry: &Entry) -> bool {
-    !job.waiting_on.is_empty() && job.gen == entry.gen && !job.canceled && !job.failed
+    !job.waiting_on.is_empty()
+        && job.gen == entry.gen
+        && !job.canceled
+        && !job.failed
+        && (!job.spec.after_frames || job.paused)
 }
 
 /// Queued, and `node` failed it: the claim checks whether any node is left to try it.

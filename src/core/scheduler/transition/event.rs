@@ -64,6 +64,9 @@ pub enum Event<'a> {
         /// Completed tasks render again too.
         completed_too: bool,
     },
+    /// The frames a held task waits for are rendered, or the jobs it waits for completed
+    /// (`lifecycle::per_frame`, `lifecycle::depend`): it may be claimed.
+    Covered,
     /// nexrender `finished`: the job ended well, whoever held it.
     Finished,
     /// nexrender `error`: the job ended badly, whoever held it.
@@ -98,6 +101,8 @@ pub enum EventKind {
     Canceled,
     /// [`Event::Requeued`].
     Requeued,
+    /// [`Event::Covered`].
+    Covered,
     /// [`Event::Finished`].
     Finished,
     /// [`Event::Errored`].
@@ -119,6 +124,7 @@ impl Event<'_> {
             Event::DeadEnd { .. } => EventKind::DeadEnd,
             Event::Canceled { .. } => EventKind::Canceled,
             Event::Requeued { .. } => EventKind::Requeued,
+            Event::Covered => EventKind::Covered,
             Event::Finished => EventKind::Finished,
             Event::Errored { .. } => EventKind::Errored,
         }

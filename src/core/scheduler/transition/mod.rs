@@ -16,6 +16,7 @@
 //! | `DeadEnd` (claim.rs, ack.rs: no node left)      | → failed     | refused         | refused    | refused    | refused    |
 //! | `Canceled` (lifecycle: cancel, fail-fast)       | → canceled   | → canceled      | refused    | refused    | refused    |
 //! | `Requeued` (lifecycle: requeue; nexrender `queued`) | queued⁵  | refused         | → queued⁶  | → queued   | → queued   |
+//! | `Covered` (lifecycle: per_frame, depend)        | queued⁷      | refused         | refused    | refused    | refused    |
 //! | `Finished` (nexrender `finished`)               | → completed  | → completed     | completed  | → completed| → completed|
 //! | `Errored` (nexrender `error`)                   | → failed     | → failed        | → failed   | failed     | → failed   |
 //!
@@ -30,6 +31,10 @@
 //!    down is not counted. The lease is kept as `lapsed` for its holder (note 2).
 //! 5. Stays queued with fresh failures (the nodes that failed it may try again).
 //! 6. Only with `completed_too` (a requeue of a completed job, or `all`); else refused.
+//! 7. Only a held task (`Task::held`, a task of an `after_frames` job whose frames are not
+//!    rendered yet): it stays queued and is no longer held, so claims may take it. Refused for
+//!    a task not held (releasing twice changes nothing). A held task keeps its flag through
+//!    `Canceled` and `Requeued`: requeued, it waits for its frames again.
 //!
 //! Who may send an event is decided before it gets here: the lease token and node
 //! (`lease::hold`), the nexrender executor identity (`nexrender/lease.rs`), and the job-level
@@ -241,6 +246,9 @@ pub fn apply(task: &mut Task, event: Event<'_>, now_ms: u64) -> Result<(), Refus
             task.error = None;
         }
         (Leased, Event::Requeued { .. }) => return Err(refuse),
+
+        (Queued, Event::Covered) if task.held => task.held = false,
+        (Queued | Leased | Completed | Failed | Canceled, Event::Covered) => return Err(refuse),
 
         (Queued | Leased | Completed | Failed | Canceled, Event::Finished) => {
             if task.state == Leased {

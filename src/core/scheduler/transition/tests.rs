@@ -70,6 +70,7 @@ fn event(kind: EventKind) -> Event<'static> {
         EventKind::Requeued => Event::Requeued {
             completed_too: false,
         },
+        EventKind::Covered => Event::Covered,
         EventKind::Finished => Event::Finished,
         EventKind::Errored => Event::Errored { error: "ae".into() },
     }
@@ -77,7 +78,7 @@ fn event(kind: EventKind) -> Event<'static> {
 
 /// The table of the module doc: for each event, the state it gives from queued, leased,
 /// completed, failed and canceled (`None`: refused).
-const TABLE: [(EventKind, [Option<TaskState>; 5]); 13] = [
+const TABLE: [(EventKind, [Option<TaskState>; 5]); 14] = [
     (EventKind::Claim, [Some(Leased), None, None, None, None]),
     (EventKind::Revive, [Some(Leased), None, None, None, None]),
     (EventKind::Heartbeat, [None, Some(Leased), None, None, None]),
@@ -96,9 +97,43 @@ const TABLE: [(EventKind, [Option<TaskState>; 5]); 13] = [
         EventKind::Requeued,
         [Some(Queued), None, None, Some(Queued), Some(Queued)],
     ),
+    // A task not held; see below for a held one.
+    (EventKind::Covered, [None; 5]),
     (EventKind::Finished, [Some(Completed); 5]),
     (EventKind::Errored, [Some(Failed); 5]),
 ];
+
+#[test]
+fn covered_releases_a_held_queued_task_only() {
+    let held = Task {
+        held: true,
+        ..Task::new(0, None, 0)
+    };
+    let mut t = held.clone();
+    assert_eq!(apply(&mut t, Event::Covered, NOW), Ok(()));
+    assert!(!t.held, "released");
+    assert_eq!(t.state, Queued, "still waiting for a node");
+    assert_eq!(
+        apply(&mut t, Event::Covered, NOW),
+        Err(Refusal {
+            state: Queued,
+            event: EventKind::Covered
+        }),
+        "releasing twice changes nothing"
+    );
+    // A held task canceled with its job keeps its flag, and waits again once requeued.
+    let mut t = held.clone();
+    assert_eq!(apply(&mut t, Event::Canceled { why: "c" }, NOW), Ok(()));
+    assert_eq!(
+        apply(&mut t, Event::Covered, NOW).map_err(|r| r.state),
+        Err(Canceled)
+    );
+    let requeue = Event::Requeued {
+        completed_too: false,
+    };
+    assert_eq!(apply(&mut t, requeue, NOW), Ok(()));
+    assert!(t.held && t.state == Queued, "{t:?}");
+}
 
 #[test]
 fn every_state_and_event_pair_follows_the_table() {
