@@ -39,6 +39,44 @@ run_conformance_suite() {
   fi
 }
 
+# A job's end reaches a real receiver, signed, once: webhooks_delivered LABEL BASE DELIVER
+# BASE is a runtime that allows private receivers (EDGEFARM_WEBHOOKS_ALLOW_PRIVATE=1).
+# DELIVER=cli: `edgefarm webhooks deliver --once` sends it (runtimes with no background work);
+# DELIVER=self: the runtime sends it by itself (a Durable Object's alarm).
+webhooks_delivered() {
+  local label=$1 base=$2 how=$3
+  echo "== webhooks through $label (delivered by: $how)"
+  cargo build -q --bin edgefarm
+  local bin="$CARGO_TARGET_DIR/debug/edgefarm" out="$WORK/webhooks.jsonl" portf="$WORK/webhook.port"
+  local hs q id task lease port rpid n
+  hs="whsec_$(head -c 32 /dev/urandom | base64 -w0)"
+  rm -f "$out" "$portf"
+  python3 tests/fixtures/webhook_receiver.py "$hs" "$portf" "$out" >"$WORK/receiver.log" 2>&1 &
+  rpid=$!
+  for _ in $(seq 1 100); do [ -s "$portf" ] && break; sleep 0.1; done
+  port=$(cat "$portf")
+  q="hooks-$RANDOM" id="hook-probe-$RANDOM$RANDOM"
+  B="$base" conformance_api POST /v1/jobs "{\"id\":\"$id\",\"type\":\"command\",\"queue\":\"$q\",\"frames\":\"1\",\"params\":{\"program\":\"touchframe\"},\"webhooks\":[{\"url\":\"http://127.0.0.1:$port/hook\",\"secret\":\"$hs\"}]}" >/dev/null
+  task=$(B="$base" conformance_api POST "/v1/queue/$q" '{"node":"hooks","max":1}')
+  lease=$(jq -c '.tasks[0].lease' <<<"$task")
+  B="$base" conformance_api POST "/v1/tasks/$(jq -r '.tasks[0]._id' <<<"$task")/ack" \
+    "{\"lease\":$lease,\"status\":\"done\",\"result\":{}}" >/dev/null
+  if [ "$how" = cli ]; then
+    "$bin" webhooks deliver --once --allow-private --url "$base" --secret "$SECRET" >>"$WORK/deliver.log" 2>&1
+  fi
+  for _ in $(seq 1 300); do grep -q "\"$id\"" "$out" 2>/dev/null && break; sleep 0.2; done
+  kill "$rpid" 2>/dev/null || true
+  wait "$rpid" 2>/dev/null || true
+  n=$(grep -c "\"$id\"" "$out" 2>/dev/null || true)
+  if [ "${n:-0}" -ne 1 ] || ! grep "\"$id\"" "$out" | jq -e '.valid and .type == "job.completed"' >/dev/null; then
+    echo "webhooks through $label: ${n:-0} deliveries of $id; receiver got:"
+    cat "$out" 2>/dev/null || true
+    B="$base" conformance_api GET /v1/webhooks/deliveries | jq -c '.deliveries[]' | tail -5
+    exit 1
+  fi
+  echo "webhooks through $label: job.completed delivered once, signature valid"
+}
+
 # Copies the named logs and every *.log of $WORK to $EDGEFARM_KEEP_LOGS, when set.
 keep_logs() {
   if [ -n "${EDGEFARM_KEEP_LOGS:-}" ]; then

@@ -16,6 +16,7 @@ mod settings;
 mod submit;
 mod tokens;
 mod upload;
+mod webhooks;
 
 use std::process::ExitCode;
 
@@ -72,6 +73,8 @@ enum Command {
     Undrain(nodes::ActionArgs),
     /// Personal tokens with roles: `tokens create --name anna --role submitter`, `tokens list`, `tokens revoke ID`.
     Tokens(tokens::TokensArgs),
+    /// Webhook deliveries (`webhooks list`), and `webhooks deliver` for farms that cannot deliver by themselves.
+    Webhooks(webhooks::WebhooksArgs),
     /// Start a server and a node, render a sample scene, keep the farm up until Ctrl-C (`--exit`: stop when the job ends).
     Demo(demo::DemoArgs),
 }
@@ -133,6 +136,7 @@ async fn client_command(command: Command) -> anyhow::Result<ExitCode> {
         Command::Drain(a) => nodes::action(a, "drain").await,
         Command::Undrain(a) => nodes::action(a, "resume").await,
         Command::Tokens(a) => tokens::run(a).await,
+        Command::Webhooks(a) => webhooks::run(a).await,
         Command::Serve(_) | Command::Node(_) | Command::Demo(_) => {
             Err(UsageError("not a client command".into()).into())
         }

@@ -20,7 +20,7 @@ mod requests;
 mod server;
 mod tls;
 mod wakes;
-mod webhooks;
+pub mod webhooks;
 
 pub use args::{NetArgs, S3Args, ServeArgs, WebhookArgs};
 

@@ -1,6 +1,7 @@
-//! The native server's webhook deliverer: one background task that asks the core what is due
-//! (`POST /v1/webhooks/due`), sends it, and reports (`POST /v1/webhooks/report`), like any
-//! client of the core but without the network in between.
+//! The webhook deliverer: asks the core what is due (`POST /v1/webhooks/due`), sends it, and
+//! reports (`POST /v1/webhooks/report`). The native server runs it as a background task that
+//! reaches its core over the core thread's channel ([`run`]); `edgefarm webhooks deliver` runs
+//! the same [`round`] over HTTP for runtimes without background work (Workers KV mode, Spin).
 //!
 //! It sleeps until the next delivery is due: the core says when on every answer that leaves
 //! something due (`Wake::webhook_due_ms`) and in each due/report answer, so an idle farm does
@@ -55,18 +56,41 @@ impl reqwest::dns::Resolve for Resolver {
     }
 }
 
-/// Runs the deliverer for ever.
-pub async fn run(shell: Shell, wakes: Arc<Wakes>) {
-    let settings = &shell.config.webhooks;
-    let client = match reqwest::Client::builder()
+/// The HTTP client receivers are called with: 10 s timeout, no redirects, names resolved only
+/// to addresses the farm may call.
+pub fn http_client(allow_private: bool) -> reqwest::Result<reqwest::Client> {
+    reqwest::Client::builder()
         .timeout(TIMEOUT)
         .redirect(reqwest::redirect::Policy::none())
-        .dns_resolver(Arc::new(Resolver {
-            allow_private: settings.allow_private,
-        }))
+        .dns_resolver(Arc::new(Resolver { allow_private }))
         .user_agent("edgefarm-webhooks")
         .build()
-    {
+}
+
+/// How a deliverer reaches the core: `POST path` with a JSON body, the answer decoded.
+pub trait Core {
+    /// Sends one request with the farm secret.
+    fn post<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        body: Bytes,
+    ) -> impl std::future::Future<Output = anyhow::Result<T>>;
+}
+
+impl Core for Shell {
+    async fn post<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        body: Bytes,
+    ) -> anyhow::Result<T> {
+        core_call(self, path, body).await
+    }
+}
+
+/// Runs the server's deliverer for ever.
+pub async fn run(shell: Shell, wakes: Arc<Wakes>) {
+    let settings = &shell.config.webhooks;
+    let client = match http_client(settings.allow_private) {
         Ok(c) => c,
         Err(e) => {
             tracing::error!(error = %e, "webhooks: cannot make an HTTP client; nothing will be delivered");
@@ -105,9 +129,9 @@ pub async fn run(shell: Shell, wakes: Arc<Wakes>) {
 
 /// One round: take what is due, send it, report. Returns how many were sent and when to come
 /// back (`None`: nothing pending; on an error, in a few seconds).
-async fn round(shell: &Shell, client: &reqwest::Client) -> (usize, Option<u64>) {
+pub async fn round(core: &impl Core, client: &reqwest::Client) -> (usize, Option<u64>) {
     let retry = Some(now_ms() + 5_000);
-    let due: Due = match core_call(shell, "/v1/webhooks/due", Bytes::new()).await {
+    let due: Due = match core.post("/v1/webhooks/due", Bytes::new()).await {
         Ok(d) => d,
         Err(e) => {
             tracing::warn!(error = %e, "webhooks: cannot read what is due");
@@ -120,7 +144,10 @@ async fn round(shell: &Shell, client: &reqwest::Client) -> (usize, Option<u64>) 
     let sends = due.requests.iter().map(|o| send(client, o));
     let reports = futures_util::future::join_all(sends).await;
     let body = serde_json::to_vec(&Reports { reports }).unwrap_or_default();
-    match core_call::<Reported>(shell, "/v1/webhooks/report", Bytes::from(body)).await {
+    match core
+        .post::<Reported>("/v1/webhooks/report", Bytes::from(body))
+        .await
+    {
         Ok(r) => (due.requests.len(), r.next_due_ms),
         Err(e) => {
             tracing::warn!(error = %e, "webhooks: cannot record how deliveries went");
