@@ -145,8 +145,10 @@ fn main() {
     plain.fill("default", 100, 100, None);
     let held = Farm::new();
     held.fill("default", 100, 100, None);
-    let render = held.submit(json!({"type": "command", "queue": "blocker", "frames": "1-100",
-                                    "chunk_size": 1, "params": {"program": "p"}}));
+    let render = held.submit(
+        json!({"type": "command", "queue": "blocker", "frames": "1-100",
+                                    "chunk_size": 1, "params": {"program": "p"}}),
+    );
     held.fill_waiting("default", 1000, 100, Some(&render), true);
     compare(&plain, &held, rounds, cycles, "held (per-frame)");
 
@@ -155,11 +157,16 @@ fn main() {
     let mut spent = Vec::new();
     for per_frame in [false, true] {
         let farm = Farm::new();
-        let render = farm.submit(json!({"type": "command", "queue": "render", "frames": "1-1000",
-                                        "chunk_size": 1, "params": {"program": "p"}}));
+        let render = farm.submit(
+            json!({"type": "command", "queue": "render", "frames": "1-1000",
+                                        "chunk_size": 1, "params": {"program": "p"}}),
+        );
         if per_frame {
             farm.fill_waiting("comp", 1, 1000, Some(&render), true);
-            assert!(farm.cycle("comp").is_none(), "nothing released before its frame");
+            assert!(
+                farm.cycle("comp").is_none(),
+                "nothing released before its frame"
+            );
         }
         let (acked, ops) = farm.drain("render");
         assert_eq!(acked, 1000);

@@ -163,3 +163,35 @@ async fn nodes_are_addressed_by_name_or_id_prefix() {
         .await;
     assert_eq!(s, 404, "nodeA is gone");
 }
+
+/// `edgefarm nodes | head -0`: a listing whose reader has gone ends quietly (killed by SIGPIPE,
+/// as Unix tools are), never with a panic trace. The read end is closed before the command
+/// starts, so its first write certainly finds no reader.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listing_whose_reader_has_gone_ends_quietly() {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    use std::os::unix::process::ExitStatusExt;
+    let farm = Farm::start().await;
+    farm.enrol("box-1").await;
+    let mut fds = [0i32; 2];
+    // SAFETY: pipe(2) into a local array; both ends are owned right after.
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0, "pipe");
+    // SAFETY: fresh descriptors from pipe(2), owned once each.
+    let (read_end, write_end) =
+        unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    drop(read_end);
+    let out = Command::new(BIN)
+        .args(["nodes", "--url", &farm.base, "--secret", SECRET])
+        .env_remove("EDGEFARM_SECRET")
+        .stdout(std::process::Stdio::from(write_end))
+        .output()
+        .expect("run edgefarm nodes");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(
+        out.status.signal(),
+        Some(libc::SIGPIPE),
+        "{:?} {stderr}",
+        out.status
+    );
+}

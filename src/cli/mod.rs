@@ -120,6 +120,18 @@ pub fn main() -> ExitCode {
 }
 
 async fn client_command(command: Command) -> anyhow::Result<ExitCode> {
+    if matches!(
+        command,
+        Command::Jobs(_)
+            | Command::Job(_)
+            | Command::Follow(_)
+            | Command::Log(_)
+            | Command::Nodes(_)
+            | Command::Tokens(_)
+            | Command::Webhooks(_)
+    ) {
+        quiet_on_closed_pipe();
+    }
     match command {
         Command::Submit(a) => submit::run(a).await,
         Command::Fetch(a) => fetch::run(a).await,
@@ -140,6 +152,18 @@ async fn client_command(command: Command) -> anyhow::Result<ExitCode> {
         Command::Serve(_) | Command::Node(_) | Command::Demo(_) => {
             Err(UsageError("not a client command".into()).into())
         }
+    }
+}
+
+/// `edgefarm jobs | head` ends quietly when `head` has read enough, as Unix tools do, instead
+/// of panicking on the failed write. Only for the commands that print listings: the others
+/// write to child processes' pipes, which must fail as errors (Rust's default).
+fn quiet_on_closed_pipe() {
+    // SAFETY: signal(2) with the default disposition, before any thread of ours writes to a
+    // pipe; sockets are unaffected (Rust sends with MSG_NOSIGNAL / SO_NOSIGPIPE).
+    #[cfg(unix)]
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 

@@ -206,7 +206,12 @@ pub async fn run(args: SubmitArgs) -> anyhow::Result<ExitCode> {
     // waits for others (`--after`) does so on purpose.
     if let Some(why) = job.waiting.as_deref().filter(|w| !w.is_empty()) {
         if job.state == crate::wire::jobs::JobState::Waiting {
-            eprintln!("job {id} {why}; it starts when they complete");
+            let when = if job.spec.after_frames {
+                "each task starts once its frames are rendered"
+            } else {
+                "it starts when they complete"
+            };
+            eprintln!("job {id} {why}; {when}");
         } else {
             eprintln!("warning: job {id} is waiting: {why}");
         }
