@@ -135,6 +135,11 @@ struct JobOpts {
     /// starts once frame 10 is rendered).
     #[arg(long = "per-frame", requires = "after")]
     per_frame: bool,
+    /// With --after, when a job it waits for fails or is canceled: fail (default) or cancel
+    /// this job, or continue without it (frame by frame: skip only the frames it did not
+    /// render).
+    #[arg(long = "if-after-fails", value_name = "fail|cancel|continue", requires = "after", value_parser = parse_dependency_failure)]
+    if_after_fails: Option<crate::core::model::DependencyFailure>,
 }
 
 /// Runs `edgefarm submit`.
@@ -421,7 +426,7 @@ fn spec_of(kind: &Kind) -> JobSubmit {
         on_failure: None,
         inputs: None,
         after_jobs: (!opts.after.is_empty()).then(|| opts.after.clone()),
-        on_dependency_failure: None,
+        on_dependency_failure: opts.if_after_fails,
         webhooks: (!opts.webhooks.is_empty()).then(|| {
             let secret = opts.webhook_secret.clone().unwrap_or_default();
             opts.webhooks
@@ -441,4 +446,9 @@ fn file_name(path: &str) -> String {
     std::path::Path::new(path)
         .file_name()
         .map_or_else(|| path.to_string(), |n| n.to_string_lossy().into_owned())
+}
+
+fn parse_dependency_failure(s: &str) -> Result<crate::core::model::DependencyFailure, String> {
+    serde_json::from_value(serde_json::Value::String(s.to_string()))
+        .map_err(|_| "one of fail, cancel, continue".to_string())
 }

@@ -112,6 +112,10 @@ pub enum DependencyFailure {
     Fail,
     /// It is canceled.
     Cancel,
+    /// It goes on without it: a job waiting as a whole runs anyway once nothing it waits for is
+    /// still running; a job waiting frame by frame runs the tasks whose frames were rendered and
+    /// skips (cancels) only those whose frames were not.
+    Continue,
 }
 
 impl DependencyFailure {

@@ -389,7 +389,109 @@ async fn many_acks_at_once_release_each_task_once(f: &Farm) {
     let _ = comp;
 }
 
+/// `on_dependency_failure: continue`, frame by frame: a render frame that fails skips only the
+/// comp task of that frame; the others run; the comp ends failed, saying why. After the render
+/// is requeued and completes, a requeue of the comp runs the skipped frame.
+async fn continue_skips_only_the_frames_that_failed_to_render(f: &Farm) {
+    let render = render_job(
+        f,
+        json!({"frames": "1-4", "chunk_size": 1, "on_failure": "continue", "max_attempts": 1}),
+    )
+    .await;
+    let comp = comp_job(
+        f,
+        &[&render],
+        json!({"frames": "1-4", "chunk_size": 1, "on_dependency_failure": "continue"}),
+    )
+    .await;
+    let got = claim(f, "r1", "render", 4).await;
+    assert_eq!(got.len(), 4);
+    ack(f, &got, &render, 1).await;
+    ack(f, &got, &render, 2).await;
+    let three = got
+        .iter()
+        .find(|t| frames(t).0 == 3)
+        .cloned()
+        .unwrap_or(Value::Null);
+    assert_eq!(f.fail(&three, "out of memory").await.status, 200);
+    let (ready, first) = comps(f, "c0").await;
+    assert_eq!(
+        ready,
+        vec![(1, 1), (2, 2)],
+        "rendered frames run before the render ends"
+    );
+    ack(f, &got, &render, 4).await;
+    assert_eq!(f.job(&id(&render)).await["state"], "failed");
+    let (ready, last) = comps(f, "c1").await;
+    assert_eq!(ready, vec![(4, 4)], "frame 4 runs; frame 3 is skipped");
+    assert_eq!(task_at(f, &comp, 3).await["state"], "canceled");
+    assert_eq!(
+        f.job(&id(&comp)).await["state"],
+        "active",
+        "frames 1, 2 and 4 still run"
+    );
+    ack(f, &first, &comp, 1).await;
+    ack(f, &first, &comp, 2).await;
+    ack(f, &last, &comp, 4).await;
+    let view = f.job(&id(&comp)).await;
+    assert_eq!(view["state"], "failed", "{view:#}");
+    assert_eq!(view["counts"]["completed"], 3);
+    assert_eq!(view["counts"]["canceled"], 1);
+    let error = view["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains(&id(&render)) && error.contains("skipped"),
+        "{view:#}"
+    );
+
+    // The render again, then the comp again: the skipped frame runs.
+    let path = |j: &Value| format!("/v1/jobs/{}/requeue", id(j));
+    assert_eq!(
+        f.call("POST", &path(&render), Some(json!({}))).await.status,
+        200
+    );
+    let again = claim(f, "r2", "render", 4).await;
+    assert_eq!(again.iter().map(frames).collect::<Vec<_>>(), vec![(3, 3)]);
+    ack(f, &again, &render, 3).await;
+    assert_eq!(f.job(&id(&render)).await["state"], "completed");
+    let r = f.call("POST", &path(&comp), Some(json!({}))).await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let (ready, claimed) = comps(f, "c2").await;
+    assert_eq!(ready, vec![(3, 3)]);
+    ack(f, &claimed, &comp, 3).await;
+    assert_eq!(f.job(&id(&comp)).await["state"], "completed");
+}
+
+/// `on_dependency_failure: continue`, waiting as a whole: the job runs anyway once the job it
+/// waits for failed.
+async fn continue_runs_a_whole_job_wait_anyway(f: &Farm) {
+    let first = render_job(f, json!({"frames": "1", "max_attempts": 1})).await;
+    let after = with_tag(
+        f,
+        json!({"frames": "1-2", "chunk_size": 1, "after_jobs": [id(&first)],
+               "on_dependency_failure": "continue"}),
+        "comp",
+    )
+    .await;
+    assert_eq!(after["state"], "waiting");
+    assert!(
+        claim(f, "c0", "comp", 4).await.is_empty(),
+        "waits while the first runs"
+    );
+    let got = claim(f, "r0", "render", 1).await;
+    assert_eq!(f.fail(&got[0], "crashed").await.status, 200);
+    assert_eq!(f.job(&id(&first)).await["state"], "failed");
+    let got = claim(f, "c0", "comp", 4).await;
+    assert_eq!(got.len(), 2, "it runs anyway");
+    for t in &got {
+        assert_eq!(f.done(t).await.status, 200);
+    }
+    let view = f.job(&id(&after)).await;
+    assert_eq!(view["state"], "completed", "{view:#}");
+}
+
 crate::cases!(
+    continue_skips_only_the_frames_that_failed_to_render,
+    continue_runs_a_whole_job_wait_anyway,
     a_task_runs_once_the_frames_it_waits_for_are_rendered,
     a_task_waits_for_every_job_and_every_frame,
     frames_no_task_renders_wait_for_the_whole_job,

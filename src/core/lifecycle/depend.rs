@@ -149,31 +149,39 @@ pub async fn check_waiting<S: Store>(ctx: &Ctx<'_, S>, id: &str) -> Result<()> {
     }
     let mut done = Vec::new();
     let mut broken = None;
+    // Under `continue`: the jobs that ended without completing (they are done with, too).
+    let mut gone: Vec<(String, String)> = Vec::new();
+    let policy = job.spec.on_dependency_failure;
     for dep in &job.waiting_on {
         let state = match load::<JobRecord, _>(ctx.store, &keys::job(dep)).await? {
             Some(d) => Some(rollup::load_view(ctx.store, &d.value).await?.state),
             None => None,
         };
-        match state {
-            Some(JobState::Completed) => done.push(dep.clone()),
-            Some(JobState::Failed) => broken = Some(format!("job {dep} failed")),
-            Some(JobState::Canceled) => broken = Some(format!("job {dep} was canceled")),
-            None => broken = Some(format!("job {dep} was deleted")),
-            Some(_) => {}
-        }
-        if broken.is_some() {
+        let why = match state {
+            Some(JobState::Completed) => {
+                done.push(dep.clone());
+                continue;
+            }
+            Some(JobState::Failed) => format!("job {dep} failed"),
+            Some(JobState::Canceled) => format!("job {dep} was canceled"),
+            None => format!("job {dep} was deleted"),
+            Some(_) => continue,
+        };
+        if policy == DependencyFailure::Continue {
+            gone.push((dep.clone(), why));
+        } else {
+            broken = Some(why);
             break;
         }
     }
     if let Some(why) = broken {
-        let policy = job.spec.on_dependency_failure;
         let ended = update_job(ctx, id, |j| {
             if j.waiting_on.is_empty() || j.canceled || j.failed {
                 return Ok(());
             }
             match policy {
                 DependencyFailure::Fail => j.failed = true,
-                DependencyFailure::Cancel => j.canceled = true,
+                DependencyFailure::Cancel | DependencyFailure::Continue => j.canceled = true,
             }
             j.ended_ms = Some(ctx.now_ms);
             j.dependency_error = Some(why.clone());
@@ -183,6 +191,40 @@ pub async fn check_waiting<S: Store>(ctx: &Ctx<'_, S>, id: &str) -> Result<()> {
         cancel_remaining(ctx, &ended, &why).await?;
         // This job ended too: whoever waits for it (or its webhooks) learns it now.
         return Box::pin(super::ended(ctx, &ended)).await;
+    }
+    if !gone.is_empty() && done.len() + gone.len() == job.waiting_on.len() {
+        // `continue`: nothing it waits for is still running. Frame by frame, what was rendered
+        // runs (released while `waiting_on` still names the jobs that rendered it) and what
+        // was not is skipped; as a whole, it runs anyway.
+        let why = gone
+            .iter()
+            .map(|(_, w)| w.as_str())
+            .collect::<Vec<_>>()
+            .join("; ");
+        if job.spec.after_frames {
+            per_frame::sweep(ctx, &job).await?;
+            let skipped = format!("{why}: its frames were not rendered");
+            per_frame::cancel_held(ctx, &job, &skipped).await?;
+        } else {
+            let mut released = job.clone();
+            released.waiting_on.clear();
+            index_segments(ctx, &released, None).await?;
+        }
+        let note = if job.spec.after_frames {
+            format!("{why}; the tasks whose frames it did not render were skipped")
+        } else {
+            format!("{why}; this job ran anyway")
+        };
+        let job = update_job(ctx, id, |j| {
+            if !j.canceled && !j.failed {
+                j.waiting_on.clear();
+                j.dependency_error = Some(note.clone());
+            }
+            Ok(())
+        })
+        .await?;
+        // Everything may have been skipped: then it ended here.
+        return Box::pin(super::ended(ctx, &job)).await;
     }
     if done.len() == job.waiting_on.len() {
         if job.spec.after_frames {

@@ -107,6 +107,32 @@ pub async fn release_all<S: Store>(ctx: &Ctx<'_, S>, job: &JobRecord) -> Result<
     recheck(ctx, job, &released).await
 }
 
+/// Under `on_dependency_failure = continue`, once nothing it waits for is running: cancels
+/// every task still held (its frames were not rendered: a job it waits for failed), segment by
+/// segment. Run after a [`sweep`], so that what was rendered has been released.
+pub async fn cancel_held<S: Store>(ctx: &Ctx<'_, S>, job: &JobRecord, why: &str) -> Result<()> {
+    for seg in 0..job.segments() {
+        let key = keys::segment(&job.spec.id, &job.gen, seg);
+        let what = format!("segment {seg} of job {}", job.spec.id);
+        cas::update(ctx.store, &key, &what, async |rec: Option<Rec<Segment>>| {
+            let Some(Rec { mut value, .. }) = rec else {
+                return Ok(Step::Stop(()));
+            };
+            let mut changed = false;
+            for t in value.tasks.iter_mut().filter(|t| held(t)) {
+                changed |= apply(t, Event::Canceled { why }, ctx.now_ms).is_ok();
+            }
+            Ok(if changed {
+                Step::Write(value, ())
+            } else {
+                Step::Stop(())
+            })
+        })
+        .await?;
+    }
+    Ok(())
+}
+
 fn held(t: &Task) -> bool {
     t.held && t.state == TaskState::Queued
 }

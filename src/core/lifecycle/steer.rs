@@ -8,7 +8,7 @@ use super::{cancel_remaining, index_segments, live_segments, reopen, update_job}
 use crate::core::cas::{self, Step};
 use crate::core::error::{Error, Result};
 use crate::core::job_list;
-use crate::core::model::{JobRecord, Segment};
+use crate::core::model::{DependencyFailure, JobRecord, Segment};
 use crate::core::records::Rec;
 use crate::core::rollup::{self, JobState};
 use crate::core::scheduler::task_ref::load_job;
@@ -96,6 +96,12 @@ async fn requeue<S: Store>(ctx: &Ctx<'_, S>, id: &str, completed_too: bool) -> R
         j.paused = false;
         // Its next end is a new webhook event.
         j.round += 1;
+        // A job that went on without a failed dependency (`continue`) waits for its jobs
+        // again: what they render now runs, what they still lack is skipped again.
+        if j.spec.on_dependency_failure == DependencyFailure::Continue && j.waiting_on.is_empty() {
+            j.waiting_on.clone_from(&j.spec.after_jobs);
+            j.dependency_error = None;
+        }
         Ok(())
     })
     .await?;
