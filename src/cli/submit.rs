@@ -293,6 +293,7 @@ pub(super) fn preview_job(render: &Job, params: serde_json::Value) -> JobSubmit 
         on_dependency_failure: Some(crate::core::model::DependencyFailure::Cancel),
         webhooks: None,
         after_frames: None,
+        stages: None,
     }
 }
 
@@ -438,6 +439,7 @@ fn spec_of(kind: &Kind) -> JobSubmit {
                 .collect()
         }),
         after_frames: opts.per_frame.then_some(true),
+        stages: None,
     }
 }
 

@@ -91,6 +91,9 @@ pub struct JobSpec {
     /// Receivers told when the job completes, fails or is canceled (`core::webhooks`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub webhooks: Vec<crate::wire::webhooks::Webhook>,
+    /// The jobs of its later stages (`{id}-{name}`, submitted with it in `stages`), in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stages: Vec<String>,
     /// Wait for `after_jobs` frame by frame (`lifecycle::per_frame`): a task is handed out as
     /// soon as every task of each of `after_jobs` that renders one of its frames completed,
     /// not only once those jobs completed. Left out of the spec when false, so older digests

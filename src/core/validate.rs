@@ -411,7 +411,98 @@ pub fn job_spec(
         after_jobs,
         on_dependency_failure: sub.on_dependency_failure.unwrap_or_default(),
         webhooks: sub.webhooks.unwrap_or_default(),
+        stages: Vec::new(),
         after_frames,
     };
     Ok((spec, runs))
+}
+
+/// Most later stages one job may have.
+pub const MAX_STAGES: usize = 8;
+
+/// An error about a field of `stages[i]`, named as such (`stages[1].frames`).
+pub fn within(e: Error, prefix: &str) -> Error {
+    match e {
+        Error::BadInput { field, message } => Error::BadInput {
+            field: Some(field.map_or_else(|| prefix.to_string(), |f| format!("{prefix}.{f}"))),
+            message: format!("{prefix}: {message}"),
+        },
+        Error::TooLarge(m) => Error::TooLarge(format!("{prefix}: {m}")),
+        other => other,
+    }
+}
+
+/// The jobs of a submitted job's later stages (`JobSubmit::stages`), each validated like a job
+/// of its own: `{id}-{name}`, on the job's queue and priority, with its frames, frames per
+/// task and tags unless the stage gives its own, waiting for the stage before it (the first for the job itself).
+/// Errors name the stage's field (`stages[1].frames`).
+pub fn stages(
+    parent: &JobSpec,
+    parent_runs: &[frames::FrameRange],
+    subs: Vec<crate::wire::jobs::StageSubmit>,
+    limits: &Limits,
+) -> Result<Vec<(JobSpec, Vec<frames::FrameRange>)>> {
+    if subs.len() > MAX_STAGES {
+        return Err(Error::field(
+            "stages",
+            format!("stages: at most {MAX_STAGES}"),
+        ));
+    }
+    let mut out: Vec<(JobSpec, Vec<frames::FrameRange>)> = Vec::new();
+    let mut names: Vec<String> = Vec::new();
+    for (i, st) in subs.into_iter().enumerate() {
+        let at = format!("stages[{i}]");
+        ident(&format!("{at}.name"), &st.name)?;
+        if names.contains(&st.name) {
+            return Err(Error::field(
+                &format!("{at}.name"),
+                format!("{at}.name: {} is named twice", st.name),
+            ));
+        }
+        names.push(st.name.clone());
+        let id = format!("{}-{}", parent.id, st.name);
+        if !is_ident(&id, 64) {
+            return Err(Error::field(
+                &format!("{at}.name"),
+                format!("{at}.name: the stage's job id {id} would be over 64 characters"),
+            ));
+        }
+        let (prev_id, prev_has_frames) = match out.last() {
+            Some((s, runs)) => (s.id.clone(), !runs.is_empty()),
+            None => (parent.id.clone(), !parent_runs.is_empty()),
+        };
+        let per_frame = st.per_frame.unwrap_or(false);
+        if per_frame && !prev_has_frames {
+            return Err(Error::field(
+                &format!("{at}.per_frame"),
+                format!("{at}.per_frame: the stage before it has no frames to wait for one by one"),
+            ));
+        }
+        let sub = JobSubmit {
+            id: Some(id),
+            name: Some(format!("{} · {}", parent.name, st.name)),
+            kind: st.kind,
+            queue: Some(parent.queue.clone()),
+            priority: Some(parent.priority),
+            tags: Some(st.tags.unwrap_or_else(|| parent.tags.clone())),
+            params: st.params,
+            frames: st.frames.or_else(|| parent.frames.clone()),
+            // Frames per task as the job's, so a per-frame stage follows it chunk by chunk
+            // (an encode is one task whatever the job's chunks).
+            chunk_size: st
+                .chunk_size
+                .or((st.kind != JobType::Ffmpeg).then_some(parent.chunk_size)),
+            max_attempts: st.max_attempts,
+            task_timeout_s: st.task_timeout_s,
+            on_failure: st.on_failure,
+            inputs: None,
+            after_jobs: Some(vec![prev_id]),
+            on_dependency_failure: st.on_dependency_failure,
+            webhooks: st.webhooks,
+            after_frames: per_frame.then_some(true),
+            stages: None,
+        };
+        out.push(job_spec(sub, String::new, limits).map_err(|e| within(e, &at))?);
+    }
+    Ok(out)
 }

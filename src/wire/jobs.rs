@@ -64,6 +64,52 @@ pub struct JobSubmit {
     /// and every job named must have frames.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub after_frames: Option<bool>,
+    /// Later stages (a comp, a preview video): each becomes a job `{id}-{name}` that waits for
+    /// the stage before it (the first one for this job), as a whole or frame by frame.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stages: Option<Vec<StageSubmit>>,
+}
+
+/// One later stage of a submitted job (`JobSubmit::stages`): a job of its own, `{id}-{name}`,
+/// on the same queue and priority, waiting for the stage before it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StageSubmit {
+    /// Stage name (`comp`, `video`); the stage's job id is `{id}-{name}`.
+    pub name: String,
+    /// Program kind.
+    #[serde(rename = "type")]
+    pub kind: JobType,
+    /// Type-specific parameters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub params: Option<Value>,
+    /// Frame spec (the job's own when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frames: Option<String>,
+    /// Frames per task.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chunk_size: Option<u64>,
+    /// A node must have every tag (the job's own when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tags: Option<Vec<String>>,
+    /// Failed attempts before a task fails.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_attempts: Option<u32>,
+    /// Seconds a task may run before the node kills it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_timeout_s: Option<u64>,
+    /// Failure policy within the stage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_failure: Option<OnFailure>,
+    /// Wait for the stage before frame by frame (false: for the whole of it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_frame: Option<bool>,
+    /// When the stage before fails or is canceled: `fail`, `cancel` or `continue`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_dependency_failure: Option<DependencyFailure>,
+    /// Receivers told when this stage ends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhooks: Option<Vec<crate::wire::webhooks::Webhook>>,
 }
 
 /// Tasks by state.

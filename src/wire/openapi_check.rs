@@ -147,6 +147,7 @@ fn spec() -> JobSpec {
             url: "https://hooks.example.com/…".into(),
             secret: String::new(),
         }],
+        stages: vec!["j1-comp".into()],
         after_frames: true,
     }
 }
@@ -321,6 +322,20 @@ fn every_wire_type_matches_its_openapi_schema_field_for_field() {
         webhooks: Some(vec![crate::wire::webhooks::Webhook {
             url: "https://hooks.example.com/edgefarm".into(),
             secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into(),
+        }]),
+        stages: Some(vec![crate::wire::jobs::StageSubmit {
+            name: "comp".into(),
+            kind: JobType::Command,
+            params: Some(json!({"program": "comp"})),
+            frames: Some("1-9".into()),
+            chunk_size: Some(1),
+            tags: Some(vec!["cpu".into()]),
+            max_attempts: Some(2),
+            task_timeout_s: Some(600),
+            on_failure: Some(OnFailure::Continue),
+            per_frame: Some(true),
+            on_dependency_failure: Some(crate::core::model::DependencyFailure::Continue),
+            webhooks: None,
         }]),
         after_frames: Some(true),
     };

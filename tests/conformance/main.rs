@@ -18,4 +18,5 @@ mod nodes;
 mod openapi;
 mod per_frame;
 mod previews;
+mod stages;
 mod webhooks;

@@ -71,9 +71,18 @@ pub async fn submit<S: Store>(
 ) -> Result<Response<Bytes>> {
     let mut sub: JobSubmit = body(bytes)?;
     let inputs = sub.inputs.take();
+    let stages = sub.stages.take().unwrap_or_default();
     let (mut spec, runs) = validate::job_spec(sub, || ctx.uuid_v7(), &ctx.config.limits)?;
     crate::core::webhooks::target::check_job(&spec.webhooks, &ctx.config.webhooks)?;
     access::allow_submit(caller, &spec)?;
+    // Every stage is checked before anything is stored.
+    let stages = validate::stages(&spec, &runs, stages, &ctx.config.limits)?;
+    for (i, (stage, _)) in stages.iter().enumerate() {
+        crate::core::webhooks::target::check_job(&stage.webhooks, &ctx.config.webhooks)
+            .map_err(|e| validate::within(e, &format!("stages[{i}]")))?;
+        access::allow_submit(caller, stage)?;
+    }
+    spec.stages = stages.iter().map(|(s, _)| s.id.clone()).collect();
     let by = caller.token().map(|t| SubmittedBy {
         token_id: t.id.clone(),
         name: t.name.clone(),
@@ -81,10 +90,15 @@ pub async fn submit<S: Store>(
     if let Some(entries) = inputs {
         spec.inputs = Some(crate::core::blobs::inputs::accept(ctx, &spec, entries).await?);
     }
-    let (job, status) = match lifecycle::submit(ctx, spec, &runs, by).await? {
+    let (job, status) = match lifecycle::submit(ctx, spec, &runs, by.clone()).await? {
         Submitted::Created(job) => (job, StatusCode::ACCEPTED),
         Submitted::Existing(job) => (job, StatusCode::OK),
     };
+    // Each stage is a job of its own, waiting for the one before (created in order, so each
+    // names a job that exists). A re-submit after a cut-short request creates what is missing.
+    for (stage, stage_runs) in stages {
+        Box::pin(lifecycle::submit(ctx, stage, &stage_runs, by.clone())).await?;
+    }
     let view = explained_view(ctx, &job).await?;
     Ok(with_job_headers(
         json(status, &view),

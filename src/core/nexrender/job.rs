@@ -179,6 +179,7 @@ pub fn spec(uid: &str, job: &Map<String, Value>, settings: &Settings) -> JobSpec
         after_jobs: Vec::new(),
         on_dependency_failure: Default::default(),
         webhooks: Vec::new(),
+        stages: Vec::new(),
         after_frames: false,
         id: uid.to_string(),
         name: uid.to_string(),
