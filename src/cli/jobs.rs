@@ -145,6 +145,21 @@ pub async fn show(args: ShowArgs) -> anyhow::Result<ExitCode> {
     );
     println!("{}", times_of(&job));
     println!("submitted by {}", by_of(&job));
+    if !spec.after_jobs.is_empty() {
+        let how = if spec.after_frames {
+            " (frame by frame)"
+        } else {
+            ""
+        };
+        println!("after {}{how}", spec.after_jobs.join(", "));
+    }
+    if !spec.stages.is_empty() {
+        println!("then {}", spec.stages.join(", "));
+    }
+    if !spec.webhooks.is_empty() {
+        let urls: Vec<&str> = spec.webhooks.iter().map(|h| h.url.as_str()).collect();
+        println!("webhooks {}", urls.join(", "));
+    }
     for (key, text) in [("waiting", &job.waiting), ("error", &job.error)] {
         if let Some(text) = text.as_deref().filter(|t| !t.is_empty()) {
             println!("{key}: {text}");
