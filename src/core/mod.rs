@@ -154,6 +154,9 @@ pub struct Config {
     pub auth_limit: auth_limit::AuthLimit,
     /// Webhooks: the farm's own receivers, the private-address rule, retries (`webhooks`).
     pub webhooks: webhooks::Settings,
+    /// Blobs over this many bytes are uploaded to the farm in parts of this size (a shell whose
+    /// requests are bounded: the Cloudflare Worker, with R2 multipart). `None`: one request.
+    pub blob_part_bytes: Option<u64>,
 }
 
 impl Config {
@@ -170,6 +173,7 @@ impl Config {
             bucket: None,
             auth_limit: auth_limit::AuthLimit::default(),
             webhooks: webhooks::Settings::default(),
+            blob_part_bytes: None,
         }
     }
 }

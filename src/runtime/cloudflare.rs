@@ -87,6 +87,16 @@ fn config(env: &Env) -> std::result::Result<Config, String> {
             .then(|| NEXRENDER_BODY_BYTES.to_string());
         secret.or_else(|| var(env, name)).or(body)
     })
+    .map(|mut c| {
+        // A request carries at most the plan's body limit: bigger blobs go up in parts
+        // (`r2::parts`), at least R2's smallest part each.
+        let part = var(env, "EDGEFARM_BLOB_PART_BYTES")
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(r2::DEFAULT_PART_BYTES)
+            .max(r2::MIN_PART_BYTES);
+        c.blob_part_bytes = Some(part);
+        c
+    })
     .map_err(|e| format!("{e}: run `wrangler secret put EDGEFARM_SECRET`, or put it in .dev.vars for wrangler dev"))
 }
 
@@ -357,6 +367,9 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
     }
     if is_event_stream(&req) {
         return event_stream(env, &req);
+    }
+    if r2::is_parts(&req) {
+        return r2::parts(&env, req).await;
     }
     if r2::is_transfer(&req) {
         return r2::serve(&env, req).await;

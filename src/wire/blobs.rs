@@ -42,6 +42,47 @@ pub struct Upload {
     /// blob (`/v1/blobs/{sha256}?size=N`). Absent when `url` is the farm's own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub confirm: Option<String>,
+    /// Upload in parts instead (a blob over what one request may carry through this runtime:
+    /// Cloudflare's request body limit): `POST` the `start` path, `PUT` each part, then `POST`
+    /// the list of parts (docs/ASSETS.md, "Large blobs through a Worker").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parts: Option<Parts>,
+}
+
+/// How to upload a blob in parts (`Upload::parts`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Parts {
+    /// The farm path to `POST` (no body) to start: answers [`PartsStarted`].
+    pub start: String,
+    /// Bytes per part (the last one may be shorter).
+    pub part_bytes: u64,
+}
+
+/// The answer to starting an upload in parts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartsStarted {
+    /// The upload's id: every part and the end name it.
+    pub upload: String,
+    /// Bytes per part (the last one may be shorter).
+    pub part_bytes: u64,
+}
+
+/// One part stored (the answer to its `PUT`); the end lists them all.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PartStored {
+    /// Part number, from 1.
+    pub part: u32,
+    /// The storage's tag of the part.
+    pub etag: String,
+}
+
+/// The body of the end of an upload in parts: every part, in order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PartsDone {
+    /// The parts.
+    pub parts: Vec<PartStored>,
 }
 
 /// A blob the farm lacks.

@@ -523,6 +523,10 @@ fn every_wire_type_matches_its_openapi_schema_field_for_field() {
             url: format!("https://bucket.example/blobs/{H}?X-Amz-Signature=0"),
             headers: [("x-amz-checksum-sha256".to_string(), "47DEQ=".to_string())].into(),
             confirm: Some(format!("/v1/blobs/{H}?size=0")),
+            parts: Some(crate::wire::blobs::Parts {
+                start: format!("/v1/blobs/{H}/parts?size=0"),
+                part_bytes: 5 << 20,
+            }),
         },
     };
     all.extend(problems(

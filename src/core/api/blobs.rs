@@ -27,6 +27,15 @@ fn upload_of<S: Store>(ctx: &Ctx<'_, S>, sha256: &str, size: u64) -> Upload {
             url: format!("/v1/blobs/{sha256}"),
             headers: Default::default(),
             confirm: None,
+            // Over what one request may carry through this runtime: in parts.
+            parts: ctx
+                .config
+                .blob_part_bytes
+                .filter(|p| size > *p)
+                .map(|part_bytes| crate::wire::blobs::Parts {
+                    start: format!("/v1/blobs/{sha256}/parts?size={size}"),
+                    part_bytes,
+                }),
         },
         Some(bucket) => {
             let signed = bucket.put(sha256, ctx.now_ms);
@@ -35,6 +44,7 @@ fn upload_of<S: Store>(ctx: &Ctx<'_, S>, sha256: &str, size: u64) -> Upload {
                 url: signed.url,
                 headers: signed.headers,
                 confirm: Some(format!("/v1/blobs/{sha256}?size={size}")),
+                parts: None,
             }
         }
     }

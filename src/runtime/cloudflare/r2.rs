@@ -19,10 +19,16 @@
 //!   visible under their name before the check ended).
 //! - Object keys are `blobs/{sha256}`.
 //!
-//! Limits: one upload is one request, so a blob is at most the plan's request body limit
-//! (100 MB on Free and Pro) — R2 itself takes up to 5 GiB in one put. Larger blobs need R2
-//! multipart with a client that uploads parts, or presigned URLs to R2's S3 API; neither is
-//! here yet.
+//! Large blobs: one request carries at most the plan's body limit (100 MB on Free and Pro), so
+//! "which do you lack?" tells clients to send a blob over `EDGEFARM_BLOB_PART_BYTES` (64 MiB) in
+//! parts ([`parts`]): an R2 multipart upload to `parts/{sha256}`, one request per part, then the
+//! end, where the Worker completes it and copies it to `blobs/{sha256}` with one streamed put
+//! that carries the expected SHA-256 — so R2 verifies the whole blob, and the Worker hashes
+//! nothing, before it is visible under its name. The temporary object is deleted either way
+//! (parts of an abandoned upload are removed by R2's default lifecycle after 7 days). Each step
+//! asks the core as a `PUT` of the whole blob would (credentials, name, size, whether the farm
+//! lacks it). A blob in parts is at most 5 GiB (one put); beyond that, presigned URLs to R2's S3
+//! API (`EDGEFARM_S3_*`) move any size without the Worker.
 
 use super::{
     config, error, from_http, head_of, kv_mode, kv_versions, WebIds, DO_BINDING, KV_BINDING,
@@ -48,6 +54,238 @@ fn object_key(sha256: &str) -> String {
 pub fn is_transfer(req: &Request) -> bool {
     let method = http::Method::from_bytes(req.method().as_ref().as_bytes()).ok();
     method.is_some_and(|m| edge::is_blob_transfer(&m, &req.path()))
+}
+
+/// Default bytes per part of a blob uploaded in parts (`EDGEFARM_BLOB_PART_BYTES`).
+pub const DEFAULT_PART_BYTES: u64 = 64 << 20;
+/// R2's smallest part (all but the last).
+pub const MIN_PART_BYTES: u64 = 5 << 20;
+/// Largest blob uploaded in parts: its verified copy is one R2 put.
+const MAX_PARTS_BLOB: u64 = 5 << 30;
+
+/// One step of an upload in parts.
+enum PartsStep {
+    Start,
+    Part(u16),
+    Done,
+}
+
+/// The blob and step of `/v1/blobs/{sha256}/parts[/{n}|/done]`, if the request is one.
+fn parts_step(req: &Request) -> Option<(String, PartsStep)> {
+    let path = req.path();
+    let rest = path.strip_prefix("/v1/blobs/")?;
+    let mut it = rest.split('/');
+    let (sha, word) = (it.next()?, it.next()?);
+    if word != "parts" {
+        return None;
+    }
+    let step = match (req.method(), it.next(), it.next()) {
+        (Method::Post, None, _) => PartsStep::Start,
+        (Method::Post, Some("done"), None) => PartsStep::Done,
+        (Method::Put, Some(n), None) => PartsStep::Part(n.parse().ok().filter(|n| *n >= 1)?),
+        _ => return None,
+    };
+    Some((sha.to_string(), step))
+}
+
+/// Whether the request is a step of an upload in parts (the Worker serves it: [`parts`]).
+pub fn is_parts(req: &Request) -> bool {
+    parts_step(req).is_some()
+}
+
+fn query_value(req: &Request, name: &str) -> Option<String> {
+    let url = req.url().ok()?;
+    url.query_pairs()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.to_string())
+}
+
+fn json_answer<T: serde::Serialize>(status: u16, value: &T) -> Result<Response> {
+    let headers = Headers::new();
+    headers.set("content-type", "application/json")?;
+    Ok(
+        Response::from_bytes(serde_json::to_vec(value).unwrap_or_default())?
+            .with_status(status)
+            .with_headers(headers),
+    )
+}
+
+/// Serves a step of an upload in parts (see the module doc).
+pub async fn parts(env: &Env, mut req: Request) -> Result<Response> {
+    use crate::wire::blobs::{PartStored, PartsDone, PartsStarted};
+    let Some((sha256, step)) = parts_step(&req) else {
+        return error(404, "not_found", "not a step of an upload in parts");
+    };
+    let Some(size) = query_value(&req, "size").and_then(|s| s.parse::<u64>().ok()) else {
+        drain(&mut req).await;
+        return field_error(
+            400,
+            "bad_request",
+            "size",
+            "size: the blob's size in bytes is needed",
+        );
+    };
+    // Asked as the `PUT` of the whole blob: credentials, name, size, whether the farm lacks it.
+    let asked = head_of(&req, |k| {
+        let k = k.to_ascii_lowercase();
+        !edge::INTERNAL_HEADERS.contains(&k.as_str()) && k != "content-length"
+    })?
+    .method("PUT")
+    .uri(format!("/v1/blobs/{sha256}"))
+    .header("content-length", size.to_string())
+    .body(Bytes::new());
+    let asked = match asked {
+        Ok(r) => r,
+        Err(e) => return error(400, "bad_request", &e.to_string()),
+    };
+    let resp = core(env, asked.clone()).await?;
+    let allowed = matches!(
+        resp.extensions().get::<Transfer>(),
+        Some(Transfer::Receive { .. })
+    );
+    let bucket = env.bucket(R2_BINDING).ok();
+    let Some(bucket) = bucket.filter(|_| allowed) else {
+        drain(&mut req).await;
+        return from_http(resp);
+    };
+    if size > MAX_PARTS_BLOB {
+        drain(&mut req).await;
+        return field_error(
+            413,
+            "too_large",
+            "size",
+            "a blob uploaded in parts through the Worker is at most 5 GiB; use an S3 bucket (EDGEFARM_S3_*) for larger ones",
+        );
+    }
+    let key = format!("parts/{sha256}");
+    let upload_id = query_value(&req, "upload").unwrap_or_default();
+    match step {
+        PartsStep::Start => {
+            let up = bucket.create_multipart_upload(&key).execute().await?;
+            let part_bytes = config(env)
+                .ok()
+                .and_then(|c| c.blob_part_bytes)
+                .unwrap_or(DEFAULT_PART_BYTES);
+            let upload = up.upload_id().await;
+            json_answer(201, &PartsStarted { upload, part_bytes })
+        }
+        PartsStep::Part(n) => {
+            if upload_id.is_empty() {
+                drain(&mut req).await;
+                return field_error(
+                    400,
+                    "bad_request",
+                    "upload",
+                    "upload: the id the start answered",
+                );
+            }
+            let up = bucket.resume_multipart_upload(&key, &upload_id)?;
+            let body = match req.inner().body() {
+                Some(stream) => Data::ReadableStream(stream),
+                None => Data::Bytes(Vec::new()),
+            };
+            match up.upload_part(n, body).await {
+                Ok(part) => json_answer(
+                    200,
+                    &PartStored {
+                        part: u32::from(n),
+                        etag: part.etag(),
+                    },
+                ),
+                Err(e) => field_error(
+                    400,
+                    "bad_request",
+                    "upload",
+                    &format!("part {n} was not stored: {e}"),
+                ),
+            }
+        }
+        PartsStep::Done => {
+            let done: PartsDone = match req.json().await {
+                Ok(d) => d,
+                Err(e) => return field_error(400, "bad_request", "parts", &format!("parts: {e}")),
+            };
+            let Some(digest) = unhex(&sha256) else {
+                return field_error(400, "bad_request", "sha256", "not a SHA-256");
+            };
+            let up = bucket.resume_multipart_upload(&key, &upload_id)?;
+            let parts = done
+                .parts
+                .iter()
+                .map(|p| worker::UploadedPart::new(p.part as u16, p.etag.clone()));
+            if let Err(e) = up.complete(parts).await {
+                return field_error(
+                    400,
+                    "bad_request",
+                    "parts",
+                    &format!("the upload could not be completed: {e}"),
+                );
+            }
+            let copied = copy_verified(&bucket, &key, &sha256, digest, size).await;
+            let _ = bucket.delete(&key).await;
+            if let Err(message) = copied {
+                return field_error(400, "bad_request", "parts", &message);
+            }
+            let mut again = asked;
+            again.extensions_mut().insert(Stored {
+                sha256: sha256.clone(),
+                size,
+            });
+            from_http(core(env, again).await?)
+        }
+    }
+}
+
+/// Copies the completed upload at `from` to `blobs/{sha256}` with one streamed put that carries
+/// the expected digest, so R2 refuses bytes that do not hash to the name; then checks the size.
+async fn copy_verified(
+    bucket: &Bucket,
+    from: &str,
+    sha256: &str,
+    digest: Vec<u8>,
+    size: u64,
+) -> std::result::Result<(), String> {
+    let object = bucket
+        .get(from)
+        .execute()
+        .await
+        .map_err(|e| format!("the uploaded parts cannot be read back: {e}"))?
+        .ok_or("the completed upload is not in the bucket")?;
+    if object.size() != size {
+        return Err(format!(
+            "the parts hold {} bytes, not the blob's {size}",
+            object.size()
+        ));
+    }
+    let body = object.body().ok_or("the completed upload has no body")?;
+    let stream = match body.response_body().map_err(|e| e.to_string())? {
+        worker::ResponseBody::Stream(s) => Data::ReadableStream(s),
+        worker::ResponseBody::Body(b) => Data::Bytes(b),
+        worker::ResponseBody::Empty => Data::Bytes(Vec::new()),
+    };
+    let key = object_key(sha256);
+    match bucket
+        .put(&key, stream)
+        .sha256(digest.clone())
+        .execute()
+        .await
+    {
+        Ok(Some(stored))
+            if stored.size() == size
+                && stored
+                    .checksum()
+                    .sha256
+                    .as_ref()
+                    .is_none_or(|r| *r == digest) =>
+        {
+            Ok(())
+        }
+        Ok(_) => {
+            let _ = bucket.delete(&key).await;
+            Err(format!("the stored blob is not {sha256} of {size} bytes"))
+        }
+        Err(e) => Err(format!("the bytes do not hash to {sha256} (R2: {e})")),
+    }
 }
 
 /// The request without its body, as the core sees it.
