@@ -15,8 +15,7 @@
 //! Order of writes: the event record first, then its outbox entry. A request cut short between
 //! the two leaves a record no shell knows of; the next [`emit`] of the same end (any later ack
 //! or read of the job) finds the record pending and puts it in the outbox. On the native server
-//! and in a Durable Object the two writes commit together anyway (one transaction per batch of
-//! requests; one storage transaction per request).
+//! the two writes commit together anyway (one SQLite transaction per batch of requests).
 
 use super::{sign, Settings};
 use crate::core::cas::{self, Step};
