@@ -304,4 +304,42 @@ async fn private_receivers_are_refused_unless_allowed_and_farm_receivers_hear_ev
     let got = inbox.wait_for("plain", 1).await;
     assert_eq!(got[0].1["type"], "job.canceled");
     assert_eq!(got[0].1["data"]["counts"]["canceled"], 3);
+
+    // The CLI: the deliveries as a table; a deliverer with a wrong credential stops and says so.
+    let cli = |args: &[&str], secret: &str| {
+        std::process::Command::new(serve::BIN)
+            .args(args)
+            .args(["--url", &farm.base, "--secret", secret])
+            .env_remove("EDGEFARM_SECRET")
+            .env_remove("EDGEFARM_URL")
+            .output()
+            .expect("run edgefarm")
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let out = cli(&["webhooks"], serve::SECRET);
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(out.status.success(), "{text}");
+        let row = text
+            .lines()
+            .find(|l| l.contains("plain"))
+            .unwrap_or_default()
+            .to_string();
+        if row.starts_with("delivered") {
+            assert!(
+                row.contains("job.canceled") && row.contains("/farm"),
+                "{text}"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never listed as delivered: {text}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let out = cli(&["webhooks", "deliver"], "not-the-farm-secret");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("403") && err.contains("due"), "{err}");
 }

@@ -108,11 +108,32 @@ async fn list(client: &Client, args: ListArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The farm answered 401 or 403: asking again will not help.
+fn refused(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        matches!(
+            c.downcast_ref::<crate::node::error::NodeError>(),
+            Some(crate::node::error::NodeError::Api {
+                status: 401 | 403,
+                ..
+            })
+        )
+    })
+}
+
 async fn deliver(client: &Client, args: DeliverArgs) -> anyhow::Result<ExitCode> {
     let http = http_client(args.allow_private)?;
     let every = Duration::from_secs(args.every.max(1));
     loop {
-        let (sent, next) = round(client, &http).await;
+        let (sent, next) = match round(client, &http).await {
+            Ok(r) => r,
+            // One round, or a farm that refuses this credential: say so and stop.
+            Err(e) if args.once || refused(&e) => return Err(e),
+            Err(e) => {
+                eprintln!("webhooks: {e:#}; trying again in {} s", every.as_secs());
+                (0, None)
+            }
+        };
         if sent > 0 {
             eprintln!("webhooks: sent {sent}");
         }

@@ -118,7 +118,13 @@ pub async fn run(shell: Shell, wakes: Arc<Wakes>) {
             }
             Some(_) => {}
         }
-        let (sent, after) = round(&shell, &client).await;
+        let (sent, after) = match round(&shell, &client).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(error = format!("{e:#}"), "webhooks");
+                (0, Some(now_ms() + 5_000))
+            }
+        };
         next = after;
         if sent == 0 && next.is_some_and(|n| n <= now_ms()) {
             // Due now yet nothing handed out (another shell holds it, or the store is busy).
@@ -128,32 +134,28 @@ pub async fn run(shell: Shell, wakes: Arc<Wakes>) {
 }
 
 /// One round: take what is due, send it, report. Returns how many were sent and when to come
-/// back (`None`: nothing pending; on an error, in a few seconds).
-pub async fn round(core: &impl Core, client: &reqwest::Client) -> (usize, Option<u64>) {
-    let retry = Some(now_ms() + 5_000);
-    let due: Due = match core.post("/v1/webhooks/due", Bytes::new()).await {
-        Ok(d) => d,
-        Err(e) => {
-            tracing::warn!(error = %e, "webhooks: cannot read what is due");
-            return (0, retry);
-        }
-    };
+/// back (`None`: nothing pending), or why the core could not be asked or told (then the
+/// requests handed out are sent again once their minute is up).
+pub async fn round(
+    core: &impl Core,
+    client: &reqwest::Client,
+) -> anyhow::Result<(usize, Option<u64>)> {
+    use anyhow::Context as _;
+    let due: Due = core
+        .post("/v1/webhooks/due", Bytes::new())
+        .await
+        .context("cannot read which webhooks are due")?;
     if due.requests.is_empty() {
-        return (0, due.next_due_ms);
+        return Ok((0, due.next_due_ms));
     }
     let sends = due.requests.iter().map(|o| send(client, o));
     let reports = futures_util::future::join_all(sends).await;
     let body = serde_json::to_vec(&Reports { reports }).unwrap_or_default();
-    match core
+    let reported = core
         .post::<Reported>("/v1/webhooks/report", Bytes::from(body))
         .await
-    {
-        Ok(r) => (due.requests.len(), r.next_due_ms),
-        Err(e) => {
-            tracing::warn!(error = %e, "webhooks: cannot record how deliveries went");
-            (due.requests.len(), retry)
-        }
-    }
+        .context("cannot record how the webhook deliveries went")?;
+    Ok((due.requests.len(), reported.next_due_ms))
 }
 
 async fn send(client: &reqwest::Client, out: &Outgoing) -> Report {
