@@ -53,7 +53,9 @@ webhooks_delivered() {
   rm -f "$out" "$portf"
   python3 tests/fixtures/webhook_receiver.py "$hs" "$portf" "$out" >"$WORK/receiver.log" 2>&1 &
   rpid=$!
-  for _ in $(seq 1 100); do [ -s "$portf" ] && break; sleep 0.1; done
+  # Waits for the receiver to say its port (generous: Python can start slowly under load).
+  for _ in $(seq 1 600); do [ -s "$portf" ] && break; sleep 0.1; done
+  [ -s "$portf" ] || { echo "the webhook receiver did not start:"; cat "$WORK/receiver.log"; exit 1; }
   port=$(cat "$portf")
   q="hooks-$RANDOM" id="hook-probe-$RANDOM$RANDOM"
   B="$base" conformance_api POST /v1/jobs "{\"id\":\"$id\",\"type\":\"command\",\"queue\":\"$q\",\"frames\":\"1\",\"params\":{\"program\":\"touchframe\"},\"webhooks\":[{\"url\":\"http://127.0.0.1:$port/hook\",\"secret\":\"$hs\"}]}" >/dev/null

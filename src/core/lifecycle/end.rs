@@ -13,7 +13,7 @@
 
 use crate::core::cas::{self, Step};
 use crate::core::error::Result;
-use crate::core::model::{JobRecord, OnFailure, Segment};
+use crate::core::model::{JobRecord, OnFailure, Segment, Task};
 use crate::core::records::Rec;
 use crate::core::scheduler::transition::{apply, Event};
 use crate::core::Ctx;
@@ -61,25 +61,39 @@ pub async fn cancel_remaining<S: Store>(
     why: &str,
 ) -> Result<()> {
     for k in 0..job.segments() {
-        let key = keys::segment(&job.spec.id, &job.gen, k);
-        let what = format!("segment {k} of job {}", job.spec.id);
-        let canceled = cas::update(ctx.store, &key, &what, async |seg: Option<Rec<Segment>>| {
-            let Some(Rec { mut value, .. }) = seg else {
-                return Ok(Step::Stop(()));
-            };
-            let mut changed = false;
-            for t in value.tasks.iter_mut() {
-                // Refused for tasks already completed, failed or canceled: they stay.
-                changed |= apply(t, Event::Canceled { why }, ctx.now_ms).is_ok();
-            }
-            Ok(if changed {
-                Step::Write(value, ())
-            } else {
-                Step::Stop(())
-            })
-        })
-        .await;
+        // Refused for tasks already completed, failed or canceled: they stay.
+        let canceled = cancel_in_segment(ctx, job, k, why, |_| true).await;
         cas::best_effort(canceled, "cancel of a job's tasks")?;
     }
     Ok(())
+}
+
+/// Cancels the tasks of segment `k` of `job` that `pick` names (one compare-and-swap; nothing
+/// written when none of them could be canceled). The one segment walk of [`cancel_remaining`]
+/// and of the per-frame skip (`per_frame::cancel_held`), which differ only in what they pick
+/// and in what they do when retries run out.
+pub(super) async fn cancel_in_segment<S: Store>(
+    ctx: &Ctx<'_, S>,
+    job: &JobRecord,
+    k: u32,
+    why: &str,
+    pick: impl Fn(&Task) -> bool,
+) -> Result<()> {
+    let key = keys::segment(&job.spec.id, &job.gen, k);
+    let what = format!("segment {k} of job {}", job.spec.id);
+    cas::update(ctx.store, &key, &what, async |seg: Option<Rec<Segment>>| {
+        let Some(Rec { mut value, .. }) = seg else {
+            return Ok(Step::Stop(()));
+        };
+        let mut changed = false;
+        for t in value.tasks.iter_mut().filter(|t| pick(t)) {
+            changed |= apply(t, Event::Canceled { why }, ctx.now_ms).is_ok();
+        }
+        Ok(if changed {
+            Step::Write(value, ())
+        } else {
+            Step::Stop(())
+        })
+    })
+    .await
 }

@@ -112,23 +112,9 @@ pub async fn release_all<S: Store>(ctx: &Ctx<'_, S>, job: &JobRecord) -> Result<
 /// segment. Run after a [`sweep`], so that what was rendered has been released.
 pub async fn cancel_held<S: Store>(ctx: &Ctx<'_, S>, job: &JobRecord, why: &str) -> Result<()> {
     for seg in 0..job.segments() {
-        let key = keys::segment(&job.spec.id, &job.gen, seg);
-        let what = format!("segment {seg} of job {}", job.spec.id);
-        cas::update(ctx.store, &key, &what, async |rec: Option<Rec<Segment>>| {
-            let Some(Rec { mut value, .. }) = rec else {
-                return Ok(Step::Stop(()));
-            };
-            let mut changed = false;
-            for t in value.tasks.iter_mut().filter(|t| held(t)) {
-                changed |= apply(t, Event::Canceled { why }, ctx.now_ms).is_ok();
-            }
-            Ok(if changed {
-                Step::Write(value, ())
-            } else {
-                Step::Stop(())
-            })
-        })
-        .await?;
+        // Errors pass through (unlike a cancel's tidying): the caller clears `waiting_on` only
+        // after this, and a held task left behind would never run.
+        super::end::cancel_in_segment(ctx, job, seg, why, held).await?;
     }
     Ok(())
 }
