@@ -1,14 +1,21 @@
 //! `edgefarm-blobs`: the blob benchmark of BENCHMARKS.md ("Files that travel with a job").
 //!
-//! `edgefarm-blobs run --edgefarm target/release/edgefarm --size-mib 1024` makes a file of
-//! pseudo-random bytes, starts `edgefarm serve` and a plain static file server (this binary's
-//! own `static` subcommand: tokio + hyper, GET streams a file, PUT writes one and fsyncs, no
-//! hashing), then times with `curl` the upload and download of the file through each, and with
-//! the node's own transfer code (`node::transfer`, run as a child process) through `serve`.
-//! It reports throughput, the ratio to the static server, the peak RSS (`VmHWM`) of `serve`
-//! and of the node-side transfer process, the time and peak RSS (`ru_maxrss` from `wait4`) of a
-//! real `edgefarm fetch` of the blob as a job's output, and the time of one "which do you
-//! lack?" round for 10,000 hashes.
+//! `edgefarm-blobs run --edgefarm target/release/edgefarm --size-mib 1024 --rounds 5` makes a
+//! file of pseudo-random bytes, starts `edgefarm serve` and a plain static file server (this
+//! binary's own `static` subcommand: tokio + hyper, GET streams a file, PUT writes one and
+//! fsyncs, no hashing), then, round after round, times the upload of the file by `curl` to
+//! each and by the node's own transfer code (`node::transfer`, a child process) to `serve`,
+//! and its download by `curl` from each to `/dev/null`, by `curl` from the static server to a
+//! fsynced file, and by the node's verified download from `serve` to a file.
+//!
+//! Why rounds: on these virtual disks the same 1 GiB write takes 1.3 s one minute and 3.8 s
+//! the next, so one run of each compares two different disks. Each round uploads blobs new to
+//! their server (the file's first bytes name the round and the uploader), flushes all dirty
+//! pages before each timing (no transfer pays for the last one's writeback), and rotates the
+//! order; ratios are taken within a round and summarised by their median. It also reports the
+//! peak RSS (`VmHWM`) of `serve` and of the node-side process, the time and peak RSS
+//! (`ru_maxrss` from `wait4`) of a real `edgefarm fetch` of a blob as a job's output, and the
+//! time of one "which do you lack?" request for 10,000 hashes.
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
@@ -34,6 +41,9 @@ enum Cmd {
         /// Size of the blob, MiB.
         #[arg(long, default_value_t = 1024)]
         size_mib: u64,
+        /// Rounds; each times every transfer once, in an order that rotates.
+        #[arg(long, default_value_t = 5)]
+        rounds: u32,
         /// Working directory [default: a fresh temp dir].
         #[arg(long)]
         dir: Option<PathBuf>,
@@ -56,8 +66,9 @@ fn main() -> anyhow::Result<()> {
         Cmd::Run {
             edgefarm,
             size_mib,
+            rounds,
             dir,
-        } => run(&edgefarm, size_mib, dir),
+        } => run(&edgefarm, size_mib, rounds, dir),
         Cmd::Static { file, port } => static_server(file, port),
         Cmd::Transfer {
             url,
@@ -119,7 +130,94 @@ impl Drop for Killed {
     }
 }
 
-fn run(edgefarm: &Path, size_mib: u64, dir: Option<PathBuf>) -> anyhow::Result<()> {
+/// One round's times, seconds. Every pair that is compared ran in the same round, one right
+/// after the other, in an order that rotates from round to round.
+#[derive(Default, Clone, Copy)]
+struct Round {
+    static_up: f64,
+    serve_up: f64,
+    node_up: f64,
+    static_down_null: f64,
+    serve_down_null: f64,
+    static_down_file: f64,
+    node_down_file: f64,
+}
+
+impl Round {
+    fn upload_curl(&self) -> f64 {
+        self.static_up / self.serve_up
+    }
+    fn upload_node(&self) -> f64 {
+        self.static_up / self.node_up
+    }
+    fn download_curl(&self) -> f64 {
+        self.static_down_null / self.serve_down_null
+    }
+    fn download_node(&self) -> f64 {
+        self.static_down_file / self.node_down_file
+    }
+}
+
+/// Median, min and max of `xs` (not empty).
+fn spread(mut xs: Vec<f64>) -> (f64, f64, f64) {
+    xs.sort_by(f64::total_cmp);
+    let n = xs.len();
+    let median = if n % 2 == 1 {
+        xs[n / 2]
+    } else {
+        (xs[n / 2 - 1] + xs[n / 2]) / 2.0
+    };
+    (median, xs[0], xs[n - 1])
+}
+
+/// Gives `file` new content (its first 16 bytes name the round and the uploader), flushed to
+/// disk, and returns its SHA-256: each upload is of a blob the farm does not hold yet.
+fn tag(file: &Path, round: u32, who: u8) -> anyhow::Result<String> {
+    use std::io::{Seek, SeekFrom};
+    let mut f = std::fs::OpenOptions::new().write(true).open(file)?;
+    f.seek(SeekFrom::Start(0))?;
+    let mut head = [0u8; 16];
+    head[..4].copy_from_slice(&round.to_le_bytes());
+    head[4] = who;
+    head[5..].copy_from_slice(b"edgefarm-bn");
+    f.write_all(&head)?;
+    f.sync_all()?;
+    Ok(edgefarm::node::transfer::hash_file(file)?.0)
+}
+
+/// Seconds `f` took, after flushing every dirty page on the machine, so one transfer does not
+/// pay for the writeback of the one before it.
+fn timed(f: impl FnOnce() -> anyhow::Result<()>) -> anyhow::Result<f64> {
+    // SAFETY: sync(2) takes no arguments and cannot fail.
+    unsafe { libc::sync() };
+    let started = Instant::now();
+    f()?;
+    Ok(started.elapsed().as_secs_f64())
+}
+
+/// `curl` writing the download to `dest`, then an fsync of it: what a verified download to a
+/// file owes the disk, without the verifying.
+fn curl_to(url: &str, dest: &Path) -> anyhow::Result<()> {
+    let out = Command::new("curl")
+        .args(["-sS", "--fail", "-o"])
+        .arg(dest)
+        .arg(url)
+        .output()?;
+    if !out.status.success() {
+        bail!("curl {url}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    std::fs::File::open(dest)?.sync_all()?;
+    Ok(())
+}
+
+/// One of `Round`'s ratio methods, for the summary table.
+type Ratio = fn(&Round) -> f64;
+
+#[allow(clippy::too_many_lines)]
+fn run(edgefarm: &Path, size_mib: u64, rounds: u32, dir: Option<PathBuf>) -> anyhow::Result<()> {
+    if rounds == 0 {
+        bail!("--rounds must be at least 1");
+    }
     let tmp;
     let dir = match dir {
         Some(d) => d,
@@ -146,7 +244,6 @@ fn run(edgefarm: &Path, size_mib: u64, dir: Option<PathBuf>) -> anyhow::Result<(
         }
         f.flush()?;
     }
-    let (sha, _) = edgefarm::node::transfer::hash_file(&file)?;
     let me = std::env::current_exe()?;
     let mib = size as f64 / (1 << 20) as f64;
 
@@ -179,47 +276,91 @@ fn run(edgefarm: &Path, size_mib: u64, dir: Option<PathBuf>) -> anyhow::Result<(
     );
     let url = format!("http://127.0.0.1:{eport}");
     wait_http(&format!("{url}/v1/health"))?;
+    let stored = edgefarm::blob::fs::FsBlobs::existing(&dir.join("data").join("blobs"));
     let auth = format!("Authorization: Bearer {SECRET}");
     let file_s = file.to_string_lossy().into_owned();
-    let blob_url = format!("{url}/v1/blobs/{sha}");
-
-    let static_up = curl(&["-T", &file_s, &static_url])?;
-    let serve_up = curl(&["-T", &file_s, "-H", &auth, &blob_url])?;
-    let static_down = curl(&[&static_url])?;
-    let serve_down = curl(&["-H", &auth, &blob_url])?;
-    // The node's code path, in its own process: a verified download of the blob, and the
-    // upload of a second blob (the farm has the first one already).
-    let node_down_dest = dir.join("node-down.bin");
-    let (node_down, node_down_kib) = child_transfer(
-        &me,
-        &url,
-        "down",
-        &[&sha, &size.to_string(), &node_down_dest.to_string_lossy()],
-    )?;
-    let _ = std::fs::remove_file(&node_down_dest);
-    let file2 = dir.join("blob2.bin");
-    {
-        // A second blob (the first is on the farm already): the first with one byte changed.
-        std::fs::copy(&file, &file2)?;
-        let mut f = std::fs::OpenOptions::new().write(true).open(&file2)?;
-        f.write_all(b"!")?;
+    let size_s = size.to_string();
+    let down_file = dir.join("down.bin");
+    let mut node_up_kib = 0;
+    let mut node_down_kib = 0;
+    let mut results = Vec::new();
+    let mut last_node_sha = String::new();
+    let mut stored_last_round: Vec<String> = Vec::new();
+    for r in 0..rounds {
+        // Last round's blobs go, so the data dir (and the disk's free space) stays the same.
+        for sha in stored_last_round.drain(..) {
+            let _ = std::fs::remove_file(stored.path(&sha));
+        }
+        let mut round = Round::default();
+        // Uploads: static, serve, node, each of a blob new to its server, in a rotating order.
+        for step in 0..3u32 {
+            match (step + r) % 3 {
+                0 => {
+                    tag(&file, r, 0)?;
+                    round.static_up = timed(|| curl(&["-T", &file_s, &static_url]).map(drop))?;
+                }
+                1 => {
+                    let sha = tag(&file, r, 1)?;
+                    let blob_url = format!("{url}/v1/blobs/{sha}");
+                    round.serve_up =
+                        timed(|| curl(&["-T", &file_s, "-H", &auth, &blob_url]).map(drop))?;
+                    stored_last_round.push(sha);
+                }
+                _ => {
+                    let sha = tag(&file, r, 2)?;
+                    let mut kib = 0;
+                    round.node_up = timed(|| {
+                        kib = child_transfer(&me, &url, "up", &[&file_s, &sha, &size_s])?.1;
+                        Ok(())
+                    })?;
+                    node_up_kib = node_up_kib.max(kib);
+                    stored_last_round.push(sha.clone());
+                    last_node_sha = sha;
+                }
+            }
+        }
+        // Downloads of the same size: the node's blob from serve, the file from the static
+        // server; to /dev/null by curl from each, and to a file (fsynced) by curl from the
+        // static server and by the node's verified download from serve; in a rotating order.
+        let blob_url = format!("{url}/v1/blobs/{last_node_sha}");
+        for step in 0..4u32 {
+            let _ = std::fs::remove_file(&down_file);
+            match (step + r) % 4 {
+                0 => round.static_down_null = timed(|| curl(&[&static_url]).map(drop))?,
+                1 => round.serve_down_null = timed(|| curl(&["-H", &auth, &blob_url]).map(drop))?,
+                2 => round.static_down_file = timed(|| curl_to(&static_url, &down_file))?,
+                _ => {
+                    let dest = down_file.to_string_lossy().into_owned();
+                    let mut kib = 0;
+                    round.node_down_file = timed(|| {
+                        kib =
+                            child_transfer(&me, &url, "down", &[&last_node_sha, &size_s, &dest])?.1;
+                        Ok(())
+                    })?;
+                    node_down_kib = node_down_kib.max(kib);
+                }
+            }
+        }
+        let _ = std::fs::remove_file(&down_file);
+        eprintln!(
+            "round {}: upload curl {:.2}, node {:.2}; download curl {:.2}, node {:.2}",
+            r + 1,
+            round.upload_curl(),
+            round.upload_node(),
+            round.download_curl(),
+            round.download_node()
+        );
+        results.push(round);
     }
-    let (sha2, _) = edgefarm::node::transfer::hash_file(&file2)?;
-    let (node_up, node_up_kib) = child_transfer(
-        &me,
-        &url,
-        "up",
-        &[&file2.to_string_lossy(), &sha2, &size.to_string()],
-    )?;
-    // The CLI: the second blob acked as a job's output, then `edgefarm fetch` of the job.
-    let (cli_fetch, cli_kib) = cli_fetch(edgefarm, &url, &dir, &sha2, size)?;
+    // The CLI: the node's last blob acked as a job's output, then `edgefarm fetch` of the job.
+    let (cli_fetch, cli_kib) = cli_fetch(edgefarm, &url, &dir, &last_node_sha, size)?;
     let serve_kib = vm_hwm_kib(serve.0.id());
 
     // One "which do you lack?" round for 10,000 hashes (one of them present).
     let mut blobs: Vec<serde_json::Value> = (0..9_999u32)
         .map(|i| serde_json::json!({"sha256": format!("{:064x}", u128::from(i) * 0x9E37_79B9), "size": 1}))
         .collect();
-    blobs.push(serde_json::json!({"sha256": sha, "size": size}));
+    blobs.push(serde_json::json!({"sha256": last_node_sha, "size": size}));
     let body = dir.join("check.json");
     std::fs::write(
         &body,
@@ -242,35 +383,43 @@ fn run(edgefarm: &Path, size_mib: u64, dir: Option<PathBuf>) -> anyhow::Result<(
     }
     drop(serve);
     let rate = |secs: f64| mib / secs;
-    println!("blob: {mib:.0} MiB, loopback, curl as the client");
-    println!("| transfer | static server | edgefarm serve | ratio |");
+    println!("blob: {mib:.0} MiB, loopback, {rounds} rounds; ratio = edgefarm's rate / the static server's in the same round");
+    println!("| round | upload: static, serve (curl), node | ratio curl / node | download to /dev/null: static, serve | ratio | download to a file, fsynced: curl from static, node (verified) | ratio |");
+    println!("| --- | --- | --- | --- | --- | --- | --- |");
+    for (i, x) in results.iter().enumerate() {
+        println!(
+            "| {} | {:.0}, {:.0}, {:.0} MiB/s | {:.2} / {:.2} | {:.0}, {:.0} MiB/s | {:.2} | {:.0}, {:.0} MiB/s | {:.2} |",
+            i + 1,
+            rate(x.static_up),
+            rate(x.serve_up),
+            rate(x.node_up),
+            x.upload_curl(),
+            x.upload_node(),
+            rate(x.static_down_null),
+            rate(x.serve_down_null),
+            x.download_curl(),
+            rate(x.static_down_file),
+            rate(x.node_down_file),
+            x.download_node()
+        );
+    }
+    println!("| ratio | median | min | max |");
     println!("| --- | --- | --- | --- |");
+    let rows: [(&str, Ratio); 4] = [
+        ("upload, curl", Round::upload_curl),
+        ("upload, node", Round::upload_node),
+        ("download, curl", Round::download_curl),
+        ("download, node (to a file)", Round::download_node),
+    ];
+    for (name, f) in rows {
+        let (median, lo, hi) = spread(results.iter().map(f).collect());
+        println!("| {name} | **{median:.2}** | {lo:.2} | {hi:.2} |");
+    }
+    let (static_null, _, _) = spread(results.iter().map(|x| x.static_down_null).collect());
     println!(
-        "| upload (curl PUT) | {:.0} MiB/s | {:.0} MiB/s | {:.2} |",
-        rate(static_up),
-        rate(serve_up),
-        static_up / serve_up
-    );
-    println!(
-        "| download (curl GET) | {:.0} MiB/s | {:.0} MiB/s | {:.2} |",
-        rate(static_down),
-        rate(serve_down),
-        static_down / serve_down
-    );
-    println!(
-        "| node upload (node::transfer) | | {:.0} MiB/s | {:.2} |",
-        rate(node_up),
-        static_up / node_up
-    );
-    println!(
-        "| node download (node::transfer, verified) | | {:.0} MiB/s | {:.2} |",
-        rate(node_down),
-        static_down / node_down
-    );
-    println!(
-        "| CLI `edgefarm fetch` (verified, to disk) | | {:.0} MiB/s | {:.2} |",
+        "CLI `edgefarm fetch` (verified, to disk): {:.0} MiB/s, {:.2} of the static server's median download to /dev/null",
         rate(cli_fetch),
-        static_down / cli_fetch
+        static_null / cli_fetch
     );
     println!(
         "peak RSS: serve {:.1} MiB, node download {:.1} MiB, node upload {:.1} MiB, CLI fetch {:.1} MiB",
