@@ -192,6 +192,46 @@ async fn a_project_travels_to_nodes_without_shared_disk_and_its_frames_come_back
         !refused.status.success() && said.contains("missing: image 'checker'"),
         "{said}"
     );
+    // A typo in --frames is the farm's error, said before anything is uploaded.
+    let notes = format!("notes of the typo check, {job}");
+    std::fs::write(bare.join("notes.txt"), &notes).expect("notes");
+    let typo = Command::new(BIN)
+        .args(["submit", "blender", "scene.blend", "--frames", "8-1"])
+        .args(["--upload", "--allow-missing", "--include", "notes.txt"])
+        .arg("--blender")
+        .arg(&blender)
+        .current_dir(&bare)
+        .env("EDGEFARM_URL", &server.url)
+        .env("EDGEFARM_SECRET", SECRET)
+        .env("EDGEFARM_PACK_CACHE", base.join("pack-cache"))
+        .output()
+        .expect("run the CLI");
+    let said = String::from_utf8_lossy(&typo.stderr);
+    assert!(
+        typo.status.code() == Some(2)
+            && said.contains("frames: `8-1`: the range ends before it starts")
+            && said.contains("nothing was uploaded"),
+        "{:?}: {said}",
+        typo.status
+    );
+    let notes_sha = {
+        use sha2::Digest;
+        format!("{:x}", sha2::Sha256::digest(notes.as_bytes()))
+    };
+    let missing: serde_json::Value = server
+        .client()
+        .post_json(
+            "/v1/blobs/missing",
+            &serde_json::json!({"blobs": [{"sha256": notes_sha, "size": notes.len()}]}),
+        )
+        .await
+        .expect("check");
+    assert_eq!(
+        missing["missing"].as_array().map(Vec::len),
+        Some(1),
+        "the refused job's file was not uploaded: {missing:#}"
+    );
+    std::fs::remove_file(bare.join("notes.txt")).expect("notes");
     let untextured = submit_allowing_missing(&bare, "scene.blend");
     let bare_job = untextured["id"].as_str().expect("id").to_string();
     server

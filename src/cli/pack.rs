@@ -111,6 +111,14 @@ fn rel_of(root: &Path, path: &Path) -> Option<String> {
     Some(parts?.join("/"))
 }
 
+fn not_under(file: &Path, root: &Path) -> UsageError {
+    UsageError(format!(
+        "{} is not under the pack root {} (use --root)",
+        file.display(),
+        root.display()
+    ))
+}
+
 /// The pack root for FILE (both canonical).
 pub fn root_for(file: &Path, root: Option<&Path>) -> anyhow::Result<PathBuf> {
     let canon = |p: &Path| {
@@ -118,7 +126,12 @@ pub fn root_for(file: &Path, root: Option<&Path>) -> anyhow::Result<PathBuf> {
             .map_err(|e| UsageError(format!("{}: {e}", p.display())))
     };
     if let Some(r) = root {
-        return Ok(canon(r)?);
+        // Said here, before Blender is started to pack: a wrong --root is a typo to fix first.
+        let r = canon(r)?;
+        if !file.starts_with(&r) {
+            return Err(not_under(file, &r).into());
+        }
+        return Ok(r);
     }
     let cwd = std::env::current_dir()?.canonicalize()?;
     if file.starts_with(&cwd) {
@@ -139,13 +152,7 @@ pub fn pack(
         .canonicalize()
         .map_err(|e| UsageError(format!("{}: {e}", file.display())))?;
     let root = root_for(&file, root)?;
-    let rel = rel_of(&root, &file).ok_or_else(|| {
-        UsageError(format!(
-            "{} is not under the pack root {} (use --root)",
-            file.display(),
-            root.display()
-        ))
-    })?;
+    let rel = rel_of(&root, &file).ok_or_else(|| not_under(&file, &root))?;
     let mut chosen: BTreeMap<String, (Option<FileEntry>, PathBuf)> = BTreeMap::new();
     if includes.iter().any(|g| !g.is_empty()) {
         for path in walk(&root) {

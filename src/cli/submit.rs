@@ -192,12 +192,13 @@ pub async fn run(args: SubmitArgs) -> anyhow::Result<ExitCode> {
             .into());
         };
         let pack = super::upload::pack_of(&args.upload, file)?;
+        spec["params"]["file"] = json!(pack.file);
+        spec["inputs"] = serde_json::to_value(pack.entries())?;
+        preflight(&spec)?;
         let m = super::upload::upload(&client, &pack).await?;
         if !args.client.json {
             println!("{}", m.summary("uploaded", "already on the farm"));
         }
-        spec["params"]["file"] = json!(pack.file);
-        spec["inputs"] = serde_json::to_value(pack.entries())?;
         moved = Some(m);
     }
     let job: Job = api::post(&client, "/v1/jobs", &spec).await?;
@@ -268,6 +269,22 @@ pub async fn run(args: SubmitArgs) -> anyhow::Result<ExitCode> {
         };
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The farm's own check of a job, run here before `--upload` moves anything: a typo in
+/// `--frames` should not cost the upload of a whole project first. Only bad input counts; the
+/// limits are the farm's to set, so the farm alone judges them (and anything this cannot read).
+fn preflight(spec: &serde_json::Value) -> Result<(), UsageError> {
+    let Ok(sub) = serde_json::from_value::<JobSubmit>(spec.clone()) else {
+        return Ok(());
+    };
+    let limits = crate::core::Limits::default();
+    match crate::core::validate::job_spec(sub, || "preflight".into(), &limits) {
+        Err(e @ crate::core::Error::BadInput { .. }) => Err(UsageError(format!(
+            "{e}; nothing was uploaded or submitted"
+        ))),
+        _ => Ok(()),
+    }
 }
 
 /// The encode job of `render` (its preview video, `params` from [`video_params`]): the same
