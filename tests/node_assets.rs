@@ -455,3 +455,72 @@ async fn a_node_killed_mid_download_and_mid_upload_finishes_with_nothing_partial
         "the cache holds the right bytes again"
     );
 }
+
+#[tokio::test]
+async fn a_restarted_node_removes_the_work_dir_of_a_task_it_was_killed_in() {
+    let server = Server::start().await;
+    let base = server.dir.path().to_path_buf();
+    let input = base.join("scene.txt");
+    std::fs::write(&input, b"a small input, so the task has a work dir").expect("input");
+    let (sha, size) = edgefarm::node::transfer::hash_file(&input).expect("hash");
+    let transfer = edgefarm::node::transfer::Transfer::new(&server.client()).expect("transfer");
+    let entry = edgefarm::core::blobs::FileEntry {
+        path: "scene.txt".into(),
+        sha256: sha.clone(),
+        size,
+    };
+    for blob in transfer
+        .missing(&[entry])
+        .await
+        .expect("which do you lack?")
+    {
+        transfer.upload(&input, &blob).await.expect("upload");
+    }
+    let (project, output) = (base.join("n-project"), base.join("n-out"));
+    std::fs::create_dir_all(&project).expect("project");
+    std::fs::create_dir_all(&output).expect("output");
+    let types = "[types.command.programs]\nsleep = \"/bin/sleep\"\n";
+    let spec = || NodeSpec {
+        name: "killed",
+        slots: 1,
+        project: &project,
+        output: &output,
+        types,
+    };
+    let mut node = Node::start(&server, spec());
+    let job = server
+        .submit(serde_json::json!({"type": "command",
+            "params": {"program": "sleep", "args": ["600"]},
+            "inputs": [{"path": "scene.txt", "sha256": sha, "size": size}]}))
+        .await;
+    let work = node.dir.join("state/work");
+    server
+        .wait_job(&job, "active", Duration::from_secs(60))
+        .await;
+    node_support::wait_until("the task has its work dir", Duration::from_secs(60), || {
+        let n = files_in(&work).len();
+        async move { n > 0 }
+    })
+    .await;
+    node.signal(libc::SIGKILL);
+    node.wait_exit(Duration::from_secs(10)).await;
+    drop(node);
+    // Nobody takes the task again, so only the restart itself can clear the dir.
+    let c = server.client();
+    let _: serde_json::Value = c
+        .post_json(&format!("/v1/jobs/{job}/cancel"), &serde_json::json!({}))
+        .await
+        .expect("cancel");
+    assert_eq!(files_in(&work).len(), 1, "the killed run left its work dir");
+    let node = Node::start(&server, spec());
+    node.id().await;
+    node_support::wait_until(
+        "the restarted node removes the unfinished task's work dir and says so",
+        Duration::from_secs(60),
+        || {
+            let done = empty_dir(&work) && node.log().contains("did not finish");
+            async move { done }
+        },
+    )
+    .await;
+}

@@ -27,11 +27,7 @@ impl WorkDir {
     pub fn create(base: &Path, task: &str, attempt: u32) -> Result<WorkDir, NodeError> {
         let root = base.join(format!("{task}-{attempt}"));
         let io = |e| NodeError::io(format!("creating the work dir {}", root.display()), e);
-        // Once per process, before its first work dir: what a killed run left is nobody's now.
-        // (No other slot can have made one yet: the agent runs on one thread and this is sync.)
-        if !SWEPT.swap(true, Ordering::SeqCst) {
-            sweep(base);
-        }
+        sweep_once(base);
         if root.exists() {
             std::fs::remove_dir_all(&root).map_err(io)?;
         }
@@ -118,12 +114,33 @@ impl WorkDir {
 pub const PENDING: &str = "pending.json";
 
 /// Removes the work dirs under `base` but those holding finished outputs ([`PENDING`]).
-fn sweep(base: &Path) {
+/// Once per process, at the node's start and at the latest before its first work dir: removes
+/// the work dirs of tasks an earlier run did not finish (killed mid-render, they can hold
+/// gigabytes of partial frames; the tasks themselves are leased again by the farm). Dirs with
+/// finished outputs still to upload (`pending.json`) stay for `node::carried::recover`.
+/// (No slot can have made a work dir of its own yet: the agent runs on one thread and this is
+/// sync; the state dir's lock keeps other node processes out.)
+pub fn sweep_once(base: &Path) {
+    if SWEPT.swap(true, Ordering::SeqCst) {
+        return;
+    }
+    let mut removed = 0;
     for e in std::fs::read_dir(base).into_iter().flatten().flatten() {
         let dir = e.path();
         if dir.is_dir() && !dir.join(PENDING).is_file() {
-            let _ = std::fs::remove_dir_all(&dir);
+            match std::fs::remove_dir_all(&dir) {
+                Ok(()) => removed += 1,
+                Err(e) => {
+                    tracing::warn!(dir = %dir.display(), error = %e, "cannot remove the work dir of an unfinished task");
+                }
+            }
         }
+    }
+    if removed > 0 {
+        tracing::info!(
+            removed,
+            "removed the work dirs of tasks an earlier run did not finish"
+        );
     }
 }
 
