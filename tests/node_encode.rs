@@ -222,9 +222,15 @@ async fn preview_video_is_encoded_after_the_render() {
         &[],
     );
     assert_eq!(broken["video_job"]["id"], "bad1-video");
-    server
+    let failed = server
         .wait_job("bad1", "failed", Duration::from_secs(120))
         .await;
+    let why = failed["error"].as_str().unwrap_or("");
+    assert!(
+        why.contains("params.file \"missing.blend\" cannot be opened under the project root")
+            && why.contains("or submit with --upload so the job carries its files"),
+        "a file missing on the node names the way out: {why}"
+    );
     let canceled = server
         .wait_job("bad1-video", "canceled", Duration::from_secs(60))
         .await;

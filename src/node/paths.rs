@@ -27,10 +27,18 @@ pub fn confine(field: &str, root: &Path, rel: &str) -> Result<PathBuf, NodeError
 pub fn confine_existing(field: &str, root: &Path, rel: &str) -> Result<PathBuf, NodeError> {
     let joined = confine(field, root, rel)?;
     let canonical = joined.canonicalize().map_err(|e| {
+        // The first thing a farm whose nodes share no disk with the submitter meets: say the
+        // way out. (A job that carries its files cannot get here: the server checks that
+        // params.file is in its manifest, and the node lays the manifest out first.)
+        let hint = if e.kind() == std::io::ErrorKind::NotFound {
+            ": keep projects on a disk every node mounts at its project root, or submit with --upload so the job carries its files"
+        } else {
+            ""
+        };
         reject(
             field,
             rel,
-            &format!("cannot be opened under the project root: {e}"),
+            &format!("cannot be opened under the project root ({e}){hint}"),
         )
     })?;
     if !canonical.starts_with(root) {
