@@ -301,16 +301,13 @@ fn noise(path: &Path, mib: usize) {
     std::fs::write(path, bytes).expect("write noise");
 }
 
-#[tokio::test]
-async fn a_node_killed_mid_download_and_mid_upload_finishes_with_nothing_partial_or_lost() {
-    let server = Server::start().await;
-    let base = server.dir.path().to_path_buf();
-    let big = base.join("big.bin");
-    noise(&big, 96);
-    let (sha, size) = edgefarm::node::transfer::hash_file(&big).expect("hash");
+/// Uploads `file` to the farm (if it lacks it) with the client's own transfer code, as a
+/// submitter would before naming it in a job's `inputs`; its hash and size.
+async fn put_input(server: &Server, file: &Path) -> (String, u64) {
+    let (sha, size) = edgefarm::node::transfer::hash_file(file).expect("hash");
     let transfer = edgefarm::node::transfer::Transfer::new(&server.client()).expect("transfer");
     let entry = edgefarm::core::blobs::FileEntry {
-        path: "big.bin".into(),
+        path: "input".into(),
         sha256: sha.clone(),
         size,
     };
@@ -320,10 +317,20 @@ async fn a_node_killed_mid_download_and_mid_upload_finishes_with_nothing_partial
         .expect("which do you lack?")
     {
         transfer
-            .upload(&big, &blob)
+            .upload(file, &blob)
             .await
             .expect("upload the input");
     }
+    (sha, size)
+}
+
+#[tokio::test]
+async fn a_node_killed_mid_download_and_mid_upload_finishes_with_nothing_partial_or_lost() {
+    let server = Server::start().await;
+    let base = server.dir.path().to_path_buf();
+    let big = base.join("big.bin");
+    noise(&big, 96);
+    let (sha, size) = put_input(&server, &big).await;
     let (project, output) = (base.join("n-project"), base.join("n-out"));
     std::fs::create_dir_all(&project).expect("project");
     std::fs::create_dir_all(&output).expect("output");
@@ -462,20 +469,7 @@ async fn a_restarted_node_removes_the_work_dir_of_a_task_it_was_killed_in() {
     let base = server.dir.path().to_path_buf();
     let input = base.join("scene.txt");
     std::fs::write(&input, b"a small input, so the task has a work dir").expect("input");
-    let (sha, size) = edgefarm::node::transfer::hash_file(&input).expect("hash");
-    let transfer = edgefarm::node::transfer::Transfer::new(&server.client()).expect("transfer");
-    let entry = edgefarm::core::blobs::FileEntry {
-        path: "scene.txt".into(),
-        sha256: sha.clone(),
-        size,
-    };
-    for blob in transfer
-        .missing(&[entry])
-        .await
-        .expect("which do you lack?")
-    {
-        transfer.upload(&input, &blob).await.expect("upload");
-    }
+    let (sha, size) = put_input(&server, &input).await;
     let (project, output) = (base.join("n-project"), base.join("n-out"));
     std::fs::create_dir_all(&project).expect("project");
     std::fs::create_dir_all(&output).expect("output");
