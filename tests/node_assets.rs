@@ -167,26 +167,30 @@ async fn a_project_travels_to_nodes_without_shared_disk_and_its_frames_come_back
     let bare = base.join("bare");
     std::fs::create_dir_all(&bare).expect("bare");
     std::fs::copy(submitter.join("shot/scene.blend"), bare.join("scene.blend")).expect("copy");
+    // The CLI in the untextured project's folder, answering as a person would see it.
+    let cli_in_bare = |args: &[&str]| {
+        Command::new(BIN)
+            .args(args)
+            .arg("--blender")
+            .arg(&blender)
+            .current_dir(&bare)
+            .env("EDGEFARM_URL", &server.url)
+            .env("EDGEFARM_SECRET", SECRET)
+            .env("EDGEFARM_PACK_CACHE", base.join("pack-cache"))
+            .output()
+            .expect("run the CLI")
+    };
     // The pack names the missing texture and refuses; --allow-missing submits anyway.
-    let refused = Command::new(BIN)
-        .args([
-            "submit",
-            "blender",
-            "scene.blend",
-            "--frames",
-            "1-2",
-            "--chunk",
-            "1",
-            "--upload",
-        ])
-        .arg("--blender")
-        .arg(&blender)
-        .current_dir(&bare)
-        .env("EDGEFARM_URL", &server.url)
-        .env("EDGEFARM_SECRET", SECRET)
-        .env("EDGEFARM_PACK_CACHE", base.join("pack-cache"))
-        .output()
-        .expect("run the CLI");
+    let refused = cli_in_bare(&[
+        "submit",
+        "blender",
+        "scene.blend",
+        "--frames",
+        "1-2",
+        "--chunk",
+        "1",
+        "--upload",
+    ]);
     let said = String::from_utf8_lossy(&refused.stderr);
     assert!(
         !refused.status.success() && said.contains("missing: image 'checker'"),
@@ -195,17 +199,17 @@ async fn a_project_travels_to_nodes_without_shared_disk_and_its_frames_come_back
     // A typo in --frames is the farm's error, said before anything is uploaded.
     let notes = format!("notes of the typo check, {job}");
     std::fs::write(bare.join("notes.txt"), &notes).expect("notes");
-    let typo = Command::new(BIN)
-        .args(["submit", "blender", "scene.blend", "--frames", "8-1"])
-        .args(["--upload", "--allow-missing", "--include", "notes.txt"])
-        .arg("--blender")
-        .arg(&blender)
-        .current_dir(&bare)
-        .env("EDGEFARM_URL", &server.url)
-        .env("EDGEFARM_SECRET", SECRET)
-        .env("EDGEFARM_PACK_CACHE", base.join("pack-cache"))
-        .output()
-        .expect("run the CLI");
+    let typo = cli_in_bare(&[
+        "submit",
+        "blender",
+        "scene.blend",
+        "--frames",
+        "8-1",
+        "--upload",
+        "--allow-missing",
+        "--include",
+        "notes.txt",
+    ]);
     let said = String::from_utf8_lossy(&typo.stderr);
     assert!(
         typo.status.code() == Some(2)
