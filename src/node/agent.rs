@@ -95,7 +95,7 @@ pub async fn run_watching(
     tracing::info!(node = %node_id.as_deref().unwrap_or("(given token)"), name = %config.name, queue = %config.queue, slots = config.slots, types = ?config.types(), "node started");
 
     let mut outbox = Outbox::default();
-    super::workdir::sweep_once(&config.state_dir.join("work"));
+    super::workdir::sweep_unfinished(&config.state_dir.join("work"));
     // Finished tasks of a run that stopped before their outputs were uploaded and acked.
     for ack in super::carried::recover(&shared.client, &config.state_dir).await {
         outbox.push(ack);

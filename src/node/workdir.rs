@@ -8,13 +8,9 @@
 //! the file is copied.
 
 use std::path::{Component, Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::error::NodeError;
 use crate::core::blobs::FileEntry;
-
-/// Whether this process has removed the work dirs an earlier run left (killed mid-task).
-static SWEPT: AtomicBool = AtomicBool::new(false);
 
 /// One task's work directory; removed when dropped.
 #[derive(Debug)]
@@ -27,7 +23,6 @@ impl WorkDir {
     pub fn create(base: &Path, task: &str, attempt: u32) -> Result<WorkDir, NodeError> {
         let root = base.join(format!("{task}-{attempt}"));
         let io = |e| NodeError::io(format!("creating the work dir {}", root.display()), e);
-        sweep_once(base);
         if root.exists() {
             std::fs::remove_dir_all(&root).map_err(io)?;
         }
@@ -113,17 +108,12 @@ impl WorkDir {
 /// The name of the record of a finished task whose outputs still wait for upload and ack.
 pub const PENDING: &str = "pending.json";
 
-/// Removes the work dirs under `base` but those holding finished outputs ([`PENDING`]).
-/// Once per process, at the node's start and at the latest before its first work dir: removes
-/// the work dirs of tasks an earlier run did not finish (killed mid-render, they can hold
-/// gigabytes of partial frames; the tasks themselves are leased again by the farm). Dirs with
-/// finished outputs still to upload (`pending.json`) stay for `node::carried::recover`.
-/// (No slot can have made a work dir of its own yet: the agent runs on one thread and this is
-/// sync; the state dir's lock keeps other node processes out.)
-pub fn sweep_once(base: &Path) {
-    if SWEPT.swap(true, Ordering::SeqCst) {
-        return;
-    }
+/// Removes the work dirs under `base` but those holding finished outputs ([`PENDING`], left
+/// for `node::carried::recover`): the dirs of tasks an earlier run did not finish (killed
+/// mid-render, they can hold gigabytes of partial frames; the farm leases the tasks again).
+/// The agent calls it once at start, before its first lease: later it would remove the dirs of
+/// running tasks. (The state dir's lock keeps other node processes out.)
+pub fn sweep_unfinished(base: &Path) {
     let mut removed = 0;
     for e in std::fs::read_dir(base).into_iter().flatten().flatten() {
         let dir = e.path();
