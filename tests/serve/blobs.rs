@@ -57,6 +57,15 @@ async fn missing(s: &Serve, blobs: &Value) -> Value {
     resp.json().await.expect("json")
 }
 
+/// Whether the answer ends its connection. An answer given with the request body unread must:
+/// hyper drops the rest of the body with the connection, and a client that pooled the
+/// connection would fail its next request on it.
+fn ends_connection(resp: &reqwest::Response) -> bool {
+    resp.headers()
+        .get("connection")
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"close"))
+}
+
 async fn error_field(resp: reqwest::Response) -> (u16, String) {
     let status = resp.status().as_u16();
     let body: Value = resp.json().await.unwrap_or(Value::Null);
@@ -88,6 +97,11 @@ async fn upload_once_then_the_farm_has_it_and_serves_ranges() {
         again.status(),
         200,
         "the second upload is answered without storing"
+    );
+    assert!(ends_connection(&again), "its body was left unread");
+    assert!(
+        !ends_connection(&first),
+        "a stored upload keeps its connection"
     );
     let after = missing(&s, &want).await;
     assert_eq!(after["missing"], json!([]), "the farm has it now");
@@ -134,7 +148,9 @@ async fn upload_once_then_the_farm_has_it_and_serves_ranges() {
 async fn wrong_bytes_unknown_hashes_and_missing_credentials_are_refused() {
     let s = Serve::build().start().await;
     let claimed = sha(b"the bytes the client claims");
-    let (status, field) = error_field(put(&s, &claimed, b"other bytes".to_vec()).await).await;
+    let wrong = put(&s, &claimed, b"other bytes".to_vec()).await;
+    assert!(ends_connection(&wrong));
+    let (status, field) = error_field(wrong).await;
     assert_eq!(
         (status, field.as_str()),
         (400, "body"),
@@ -156,6 +172,10 @@ async fn wrong_bytes_unknown_hashes_and_missing_credentials_are_refused() {
         .await
         .expect("get");
     assert_eq!(unknown.status(), 404);
+    assert!(
+        !ends_connection(&unknown),
+        "a download has no body to leave unread"
+    );
     let (status, field) = error_field(put(&s, "not-a-hash", b"x".to_vec()).await).await;
     assert_eq!((status, field.as_str()), (400, "sha256"));
     let anonymous = s
@@ -166,6 +186,7 @@ async fn wrong_bytes_unknown_hashes_and_missing_credentials_are_refused() {
         .await
         .expect("put");
     assert_eq!(anonymous.status(), 401, "an upload needs credentials");
+    assert!(ends_connection(&anonymous), "its body was left unread");
     let anonymous = s
         .http()
         .post(s.url("/v1/blobs/missing"))

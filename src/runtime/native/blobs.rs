@@ -2,7 +2,7 @@
 //! farm has it) and answers with a `Transfer`; this file streams the body into the data dir's
 //! blob folder or a file out of it, never holding a whole blob in memory.
 
-use super::requests::Shell;
+use super::requests::{ending_connection, Shell};
 use crate::blob::fs::FsBlobs;
 use crate::blob::{self, BlobError, Blobs, ByteRange, Chunks, Download};
 use crate::core::blobs::{Stored, Transfer};
@@ -25,6 +25,16 @@ fn bare(parts: &http::request::Parts) -> Request<Bytes> {
     *req.uri_mut() = parts.uri.clone();
     *req.headers_mut() = parts.headers.clone();
     req
+}
+
+/// Whether the request has body bytes on the wire (a PUT does; a GET or HEAD does not).
+fn carries_body(parts: &http::request::Parts) -> bool {
+    let length = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    length.is_some_and(|n| n > 0) || parts.headers.contains_key(header::TRANSFER_ENCODING)
 }
 
 fn error(status: StatusCode, code: &str, field: Option<&str>, message: String) -> AxumResponse {
@@ -58,7 +68,13 @@ pub async fn serve(
 ) -> AxumResponse {
     let resp = shell.call(bare(&parts)).await;
     let Some(transfer) = resp.extensions().get::<Transfer>().cloned() else {
-        return resp.map(Body::from);
+        // "The farm has it", or refused: the body is left unread.
+        let resp = resp.map(Body::from);
+        return if carries_body(&parts) {
+            ending_connection(resp)
+        } else {
+            resp
+        };
     };
     match transfer {
         Transfer::Receive { sha256, size } => {
@@ -71,11 +87,11 @@ pub async fn serve(
             let got =
                 tokio::time::timeout(limit, blob::receive(&*blobs, &sha256, size, &mut chunks))
                     .await;
-            match got {
+            let refused = match got {
                 Ok(Ok(())) => {
                     let mut req = bare(&parts);
                     req.extensions_mut().insert(Stored { sha256, size });
-                    shell.call(req).await.map(Body::from)
+                    return shell.call(req).await.map(Body::from);
                 }
                 Ok(Err(BlobError::Mismatch(m))) => {
                     error(StatusCode::BAD_REQUEST, "bad_request", Some("body"), m)
@@ -98,7 +114,9 @@ pub async fn serve(
                     None,
                     format!("the blob did not arrive within {} s", limit.as_secs()),
                 ),
-            }
+            };
+            // Refused part-way: the rest of the body may still be on its way.
+            ending_connection(refused)
         }
         Transfer::Send { sha256, size, head } => {
             let range = parts

@@ -85,6 +85,16 @@ fn error(status: StatusCode, code: &str, message: String) -> AxumResponse {
     crate::core::http::json(status, &ErrorBody::new(code, message)).map(Body::from)
 }
 
+/// Marks an answer given while the request body is still (partly) unread. hyper then drops the
+/// connection instead of draining the rest, and without this header the client would already
+/// have put the connection back in its pool: its next request on it fails with "connection
+/// closed before message completed" (seen on busy machines, where the body is still in flight).
+pub fn ending_connection(mut resp: AxumResponse) -> AxumResponse {
+    resp.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    resp
+}
+
 async fn serve_request(shell: Shell, peer: SocketAddr, req: AxumRequest) -> AxumResponse {
     let (mut parts, body) = req.into_parts();
     // The core cannot see the socket; the shell says who is asking (a client's own claim is
@@ -104,17 +114,18 @@ async fn serve_request(shell: Shell, peer: SocketAddr, req: AxumRequest) -> Axum
         Ok(Ok(b)) => b,
         Ok(Err(_)) => {
             let e = crate::core::router::too_large(&shell.config, path);
-            return e.into_response().map(Body::from);
+            return ending_connection(e.into_response().map(Body::from));
         }
         Err(_) => {
             let message = format!(
                 "the request body did not arrive within {} s",
                 body_timeout.as_secs()
             );
-            let mut resp = error(StatusCode::REQUEST_TIMEOUT, "request_timeout", message);
-            resp.headers_mut()
-                .insert(header::CONNECTION, HeaderValue::from_static("close"));
-            return resp;
+            return ending_connection(error(
+                StatusCode::REQUEST_TIMEOUT,
+                "request_timeout",
+                message,
+            ));
         }
     };
     let key = client_key(&parts.headers, client);
