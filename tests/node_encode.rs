@@ -168,6 +168,38 @@ async fn preview_video_is_encoded_after_the_render() {
     assert_eq!(stream["nb_read_frames"], "24", "{stream:#}");
     assert_eq!(stream["pix_fmt"], "yuv420p", "{stream:#}");
 
+    // The scene is fixed and the render requeued: the video waits for the new frames and is
+    // encoded again from them (not left as it was, nor encoded from a mix).
+    let requeued = cli_json(&server, &project, &["requeue", "shot1"], &[]);
+    assert_eq!(requeued["counts"]["queued"], 2, "{requeued:#}");
+    let video_job = server.get("/v1/jobs/shot1-video").await;
+    assert_eq!(video_job["state"], "waiting", "{video_job:#}");
+    server
+        .wait_job_explained(
+            "shot1-video",
+            "completed",
+            Duration::from_secs(300),
+            explain,
+        )
+        .await;
+    let render_end = task_times(&server.tasks("shot1").await)
+        .into_iter()
+        .map(|(_, end)| end)
+        .max()
+        .expect("render tasks");
+    let encode_tasks = server.tasks("shot1-video").await;
+    let (encode_start, _) = task_times(&encode_tasks)[0];
+    assert!(
+        encode_start >= render_end,
+        "the second encode began at {encode_start}, before the new render ended at {render_end}"
+    );
+    assert_eq!(
+        encode_tasks[0]["attempts"], 2,
+        "encoded twice: {:#}",
+        encode_tasks[0]
+    );
+    assert_eq!(probe(&video)["nb_read_frames"], "24");
+
     // The same frames again, by hand with `submit ffmpeg`, at another frame rate.
     let again = cli_json(
         &server,

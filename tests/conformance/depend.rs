@@ -259,7 +259,106 @@ async fn fifty_acks_at_once_release_the_waiting_job_once(f: &Farm) {
     assert_eq!(f.job(&id(&last)).await["state"], "completed");
 }
 
+/// A render requeued after its video completed: the video (and what waits for it) waits for the
+/// new frames and runs again; a video running meanwhile is withdrawn; a canceled one stays so.
+async fn a_requeued_job_makes_what_used_it_wait_and_run_again(f: &Farm) {
+    let render = f.submit(json!({"frames": "1-2"})).await;
+    let video = f
+        .submit(json!({"frames": "1", "after_jobs": [id(&render)]}))
+        .await;
+    let upload = f
+        .submit(json!({"frames": "1", "after_jobs": [id(&video)]}))
+        .await;
+    // The render's two frames, then the video.
+    for _ in 0..2 {
+        for (_, t) in claim_all(f, "n1").await {
+            assert_eq!(f.done(&t).await.status, 200);
+        }
+    }
+    let dropped = f
+        .submit(json!({"frames": "1", "after_jobs": [id(&render)]}))
+        .await;
+    let r = f
+        .call("POST", &format!("/v1/jobs/{}/cancel", id(&dropped)), None)
+        .await;
+    assert_eq!(r.status, 200);
+    let got = claim_all(f, "n1").await;
+    assert_eq!(got.len(), 1, "the upload: {got:?}");
+    assert_eq!(got[0].0, id(&upload));
+    let running = got[0].1.clone();
+    for j in [&render, &video] {
+        assert_eq!(f.job(&id(j)).await["state"], "completed");
+    }
+
+    let r = f
+        .call("POST", &format!("/v1/jobs/{}/requeue", id(&render)), None)
+        .await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    for j in [&video, &upload] {
+        let view = f.job(&id(j)).await;
+        assert_eq!(view["state"], "waiting", "{view:#}");
+        assert_eq!(view["counts"]["completed"], 0, "{view:#}");
+    }
+    assert_eq!(
+        f.job(&id(&dropped)).await["state"],
+        "canceled",
+        "a canceled job stays canceled"
+    );
+    let late = f.done(&running).await;
+    assert_eq!(
+        (late.status, late.code().as_str()),
+        (409, "stale_lease"),
+        "the upload that was running on the old video was withdrawn"
+    );
+    let again = claim_all(f, "n2").await;
+    assert_eq!(again.len(), 2, "only the render's frames: {again:?}");
+    assert!(again.iter().all(|(j, _)| *j == id(&render)), "{again:?}");
+    for (j, next) in [(&render, &video), (&video, &upload)] {
+        let got = if *j == render {
+            again.clone()
+        } else {
+            claim_all(f, "n2").await
+        };
+        assert_eq!(
+            f.job(&id(next)).await["state"],
+            "waiting",
+            "before {} completes again",
+            id(j)
+        );
+        for (jid, t) in &got {
+            assert_eq!(*jid, id(j));
+            assert_eq!(f.done(t).await.status, 200);
+        }
+        // Queued, or active for the upload whose running attempt was withdrawn.
+        let state = f.job(&id(next)).await["state"].clone();
+        assert!(
+            state == "queued" || state == "active",
+            "released again: {state}"
+        );
+    }
+    let got = claim_all(f, "n2").await;
+    assert_eq!(got.len(), 1);
+    assert_eq!(f.done(&got[0].1).await.status, 200);
+    assert_eq!(f.job(&id(&upload)).await["state"], "completed");
+    // Sent again, a requeue of a job still rendering changes nothing for those waiting.
+    let r = f
+        .call("POST", &format!("/v1/jobs/{}/requeue", id(&video)), None)
+        .await;
+    assert_eq!(r.status, 200);
+    let r = f
+        .call("POST", &format!("/v1/jobs/{}/requeue", id(&video)), None)
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(f.job(&id(&upload)).await["state"], "waiting");
+    assert_eq!(
+        f.job(&id(&render)).await["state"],
+        "completed",
+        "upstream untouched"
+    );
+}
+
 crate::cases!(
+    a_requeued_job_makes_what_used_it_wait_and_run_again,
     a_job_waits_until_the_job_it_names_completes,
     a_chain_runs_in_order,
     a_job_named_after_one_already_completed_is_queued_at_once,

@@ -489,7 +489,71 @@ async fn continue_runs_a_whole_job_wait_anyway(f: &Farm) {
     assert_eq!(view["state"], "completed", "{view:#}");
 }
 
+/// A render requeued after its comp ran: the comp's tasks using the frames rendered again wait
+/// for them again, frame by frame; those using frames kept stay done.
+async fn a_requeued_render_makes_the_comp_of_its_frames_wait_again(f: &Farm) {
+    let render = render_job(
+        f,
+        json!({"frames": "1-4", "chunk_size": 1, "on_failure": "continue", "max_attempts": 1}),
+    )
+    .await;
+    let comp = comp_job(
+        f,
+        &[&render],
+        json!({"frames": "1-4", "chunk_size": 1, "on_dependency_failure": "continue"}),
+    )
+    .await;
+    let got = claim(f, "r1", "render", 4).await;
+    for from in [1, 2, 4] {
+        ack(f, &got, &render, from).await;
+    }
+    let three = got.iter().find(|t| frames(t).0 == 3).cloned();
+    let three = three.unwrap_or(Value::Null);
+    assert_eq!(f.fail(&three, "out of memory").await.status, 200);
+    let (ready, done) = comps(f, "c1").await;
+    assert_eq!(ready, vec![(1, 1), (2, 2), (4, 4)], "frame 3 is skipped");
+    for from in [1, 2, 4] {
+        ack(f, &done, &comp, from).await;
+    }
+    assert_eq!(task_at(f, &comp, 3).await["state"], "canceled");
+
+    // Frame 3 is fixed and rendered again: the comp of frame 3 waits for it, and runs.
+    let requeue = |j: &Value| format!("/v1/jobs/{}/requeue", id(j));
+    assert_eq!(f.call("POST", &requeue(&render), None).await.status, 200);
+    let view = f.job(&id(&comp)).await;
+    assert_eq!(view["state"], "active", "frames 1, 2 and 4 ran: {view:#}");
+    let waits = view["waiting"].as_str().unwrap_or_default();
+    assert!(waits.contains(&id(&render)), "{view:#}");
+    assert_eq!(
+        view["counts"]["completed"], 3,
+        "frames kept stay done: {view:#}"
+    );
+    assert_eq!(task_at(f, &comp, 3).await["held"], true);
+    assert!(
+        comps(f, "c2").await.1.is_empty(),
+        "frame 3 is not rendered yet"
+    );
+    let got = claim(f, "r2", "render", 4).await;
+    assert_eq!(got.iter().map(frames).collect::<Vec<_>>(), vec![(3, 3)]);
+    ack(f, &got, &render, 3).await;
+    let (ready, done) = comps(f, "c2").await;
+    assert_eq!(ready, vec![(3, 3)]);
+    ack(f, &done, &comp, 3).await;
+    assert_eq!(f.job(&id(&comp)).await["state"], "completed");
+
+    // The whole render again: every comp task waits for its frame.
+    assert_eq!(f.call("POST", &requeue(&render), None).await.status, 200);
+    let view = f.job(&id(&comp)).await;
+    assert_eq!(view["counts"]["completed"], 0, "{view:#}");
+    let got = claim(f, "r3", "render", 4).await;
+    assert_eq!(got.len(), 4);
+    ack(f, &got, &render, 2).await;
+    let (ready, _) = comps(f, "c3").await;
+    assert_eq!(ready, vec![(2, 2)], "only the frame rendered again");
+}
+
 crate::cases!(
+    a_requeued_render_makes_the_comp_of_its_frames_wait_again,
     continue_skips_only_the_frames_that_failed_to_render,
     continue_runs_a_whole_job_wait_anyway,
     a_task_runs_once_the_frames_it_waits_for_are_rendered,

@@ -85,6 +85,12 @@ pub async fn register<S: Store>(ctx: &Ctx<'_, S>, job: &JobRecord) -> Result<()>
     Ok(())
 }
 
+/// The jobs waiting for job `id` (none when nobody ever waited for it).
+pub async fn dependents_of<S: Store>(ctx: &Ctx<'_, S>, id: &str) -> Result<Vec<String>> {
+    let list = load::<Dependents, _>(ctx.store, &keys::dependents(id)).await?;
+    Ok(list.map(|l| l.value.jobs).unwrap_or_default())
+}
+
 /// After an ack completed `task` of `job` (written before this reads anything): releases the
 /// held tasks of jobs waiting for its frames (`per_frame::after_ack`), then re-checks the
 /// jobs waiting for it if it may have completed. One read when nobody waits for it (the common

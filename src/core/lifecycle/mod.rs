@@ -7,6 +7,8 @@
 //! - `steer.rs`: cancel, pause, resume, requeue, priority and tags, delete.
 //! - `depend.rs`: jobs waiting for other jobs (`after_jobs`): released when those complete,
 //!   ended when one fails.
+//! - `rewait.rs`: a requeued job's dependents wait for it again, down the chain, so what used
+//!   its old frames runs again on the new ones.
 //! - `ended.rs`: the one hook after any change that may have ended a job (dependents, webhooks).
 //! - `per_frame.rs`: jobs waiting frame by frame (`after_frames`): each held task released
 //!   by the ack that completes the last task rendering its frames.
@@ -25,6 +27,7 @@ pub mod depend;
 mod end;
 mod ended;
 pub mod per_frame;
+mod rewait;
 mod steer;
 
 pub use create::{create, index_segments, submit, Submitted};

@@ -8,7 +8,7 @@ use super::{cancel_remaining, index_segments, live_segments, reopen, update_job}
 use crate::core::cas::{self, Step};
 use crate::core::error::{Error, Result};
 use crate::core::job_list;
-use crate::core::model::{DependencyFailure, JobRecord, Segment};
+use crate::core::model::{DependencyFailure, JobRecord, Segment, TaskState};
 use crate::core::records::Rec;
 use crate::core::rollup::{self, JobState};
 use crate::core::scheduler::task_ref::load_job;
@@ -105,25 +105,36 @@ async fn requeue<S: Store>(ctx: &Ctx<'_, S>, id: &str, completed_too: bool) -> R
         Ok(())
     })
     .await?;
+    // What the job is to render again: the frames of its tasks not completed now.
+    let mut again = super::rewait::Again::new();
     for k in 0..job.segments() {
         let key = keys::segment(id, &job.gen, k);
         let what = format!("segment {k} of job {id}");
-        cas::update(ctx.store, &key, &what, async |seg: Option<Rec<Segment>>| {
+        let pending = cas::update(ctx.store, &key, &what, async |seg: Option<Rec<Segment>>| {
             let Some(Rec { mut value, .. }) = seg else {
-                return Ok(Step::Stop(()));
+                return Ok(Step::Stop(Vec::new()));
             };
             for t in value.tasks.iter_mut() {
                 // Refused for leased tasks (they run on) and, without `completed_too`,
                 // completed ones: they stay as they are.
                 let _ = apply(t, Event::Requeued { completed_too }, ctx.now_ms);
             }
-            Ok(Step::Write(value, ()))
+            let pending = value
+                .tasks
+                .iter()
+                .filter(|t| t.state != TaskState::Completed)
+                .map(|t| t.frames)
+                .collect();
+            Ok(Step::Write(value, pending))
         })
         .await?;
+        again.extend(pending);
     }
     index_segments(ctx, &job, Some(&live_segments(ctx, &job).await?)).await?;
     // A job ended by a failed dependency waits again, and is released or ended anew.
     Box::pin(super::depend::check_waiting(ctx, id)).await?;
+    // The jobs that used what it renders again wait for it again (`rewait`).
+    Box::pin(super::rewait::after_requeue(ctx, &job, &again)).await?;
     Ok(job)
 }
 

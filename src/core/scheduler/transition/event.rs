@@ -64,6 +64,15 @@ pub enum Event<'a> {
         /// Completed tasks render again too.
         completed_too: bool,
     },
+    /// A job this task's job waits for renders again what the task used (a requeue of it,
+    /// `lifecycle::rewait`): the task runs again after it, so it goes back to the queue, held
+    /// when its job waits frame by frame. A running attempt is withdrawn.
+    Rewait {
+        /// Held until its frames are rendered again (its job waits frame by frame).
+        hold: bool,
+        /// Why, shown as the task's error when a running attempt is withdrawn.
+        why: &'a str,
+    },
     /// The frames a held task waits for are rendered, or the jobs it waits for completed
     /// (`lifecycle::per_frame`, `lifecycle::depend`): it may be claimed.
     Covered,
@@ -101,6 +110,8 @@ pub enum EventKind {
     Canceled,
     /// [`Event::Requeued`].
     Requeued,
+    /// [`Event::Rewait`].
+    Rewait,
     /// [`Event::Covered`].
     Covered,
     /// [`Event::Finished`].
@@ -124,6 +135,7 @@ impl Event<'_> {
             Event::DeadEnd { .. } => EventKind::DeadEnd,
             Event::Canceled { .. } => EventKind::Canceled,
             Event::Requeued { .. } => EventKind::Requeued,
+            Event::Rewait { .. } => EventKind::Rewait,
             Event::Covered => EventKind::Covered,
             Event::Finished => EventKind::Finished,
             Event::Errored { .. } => EventKind::Errored,

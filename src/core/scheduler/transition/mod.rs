@@ -16,6 +16,7 @@
 //! | `DeadEnd` (claim.rs, ack.rs: no node left)      | → failed     | refused         | refused    | refused    | refused    |
 //! | `Canceled` (lifecycle: cancel, fail-fast)       | → canceled   | → canceled      | refused    | refused    | refused    |
 //! | `Requeued` (lifecycle: requeue; nexrender `queued`) | queued⁵  | refused         | → queued⁶  | → queued   | → queued   |
+//! | `Rewait` (lifecycle: rewait)                    | queued⁸      | → queued⁸       | → queued⁸  | → queued⁸  | → queued⁸  |
 //! | `Covered` (lifecycle: per_frame, depend)        | queued⁷      | refused         | refused    | refused    | refused    |
 //! | `Finished` (nexrender `finished`)               | → completed  | → completed     | completed  | → completed| → completed|
 //! | `Errored` (nexrender `error`)                   | → failed     | → failed        | → failed   | failed     | → failed   |
@@ -35,6 +36,10 @@
 //!    rendered yet): it stays queued and is no longer held, so claims may take it. Refused for
 //!    a task not held (releasing twice changes nothing). A held task keeps its flag through
 //!    `Canceled` and `Requeued`: requeued, it waits for its frames again.
+//! 8. What the task used is rendered again (a job its job waits for was requeued): it runs
+//!    again after that, held with `hold` (frame by frame). A running attempt is withdrawn (its
+//!    holder's next heartbeat or ack is answered `stale_lease`); a lapsed lease can no longer
+//!    be revived. A finished task starts afresh, like `Requeued`.
 //!
 //! Who may send an event is decided before it gets here: the lease token and node
 //! (`lease::hold`), the nexrender executor identity (`nexrender/lease.rs`), and the job-level
@@ -246,6 +251,29 @@ pub fn apply(task: &mut Task, event: Event<'_>, now_ms: u64) -> Result<(), Refus
             task.error = None;
         }
         (Leased, Event::Requeued { .. }) => return Err(refuse),
+
+        (Queued, Event::Rewait { hold, .. }) => {
+            task.held |= hold;
+            task.lapsed = None;
+        }
+        (Leased, Event::Rewait { hold, why }) => {
+            task.end_attempt(Outcome::Released, now_ms);
+            task.state = Queued;
+            task.held = hold;
+            task.progress = None;
+            task.error = Some(why.to_string());
+        }
+        (Completed | Failed | Canceled, Event::Rewait { hold, .. }) => {
+            task.state = Queued;
+            task.held = hold;
+            task.failures = 0;
+            task.failed_nodes.clear();
+            task.lease = None;
+            task.lapsed = None;
+            task.progress = None;
+            task.result = None;
+            task.error = None;
+        }
 
         (Queued, Event::Covered) if task.held => task.held = false,
         (Queued | Leased | Completed | Failed | Canceled, Event::Covered) => return Err(refuse),

@@ -70,6 +70,10 @@ fn event(kind: EventKind) -> Event<'static> {
         EventKind::Requeued => Event::Requeued {
             completed_too: false,
         },
+        EventKind::Rewait => Event::Rewait {
+            hold: false,
+            why: "again",
+        },
         EventKind::Covered => Event::Covered,
         EventKind::Finished => Event::Finished,
         EventKind::Errored => Event::Errored { error: "ae".into() },
@@ -78,7 +82,7 @@ fn event(kind: EventKind) -> Event<'static> {
 
 /// The table of the module doc: for each event, the state it gives from queued, leased,
 /// completed, failed and canceled (`None`: refused).
-const TABLE: [(EventKind, [Option<TaskState>; 5]); 14] = [
+const TABLE: [(EventKind, [Option<TaskState>; 5]); 15] = [
     (EventKind::Claim, [Some(Leased), None, None, None, None]),
     (EventKind::Revive, [Some(Leased), None, None, None, None]),
     (EventKind::Heartbeat, [None, Some(Leased), None, None, None]),
@@ -97,11 +101,52 @@ const TABLE: [(EventKind, [Option<TaskState>; 5]); 14] = [
         EventKind::Requeued,
         [Some(Queued), None, None, Some(Queued), Some(Queued)],
     ),
+    (EventKind::Rewait, [Some(Queued); 5]),
     // A task not held; see below for a held one.
     (EventKind::Covered, [None; 5]),
     (EventKind::Finished, [Some(Completed); 5]),
     (EventKind::Errored, [Some(Failed); 5]),
 ];
+
+#[test]
+fn rewait_queues_every_task_again_held_when_asked_and_withdraws_a_running_attempt() {
+    for state in STATES {
+        let mut t = task_in(state);
+        let rewait = Event::Rewait {
+            hold: true,
+            why: "job r renders again",
+        };
+        assert_eq!(apply(&mut t, rewait, NOW), Ok(()), "from {state:?}");
+        assert_eq!((t.state, t.held), (Queued, true), "from {state:?}");
+        assert!(
+            t.lease.is_none() && t.lapsed.is_none(),
+            "from {state:?}: {t:?}"
+        );
+        assert!(t.result.is_none() && t.progress.is_none(), "from {state:?}");
+        let revive = Event::Revive {
+            expires_ms: NOW + 60,
+        };
+        assert!(
+            apply(&mut t, revive, NOW).is_err(),
+            "from {state:?}: a lapsed lease's holder cannot come back to stale work"
+        );
+    }
+    let mut t = task_in(Leased);
+    let rewait = Event::Rewait {
+        hold: false,
+        why: "job r renders again",
+    };
+    assert_eq!(apply(&mut t, rewait, NOW), Ok(()));
+    assert!(!t.held, "a whole-job wait holds nothing");
+    assert_eq!(t.error.as_deref(), Some("job r renders again"));
+    let last = t.history.last().and_then(|a| a.outcome);
+    assert_eq!(
+        last,
+        Some(Outcome::Released),
+        "the attempt was withdrawn, not failed"
+    );
+    assert_eq!(t.failures, 0);
+}
 
 #[test]
 fn covered_releases_a_held_queued_task_only() {
