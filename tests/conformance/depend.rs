@@ -310,6 +310,13 @@ async fn a_requeued_job_makes_what_used_it_wait_and_run_again(f: &Farm) {
         (409, "stale_lease"),
         "the upload that was running on the old video was withdrawn"
     );
+    let why = late.json()["error"]["message"].clone();
+    assert!(
+        why.as_str()
+            .unwrap_or_default()
+            .contains("renders its frames again"),
+        "its node is told why: {why}"
+    );
     let again = claim_all(f, "n2").await;
     assert_eq!(again.len(), 2, "only the render's frames: {again:?}");
     assert!(again.iter().all(|(j, _)| *j == id(&render)), "{again:?}");

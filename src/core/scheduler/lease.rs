@@ -39,9 +39,12 @@ pub fn check_lease<'t>(
                 "the lease on task {id} was taken over: attempt {} now runs on node {}",
                 l.attempt, l.node
             ),
-            (TaskState::Queued, _) => {
-                format!("the lease on task {id} expired and the task went back to the queue")
-            }
+            // The task says why its last attempt ended (a lapse, a withdrawal because what it
+            // uses renders again, a removed node), so the node's log does too.
+            (TaskState::Queued, _) => match &task.error {
+                Some(why) => format!("task {id} went back to the queue: {why}"),
+                None => format!("the lease on task {id} ended and the task went back to the queue"),
+            },
             (state, _) => format!(
                 "task {id} is {} and holds no lease of yours",
                 serde_json::to_value(state)
