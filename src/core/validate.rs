@@ -59,6 +59,21 @@ pub fn tags(field: &str, tags: Vec<String>, limits: &Limits) -> Result<Vec<Strin
     Ok(out)
 }
 
+/// Most tasks a node says it runs at once.
+pub const MAX_SLOTS: u32 = 256;
+
+/// A node's slot count (enrolment, and each poll of a node token): 1 to [`MAX_SLOTS`].
+pub fn slots(n: u32) -> Result<u32> {
+    if (1..=MAX_SLOTS).contains(&n) {
+        Ok(n)
+    } else {
+        Err(Error::field(
+            "slots",
+            format!("slots: {n}: must be from 1 to {MAX_SLOTS}"),
+        ))
+    }
+}
+
 /// A priority: 0..=100, higher first.
 pub fn priority(p: i64) -> Result<i64> {
     if (0..=100).contains(&p) {

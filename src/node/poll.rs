@@ -44,10 +44,11 @@ pub fn spawn_poll(
     wait_s: u64,
 ) -> JoinHandle<Answer> {
     let shared = shared.clone();
-    let (queue, types, tags, node) = (
+    let (queue, types, tags, slots, node) = (
         config.queue.clone(),
         config.types(),
         config.tags.clone(),
+        config.slots,
         node.map(str::to_string),
     );
     tokio::spawn(async move {
@@ -56,6 +57,7 @@ pub fn spawn_poll(
             max: Some(want as u32),
             types: Some(types),
             tags: Some(tags),
+            slots: Some(slots),
             tasks: acks.clone(),
         };
         let result = shared.client.poll(&queue, &body, wait_s).await;
@@ -163,6 +165,7 @@ pub async fn last_flush(shared: &Shared, outbox: &Outbox) -> usize {
         max: Some(0),
         types: Some(config.types()),
         tags: Some(config.tags.clone()),
+        slots: Some(config.slots),
         tasks: acks.clone(),
     };
     match tokio::time::timeout(

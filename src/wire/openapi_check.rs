@@ -396,6 +396,7 @@ fn every_wire_type_matches_its_openapi_schema_field_for_field() {
             max: Some(2),
             types: Some(vec![JobType::Blender]),
             tags: Some(vec!["gpu".into()]),
+            slots: Some(4),
             tasks: vec![ack()],
         },
     ));

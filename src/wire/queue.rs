@@ -40,6 +40,10 @@ pub struct Poll {
     /// Tags it offers (a node token: remembered on the node).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<String>>,
+    /// Tasks it runs at once (a node token: remembered on the node, so `nodes` shows what a
+    /// restarted node was given, not what it enrolled with).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slots: Option<u32>,
     /// Acks of finished tasks.
     #[serde(default)]
     pub tasks: Vec<Ack>,

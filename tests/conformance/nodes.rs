@@ -65,6 +65,26 @@ async fn an_enrolled_node_polls_with_its_own_token(f: &Farm) {
         me.get("token_sha256").is_none() && !nodes.to_string().contains(&token),
         "tokens and hashes are never shown"
     );
+
+    // Restarted with more slots, the node says so in its polls; a bad count is refused by
+    // name and changes nothing.
+    let bad = f
+        .call_as(&token, "POST", &q, Some(json!({"max": 0, "slots": 0})))
+        .await;
+    assert_eq!(
+        (bad.status, bad.json()["error"]["field"].as_str()),
+        (400, Some("slots"))
+    );
+    let slots = || async {
+        let me = f.call("GET", &format!("/v1/nodes/{id}"), None).await.json();
+        me["slots"].as_u64()
+    };
+    assert_eq!(slots().await, Some(2), "unchanged by the refused poll");
+    let r = f
+        .call_as(&token, "POST", &q, Some(json!({"max": 0, "slots": 6})))
+        .await;
+    assert!(r.status == 200 || r.status == 204, "{:?}", r.json());
+    assert_eq!(slots().await, Some(6), "remembered like its types and tags");
 }
 
 async fn a_node_token_cannot_do_admin_things_or_use_another_nodes_lease(f: &Farm) {

@@ -63,10 +63,7 @@ pub async fn enrol<S: Store>(
         ));
     }
     let tags = validate::tags("tags", e.tags.unwrap_or_default(), &ctx.config.limits)?;
-    let slots = e.slots.unwrap_or(1);
-    if !(1..=256).contains(&slots) {
-        return Err(Error::field("slots", "slots must be from 1 to 256"));
-    }
+    let slots = validate::slots(e.slots.unwrap_or(1))?;
     super::tokens::spend_join_use(ctx, caller).await?;
     let token = format!("efn_{id}_{}", ctx.token());
     let node = NodeRecord {

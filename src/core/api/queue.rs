@@ -71,6 +71,7 @@ pub async fn poll<S: Store>(
         .tags
         .map(|t| validate::tags("tags", t, limits))
         .transpose()?;
+    let slots = p.slots.map(validate::slots).transpose()?;
     // Who claims: the node of a node token, or (an admin credential: the router let no other
     // through) the node named in the body.
     let (node_id, node_state, default_types, default_tags) = match caller {
@@ -106,11 +107,14 @@ pub async fn poll<S: Store>(
     if let Caller::Node(rec) = caller {
         if p.types.as_ref().is_some_and(|t| *t != rec.value.types)
             || tags.as_ref().is_some_and(|t| *t != rec.value.tags)
+            || slots.is_some_and(|s| s != rec.value.slots)
         {
             let (types, tags) = (claimer.types.clone(), claimer.tags.clone());
+            let slots = slots.unwrap_or(rec.value.slots);
             super::nodes::update_node(ctx, &node_id, |n| {
                 n.types.clone_from(&types);
                 n.tags.clone_from(&tags);
+                n.slots = slots;
             })
             .await?;
         }
