@@ -77,6 +77,31 @@ impl Pair {
     }
 }
 
+/// Waits for shot1's video to complete, and checks that its (last) encode began only after
+/// every render task's last attempt had ended. Returns the encode tasks.
+async fn encoded_after_the_render(server: &Server, explain: &dyn Fn() -> String) -> Vec<Value> {
+    server
+        .wait_job_explained(
+            "shot1-video",
+            "completed",
+            Duration::from_secs(300),
+            explain,
+        )
+        .await;
+    let render_end = task_times(&server.tasks("shot1").await)
+        .into_iter()
+        .map(|(_, end)| end)
+        .max()
+        .expect("render tasks");
+    let encode_tasks = server.tasks("shot1-video").await;
+    let (encode_start, _) = task_times(&encode_tasks)[0];
+    assert!(
+        encode_start >= render_end,
+        "the encode began at {encode_start}, before the render ended at {render_end}"
+    );
+    encode_tasks
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn preview_video_is_encoded_after_the_render() {
     let Some(blender) = blender() else { return };
@@ -122,29 +147,9 @@ async fn preview_video_is_encoded_after_the_render() {
     assert_eq!(video_job["params"]["input"], "shot/frame_####.png");
     assert_eq!(video_job["params"]["output"], "shot/frame.mp4");
 
-    server
-        .wait_job_explained(
-            "shot1-video",
-            "completed",
-            Duration::from_secs(300),
-            explain,
-        )
-        .await;
+    let encode_tasks = encoded_after_the_render(&server, &explain).await;
     assert_eq!(server.get("/v1/jobs/shot1").await["state"], "completed");
-
-    // The encode started only after every render task had ended.
-    let render_end = task_times(&server.tasks("shot1").await)
-        .into_iter()
-        .map(|(_, end)| end)
-        .max()
-        .expect("render tasks");
-    let encode_tasks = server.tasks("shot1-video").await;
     assert_eq!(encode_tasks.len(), 1, "one encode task: {encode_tasks:#?}");
-    let (encode_start, _) = task_times(&encode_tasks)[0];
-    assert!(
-        encode_start >= render_end,
-        "the encode began at {encode_start}, before the render ended at {render_end}"
-    );
     let encode = &encode_tasks[0];
     let encoder_id = pair.encoder.id().await;
     assert_eq!(encode["history"][0]["node"], encoder_id.as_str());
@@ -175,25 +180,7 @@ async fn preview_video_is_encoded_after_the_render() {
     // the waiting state itself, with no node to race it.)
     let requeued = cli_json(&server, &project, &["requeue", "shot1"], &[]);
     assert_eq!(requeued["id"], "shot1", "{requeued:#}");
-    server
-        .wait_job_explained(
-            "shot1-video",
-            "completed",
-            Duration::from_secs(300),
-            explain,
-        )
-        .await;
-    let render_end = task_times(&server.tasks("shot1").await)
-        .into_iter()
-        .map(|(_, end)| end)
-        .max()
-        .expect("render tasks");
-    let encode_tasks = server.tasks("shot1-video").await;
-    let (encode_start, _) = task_times(&encode_tasks)[0];
-    assert!(
-        encode_start >= render_end,
-        "the second encode began at {encode_start}, before the new render ended at {render_end}"
-    );
+    let encode_tasks = encoded_after_the_render(&server, &explain).await;
     assert_eq!(
         encode_tasks[0]["attempts"], 2,
         "encoded twice: {:#}",

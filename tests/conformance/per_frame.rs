@@ -392,7 +392,9 @@ async fn many_acks_at_once_release_each_task_once(f: &Farm) {
 /// `on_dependency_failure: continue`, frame by frame: a render frame that fails skips only the
 /// comp task of that frame; the others run; the comp ends failed, saying why. After the render
 /// is requeued and completes, a requeue of the comp runs the skipped frame.
-async fn continue_skips_only_the_frames_that_failed_to_render(f: &Farm) {
+/// A render of frames 1-4 (one per task, one attempt, going on past a failure) and a comp of
+/// them frame by frame that goes on without the frames it lacks.
+async fn render_and_continuing_comp(f: &Farm) -> (Value, Value) {
     let render = render_job(
         f,
         json!({"frames": "1-4", "chunk_size": 1, "on_failure": "continue", "max_attempts": 1}),
@@ -404,6 +406,11 @@ async fn continue_skips_only_the_frames_that_failed_to_render(f: &Farm) {
         json!({"frames": "1-4", "chunk_size": 1, "on_dependency_failure": "continue"}),
     )
     .await;
+    (render, comp)
+}
+
+async fn continue_skips_only_the_frames_that_failed_to_render(f: &Farm) {
+    let (render, comp) = render_and_continuing_comp(f).await;
     let got = claim(f, "r1", "render", 4).await;
     assert_eq!(got.len(), 4);
     ack(f, &got, &render, 1).await;
@@ -492,17 +499,7 @@ async fn continue_runs_a_whole_job_wait_anyway(f: &Farm) {
 /// A render requeued after its comp ran: the comp's tasks using the frames rendered again wait
 /// for them again, frame by frame; those using frames kept stay done.
 async fn a_requeued_render_makes_the_comp_of_its_frames_wait_again(f: &Farm) {
-    let render = render_job(
-        f,
-        json!({"frames": "1-4", "chunk_size": 1, "on_failure": "continue", "max_attempts": 1}),
-    )
-    .await;
-    let comp = comp_job(
-        f,
-        &[&render],
-        json!({"frames": "1-4", "chunk_size": 1, "on_dependency_failure": "continue"}),
-    )
-    .await;
+    let (render, comp) = render_and_continuing_comp(f).await;
     let got = claim(f, "r1", "render", 4).await;
     for from in [1, 2, 4] {
         ack(f, &got, &render, from).await;

@@ -239,17 +239,7 @@ pub fn apply(task: &mut Task, event: Event<'_>, now_ms: u64) -> Result<(), Refus
                 completed_too: true,
             },
         )
-        | (Failed | Canceled, Event::Requeued { .. }) => {
-            // `attempts` keeps counting so attempt-scoped keys are never reused.
-            task.state = Queued;
-            task.failures = 0;
-            task.failed_nodes.clear();
-            task.lease = None;
-            task.lapsed = None;
-            task.progress = None;
-            task.result = None;
-            task.error = None;
-        }
+        | (Failed | Canceled, Event::Requeued { .. }) => start_afresh(task),
         (Leased, Event::Requeued { .. }) => return Err(refuse),
 
         (Queued, Event::Rewait { hold, .. }) => {
@@ -264,15 +254,8 @@ pub fn apply(task: &mut Task, event: Event<'_>, now_ms: u64) -> Result<(), Refus
             task.error = Some(why.to_string());
         }
         (Completed | Failed | Canceled, Event::Rewait { hold, .. }) => {
-            task.state = Queued;
+            start_afresh(task);
             task.held = hold;
-            task.failures = 0;
-            task.failed_nodes.clear();
-            task.lease = None;
-            task.lapsed = None;
-            task.progress = None;
-            task.result = None;
-            task.error = None;
         }
 
         (Queued, Event::Covered) if task.held => task.held = false,
@@ -301,6 +284,19 @@ pub fn apply(task: &mut Task, event: Event<'_>, now_ms: u64) -> Result<(), Refus
     }
     task.updated_ms = now_ms;
     Ok(())
+}
+
+/// A finished task back in the queue as if new, but for `attempts`, which keeps counting so
+/// attempt-scoped keys are never reused.
+fn start_afresh(task: &mut Task) {
+    task.state = TaskState::Queued;
+    task.failures = 0;
+    task.failed_nodes.clear();
+    task.lease = None;
+    task.lapsed = None;
+    task.progress = None;
+    task.result = None;
+    task.error = None;
 }
 
 /// Leases a queued task to `node` (a new attempt).
