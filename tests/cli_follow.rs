@@ -219,6 +219,41 @@ async fn a_canceled_task_is_logged_as_canceled_on_the_node() {
     );
 }
 
+/// `edgefarm requeue` of a render says which jobs now wait for it again, down the chain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requeue_names_the_jobs_that_run_again_after_it() {
+    let farm = farm().await;
+    let server = &farm.server;
+    let step = |id: &str, after: Option<&str>| {
+        let mut spec = json!({"id": id, "type": "command",
+            "params": {"program": "sleep", "args": ["0"]}});
+        if let Some(a) = after {
+            spec["after_jobs"] = json!([a]);
+        }
+        spec
+    };
+    let render = server.submit(step("render", None)).await;
+    server.submit(step("video", Some(&render))).await;
+    server.submit(step("upload", Some("video"))).await;
+    server.submit(step("other", None)).await;
+    server
+        .wait_job("upload", "completed", Duration::from_secs(60))
+        .await;
+    // Drained, the node takes nothing, so what the CLI reads cannot race a render.
+    let out = cli_async(&server.url, &["drain", &farm.node_id]).await;
+    assert!(out.status.success(), "{:?}", text(&out));
+    let out = cli_async(&server.url, &["requeue", &render]).await;
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "stdout: {stdout}\nstderr: {stderr}");
+    assert!(
+        stdout.contains("waiting for it (they run again after it): video, upload\n"),
+        "{stdout}"
+    );
+    let out = cli_async(&server.url, &["requeue", "other"]).await;
+    let (stdout, _) = text(&out);
+    assert!(!stdout.contains("waiting for it"), "nobody waits: {stdout}");
+}
+
 #[test]
 fn a_job_is_named_after_its_blend_file() {
     let rt = tokio::runtime::Runtime::new().expect("runtime");

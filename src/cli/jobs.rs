@@ -338,8 +338,46 @@ pub async fn action(args: ActionArgs, verb: &str) -> anyhow::Result<ExitCode> {
         api::print_json(&job);
     } else {
         println!("job {} is now {}", job.spec.id, state_of(&job));
+        if verb == "requeue" {
+            let waiting = waiting_for(&client, &job.spec.id).await;
+            if !waiting.is_empty() {
+                println!(
+                    "waiting for it (they run again after it): {}",
+                    waiting.join(", ")
+                );
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The jobs that wait for job `id`, directly or down the chain (a requeue makes those that used
+/// its frames wait again), from the newest 500 waiting and 500 active jobs. A hint only: a
+/// failed look shows nothing.
+async fn waiting_for(client: &crate::node::client::Client, id: &str) -> Vec<String> {
+    let mut pool: Vec<Job> = Vec::new();
+    for state in ["waiting", "active"] {
+        let path = format!("/v1/jobs?state={state}&limit=500");
+        if let Ok(page) = api::get::<JobList>(client, &path).await {
+            pool.extend(page.jobs);
+        }
+    }
+    let waits = |j: &Job| {
+        j.waiting
+            .as_deref()
+            .is_some_and(|w| w.contains("waits for job"))
+    };
+    let mut found: Vec<String> = Vec::new();
+    let mut upstream = vec![id.to_string()];
+    while let Some(up) = upstream.pop() {
+        for j in pool.iter().filter(|j| waits(j)) {
+            if j.spec.after_jobs.contains(&up) && !found.contains(&j.spec.id) {
+                found.push(j.spec.id.clone());
+                upstream.push(j.spec.id.clone());
+            }
+        }
+    }
+    found
 }
 
 /// Every task of a job, page by page (bounded at 100,000).

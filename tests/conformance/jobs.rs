@@ -175,6 +175,21 @@ async fn list_pages_newest_first_with_filters(f: &Farm) {
         .await
         .json();
     assert_eq!(none["jobs"].as_array().map(Vec::len), Some(0));
+    // Every state a job shows can be asked for, `waiting` too (the dashboard's filter).
+    let first = ids.last().cloned().unwrap_or_default();
+    let waiter = f
+        .submit(json!({"tags": [tag], "after_jobs": [first]}))
+        .await;
+    let waiting = f
+        .call("GET", &format!("/v1/jobs?tag={tag}&state=waiting"), None)
+        .await;
+    assert_eq!(waiting.status, 200, "{:?}", waiting.json());
+    let listed: Vec<serde_json::Value> = waiting.json()["jobs"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0]["id"], waiter["id"]);
     let bad = f.call("GET", "/v1/jobs?state=bogus", None).await;
     assert_eq!(
         (bad.status, bad.json()["error"]["field"].as_str()),

@@ -164,18 +164,13 @@ pub async fn list<S: Store>(ctx: &Ctx<'_, S>, q: Option<&str>) -> Result<Respons
         .transpose()?;
     let state = q.get("state").map(String::as_str);
     if let Some(s) = state {
-        const STATES: [&str; 6] = [
-            "queued",
-            "active",
-            "paused",
-            "completed",
-            "failed",
-            "canceled",
-        ];
-        if !STATES.contains(&s) {
+        // Every state a job can show (the wire type's own list: `waiting` was once missing
+        // here, so the dashboard's and the CLI's "waiting" filter got a 400).
+        let all = crate::wire::jobs::JobState::ALL.map(|st| st.as_str());
+        if !all.contains(&s) {
             return Err(Error::field(
                 "state",
-                format!("state must be one of {}", STATES.join(", ")),
+                format!("state must be one of {}", all.join(", ")),
             ));
         }
     }
