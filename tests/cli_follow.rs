@@ -246,7 +246,7 @@ async fn requeue_names_the_jobs_that_run_again_after_it() {
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "stdout: {stdout}\nstderr: {stderr}");
     assert!(
-        stdout.contains("waiting for it (they run again after it): video, upload\n"),
+        stdout.contains("jobs waiting for it: video, upload\n"),
         "{stdout}"
     );
     let out = cli_async(&server.url, &["requeue", "other"]).await;

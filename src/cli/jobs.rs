@@ -341,10 +341,7 @@ pub async fn action(args: ActionArgs, verb: &str) -> anyhow::Result<ExitCode> {
         if verb == "requeue" {
             let waiting = waiting_for(&client, &job.spec.id).await;
             if !waiting.is_empty() {
-                println!(
-                    "waiting for it (they run again after it): {}",
-                    waiting.join(", ")
-                );
+                println!("jobs waiting for it: {}", waiting.join(", "));
             }
         }
     }
