@@ -39,6 +39,15 @@ use std::collections::BTreeSet;
 /// a task without frames).
 pub type Again = Vec<Option<FrameRange>>;
 
+/// The part of [`Again`] that `tasks` make: the frames of those not completed.
+pub fn again_of<'t>(tasks: impl IntoIterator<Item = &'t Task>) -> Again {
+    tasks
+        .into_iter()
+        .filter(|t| t.state != TaskState::Completed)
+        .map(|t| t.frames)
+        .collect()
+}
+
 /// After `job` was requeued: the jobs waiting for it wait again for what it renders again
 /// (`again`), and so on down the chain (see the module doc).
 pub async fn after_requeue<S: Store>(
@@ -103,10 +112,9 @@ async fn rewait<S: Store>(ctx: &Ctx<'_, S>, id: &str, dep: &str, again: &Again) 
             };
             let mut touched = false;
             for t in value.tasks.iter_mut().filter(|t| pick(t)) {
-                if needs_rewait(t, hold) {
-                    let event = Event::Rewait { hold, why: &why };
-                    touched |= apply(t, event, ctx.now_ms).is_ok();
-                }
+                // Refused for a task already waiting as asked: nothing to write for it.
+                let event = Event::Rewait { hold, why: &why };
+                touched |= apply(t, event, ctx.now_ms).is_ok();
             }
             let picked: Vec<Task> = value.tasks.iter().filter(|t| pick(t)).cloned().collect();
             Ok(if touched {
@@ -116,12 +124,7 @@ async fn rewait<S: Store>(ctx: &Ctx<'_, S>, id: &str, dep: &str, again: &Again) 
             })
         })
         .await?;
-        its_again.extend(
-            tasks
-                .iter()
-                .filter(|t| t.state != TaskState::Completed)
-                .map(|t| t.frames),
-        );
+        its_again.extend(again_of(&tasks));
     }
     // Down the chain even when nothing changed here: a requeue sent again after a 503 finishes
     // what the first one left.
@@ -152,29 +155,4 @@ fn uses_of(job: &JobRecord, again: &Again) -> BTreeSet<u32> {
         .flatten()
         .flat_map(|range| map.tasks_overlapping(range))
         .collect()
-}
-
-/// Whether `Rewait` would change `t`: it is not already queued (held, if `hold`) with no
-/// lapsed lease.
-fn needs_rewait(t: &Task, hold: bool) -> bool {
-    t.state != TaskState::Queued || (hold && !t.held) || t.lapsed.is_some()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_queued_task_waiting_as_asked_is_left_alone() {
-        let mut t = Task::new(0, None, 0);
-        assert!(!needs_rewait(&t, false));
-        assert!(
-            needs_rewait(&t, true),
-            "a released frame-by-frame task is held again"
-        );
-        t.held = true;
-        assert!(!needs_rewait(&t, true));
-        t.state = TaskState::Completed;
-        assert!(needs_rewait(&t, false));
-    }
 }

@@ -8,7 +8,7 @@ use super::{cancel_remaining, index_segments, live_segments, reopen, update_job}
 use crate::core::cas::{self, Step};
 use crate::core::error::{Error, Result};
 use crate::core::job_list;
-use crate::core::model::{DependencyFailure, JobRecord, Segment, TaskState};
+use crate::core::model::{DependencyFailure, JobRecord, Segment};
 use crate::core::records::Rec;
 use crate::core::rollup::{self, JobState};
 use crate::core::scheduler::task_ref::load_job;
@@ -119,12 +119,7 @@ async fn requeue<S: Store>(ctx: &Ctx<'_, S>, id: &str, completed_too: bool) -> R
                 // completed ones: they stay as they are.
                 let _ = apply(t, Event::Requeued { completed_too }, ctx.now_ms);
             }
-            let pending = value
-                .tasks
-                .iter()
-                .filter(|t| t.state != TaskState::Completed)
-                .map(|t| t.frames)
-                .collect();
+            let pending = super::rewait::again_of(&value.tasks);
             Ok(Step::Write(value, pending))
         })
         .await?;

@@ -37,7 +37,8 @@
 //!    a task not held (releasing twice changes nothing). A held task keeps its flag through
 //!    `Canceled` and `Requeued`: requeued, it waits for its frames again.
 //! 8. What the task used is rendered again (a job its job waits for was requeued): it runs
-//!    again after that, held with `hold` (frame by frame). A running attempt is withdrawn (its
+//!    again after that, held with `hold` (frame by frame). Refused for a queued task already
+//!    waiting as asked (held if `hold`, no lapsed lease): nothing would change. A running attempt is withdrawn (its
 //!    holder's next heartbeat or ack is answered `stale_lease`); a lapsed lease can no longer
 //!    be revived. A finished task starts afresh, like `Requeued`.
 //!
@@ -242,7 +243,12 @@ pub fn apply(task: &mut Task, event: Event<'_>, now_ms: u64) -> Result<(), Refus
         | (Failed | Canceled, Event::Requeued { .. }) => start_afresh(task),
         (Leased, Event::Requeued { .. }) => return Err(refuse),
 
+        // Refused when it would change nothing (already waiting as asked), so the caller
+        // knows whether to write.
         (Queued, Event::Rewait { hold, .. }) => {
+            if (task.held || !hold) && task.lapsed.is_none() {
+                return Err(refuse);
+            }
             task.held |= hold;
             task.lapsed = None;
         }

@@ -146,6 +146,32 @@ fn rewait_queues_every_task_again_held_when_asked_and_withdraws_a_running_attemp
         "the attempt was withdrawn, not failed"
     );
     assert_eq!(t.failures, 0);
+    // A queued task already waiting as asked is left alone (the caller then writes nothing).
+    let fresh = Task::new(0, None, 0);
+    let plain = Event::Rewait {
+        hold: false,
+        why: "w",
+    };
+    assert_eq!(
+        apply(&mut fresh.clone(), plain, NOW).map_err(|r| r.event),
+        Err(EventKind::Rewait)
+    );
+    let mut released = fresh.clone();
+    let held = Event::Rewait {
+        hold: true,
+        why: "w",
+    };
+    assert_eq!(
+        apply(&mut released, held.clone(), NOW),
+        Ok(()),
+        "held again"
+    );
+    assert!(released.held);
+    assert_eq!(
+        apply(&mut released, held, NOW).map_err(|r| r.event),
+        Err(EventKind::Rewait),
+        "holding twice changes nothing"
+    );
 }
 
 #[test]
